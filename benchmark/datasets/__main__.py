@@ -1,0 +1,244 @@
+"""python -m benchmark.datasets {generate,import,subset,verify,stats} -- see --help of each."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.datasets.format import DatasetError, DatasetWriter, read_manifest, verify_dataset
+from benchmark.tasks import default_data_dir, get_task, resolve_tasks
+
+
+def _data_dir(args) -> Path:
+    return Path(args.data_dir) if args.data_dir else default_data_dir()
+
+
+def _known_datasets(root: Path) -> list[str]:
+    return sorted(str(p.parent.relative_to(root)) for p in root.glob("**/manifest.json") if not p.parent.name.startswith("."))
+
+
+def _names(spec: list[str], root: Path) -> list[str]:
+    if not spec or spec == ["all"]:
+        names = _known_datasets(root)
+        if not names:
+            raise DatasetError(f"no datasets under {root}; create them with `python -m benchmark.datasets generate metaworld`")
+        return names
+    return spec
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return "-" if math.isnan(x) else f"{x:.3f}"
+    return str(x)
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _stats_row(name: str, m: dict) -> dict:
+    return {"dataset": name, "episodes": m["episodes"], "transitions": m["transitions"],
+            "mean_return": m["mean_return"], "success": m["success_rate"]}
+
+
+def cmd_generate(args) -> None:
+    from tqdm import tqdm
+
+    from benchmark.datasets import metaworld as gen
+
+    root = _data_dir(args)
+    tasks = resolve_tasks(args.tasks)
+    not_mw = [t for t in tasks if get_task(t).domain != "metaworld"]
+    if not_mw:
+        raise DatasetError(f"{not_mw} cannot be generated: Kitchen data comes from demonstrations; "
+                           f"use `python -m benchmark.datasets import kitchen --format ... --source ...`")
+    rows = []
+    for name in tasks:
+        spec = get_task(name)
+        path = root / name
+        if path.exists() and not args.overwrite:
+            m = read_manifest(path)
+            print(f"{path} exists, kept (pass --overwrite to regenerate)")
+            rows.append({**_stats_row(name, m), "attempts": m.get("attempts", "?"), **_paper(spec)})
+            continue
+        t0 = time.time()
+        with tqdm(desc=name, unit="ep", leave=False, disable=args.quiet) as bar:
+            writer = DatasetWriter(path, task=name, seed=args.seed, overwrite=args.overwrite,
+                                   generator={"name": gen.GENERATOR, "version": gen.GENERATOR_VERSION,
+                                              "episode_length": spec.episode_length,
+                                              "action_repeat": spec.action_repeat})
+            try:
+                counts = gen.generate(spec, writer, episodes=args.episodes, seed=args.seed,
+                                      action_noise=args.action_noise, max_attempts=args.max_attempts, progress=bar)
+            except BaseException:
+                writer.abort()
+                raise
+            m = writer.commit(attempts=counts["attempts"], action_noise=counts["action_noise"])
+        print(f"{name}: {m['episodes']} episodes ({counts['attempts']} attempts) in {time.time() - t0:.0f} s -> {path}")
+        rows.append({**_stats_row(name, m), "attempts": counts["attempts"], **_paper(spec)})
+    print()
+    print_table(rows, ["dataset", "episodes", "attempts", "transitions", "mean_return", "success",
+                       "paper_episodes", "paper_transitions", "paper_return", "paper_success"])
+
+
+def _paper(spec) -> dict:
+    p = spec.paper_dataset
+    return {"paper_episodes": p.get("episodes", ""), "paper_transitions": p.get("transitions", ""),
+            "paper_return": p.get("mean_return", ""), "paper_success": p.get("success_rate", "")}
+
+
+def cmd_import(args) -> None:
+    from tqdm import tqdm
+
+    from benchmark.datasets import kitchen as imp
+
+    if args.domain != "kitchen":
+        raise DatasetError(f"only kitchen data is imported (got {args.domain!r}); MetaWorld data is generated")
+    root = _data_dir(args)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    for t in tasks:
+        get_task(f"kitchen/{t}")
+    paths = {t: root / args.prefix / t if args.prefix else root / "kitchen" / t for t in tasks}
+    for t, p in paths.items():
+        if p.exists() and not args.overwrite:
+            raise DatasetError(f"{p} already exists; pass --overwrite to replace it")
+    generator = {"name": imp.GENERATOR, "version": imp.GENERATOR_VERSION, "source_format": args.format,
+                 "source": str(args.source)}
+    writers = {t: DatasetWriter(p, task=f"kitchen/{t}", generator=generator, seed=None, overwrite=args.overwrite)
+               for t, p in paths.items()}
+    raw = imp.READERS[args.format](args.source)
+    if args.limit:
+        raw = (ep for i, ep in zip(range(args.limit), raw))
+    t0 = time.time()
+    try:
+        with tqdm(desc=f"render {args.format}", unit="frame", disable=args.quiet) as bar:
+            n = imp.import_episodes(raw, writers, progress=bar)
+        manifests = {t: w.commit() for t, w in writers.items()}
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    print(f"imported {n} episodes in {time.time() - t0:.0f} s")
+    print_table([_stats_row(str(paths[t].relative_to(root)), m) for t, m in manifests.items()],
+                ["dataset", "episodes", "transitions", "mean_return", "success"])
+
+
+def cmd_subset(args) -> None:
+    root = _data_dir(args)
+    src = root / args.dataset
+    manifest = verify_dataset(src)
+    n = manifest["episodes"]
+    if not 0 < args.episodes <= n:
+        raise DatasetError(f"--episodes must be between 1 and {n} (the episodes in {args.dataset}), got {args.episodes}")
+    # Uniformly at random, not by return (paper, Appendix A.2); sorted to keep episode order.
+    chosen = np.sort(np.random.default_rng(args.seed).choice(n, size=args.episodes, replace=False))
+    name = args.name or f"{args.dataset}-{args.episodes}ep-seed{args.seed}"
+    generator = {"name": "subset", "version": 1, "parent": args.dataset, "parent_checksum": manifest["checksum"],
+                 "indices": chosen.tolist(), "parent_generator": manifest["generator"]}
+    writer = DatasetWriter(root / name, task=manifest["task"], generator=generator, seed=args.seed,
+                           overwrite=args.overwrite)
+    try:
+        for i in chosen:  # copy the episode files as they are (checksums carry over)
+            entry = manifest["files"][i]
+            new = dict(entry, name=f"{len(writer.files):06d}.npz")
+            shutil.copyfile(src / "episodes" / entry["name"], writer._tmp / "episodes" / new["name"])
+            writer.files.append(new)
+        writer._shape, writer._action_dim = tuple(manifest["image_shape"]), manifest["action_dim"]
+        m = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    print(f"wrote {root / name}")
+    print_table([_stats_row(name, m)], ["dataset", "episodes", "transitions", "mean_return", "success"])
+
+
+def cmd_verify(args) -> None:
+    root = _data_dir(args)
+    for name in _names(args.datasets, root):
+        m = verify_dataset(root / name)
+        print(f"ok  {name}: {m['episodes']} episodes, {m['transitions']} transitions, checksum {m['checksum'][:12]}")
+
+
+def cmd_stats(args) -> None:
+    root = _data_dir(args)
+    rows = []
+    for name in _names(args.datasets, root):
+        m = read_manifest(root / name)
+        row = _stats_row(name, m)
+        try:
+            row.update(_paper(get_task(m["task"])))
+        except KeyError:
+            pass
+        rows.append(row)
+    print_table(rows, ["dataset", "episodes", "transitions", "mean_return", "success",
+                       "paper_episodes", "paper_transitions", "paper_return", "paper_success"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmark.datasets", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="dataset folder (default: $BENCHMARK_DATA_DIR or ./datasets)")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", parents=[common], help="generate MetaWorld datasets with scripted experts")
+    g.add_argument("tasks", help="'metaworld', task names (metaworld/door-open) or a comma-separated list")
+    g.add_argument("--episodes", type=int, default=10, help="successful episodes per task (paper: 9-10)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--action-noise", type=float, default=0.0, help="std of Gaussian noise on expert actions")
+    g.add_argument("--max-attempts", type=int, default=None, help="give up after this many episodes (default 5x)")
+    g.add_argument("--overwrite", action="store_true")
+    g.set_defaults(func=cmd_generate)
+
+    i = sub.add_parser("import", parents=[common], help="import Kitchen demonstrations and render them")
+    i.add_argument("domain", choices=["kitchen"])
+    i.add_argument("--format", required=True, choices=["d4rl", "minari", "npz"])
+    i.add_argument("--source", required=True, help="HDF5 file (d4rl), dataset id (minari) or NPZ folder (npz)")
+    i.add_argument("--tasks", default="mixed,partial", help="kitchen tasks to write (default: mixed,partial)")
+    i.add_argument("--prefix", default="", help="write to <data-dir>/<prefix>/<task> instead of kitchen/<task>")
+    i.add_argument("--limit", type=int, default=0, help="import only the first N episodes")
+    i.add_argument("--overwrite", action="store_true")
+    i.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("subset", parents=[common], help="a seeded random subset of N episodes")
+    s.add_argument("dataset", help="e.g. kitchen/mixed")
+    s.add_argument("--episodes", type=int, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--name", default=None, help="default: <dataset>-<N>ep-seed<seed>")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_subset)
+
+    v = sub.add_parser("verify", parents=[common], help="check checksums, shapes and dtypes")
+    v.add_argument("datasets", nargs="*", help="dataset names (default: all)")
+    v.set_defaults(func=cmd_verify)
+
+    st = sub.add_parser("stats", parents=[common], help="counts, returns and success rates")
+    st.add_argument("datasets", nargs="*", help="dataset names (default: all)")
+    st.set_defaults(func=cmd_stats)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (DatasetError, KeyError, ValueError, RuntimeError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
