@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -81,6 +82,17 @@ def validate_episode(ep: dict[str, np.ndarray], where: str = "episode") -> int:
     return T
 
 
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez_compressed`` with fixed zip timestamps, so equal arrays give byte-identical files
+    (and a dataset generated twice from the same seed has the same checksum)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -90,7 +102,7 @@ def _sha256(path: Path) -> str:
 
 
 def _combined_checksum(files: list[dict[str, Any]]) -> str:
-    return hashlib.sha256("".join(f"{f['name']}:{f['sha256']}\n" for f in files).encode()).hexdigest()
+    return hashlib.sha256("".join(f"{f['name']}:{f['length']}:{f['sha256']}\n" for f in files).encode()).hexdigest()
 
 
 class DatasetWriter:
@@ -125,7 +137,7 @@ class DatasetWriter:
             raise DatasetError(f"episode {len(self.files)} has images {shape} and actions ({adim},), "
                                f"unlike the first episode's {self._shape} and ({self._action_dim},)")
         name = f"{len(self.files):06d}.npz"
-        np.savez_compressed(self._tmp / "episodes" / name, **ep)
+        save_npz(self._tmp / "episodes" / name, ep)
         self.files.append({"name": name, "length": T, "return": float(ep["reward"].sum()),
                            "success": bool(ep["success"].any()),
                            "sha256": _sha256(self._tmp / "episodes" / name)})
@@ -177,7 +189,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     mfile = path / "manifest.json"
     if not mfile.exists():
-        raise DatasetError(f"no dataset at {path} (missing {mfile.name}). {fix_hint(path)}")
+        raise DatasetError(f"no dataset at {path} (no {mfile.name}). Create MetaWorld datasets with "
+                           f"`python -m benchmark.datasets generate metaworld`, Kitchen ones with "
+                           f"`python -m benchmark.datasets import kitchen --format ... --source ...`.")
     try:
         manifest = json.loads(mfile.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -1,0 +1,24 @@
+import benchmark  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
+import numpy as np
+import pytest
+
+
+def make_episode(T=5, size=8, action_dim=4, seed=0, **extra):
+    rng = np.random.default_rng(seed)
+    ep = {
+        "image": rng.integers(0, 256, (T + 1, size, size, 3), dtype=np.uint8),
+        "action": rng.uniform(-1, 1, (T, action_dim)).astype(np.float32),
+        "reward": (rng.uniform(size=T) > 0.5).astype(np.float32),
+        "success": np.zeros(T, bool),
+        "terminal": np.zeros(T, bool),
+    }
+    ep["success"][-1] = True
+    ep.update(extra)
+    return ep
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    d = tmp_path / "data"
+    monkeypatch.setenv("BENCHMARK_DATA_DIR", str(d))
+    return d

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from benchmark.tasks import TASKS, get_task, resolve_tasks, suites
+
+PAPER_METAWORLD = {"assembly", "bin-picking", "box-close", "coffee-push", "disassemble", "door-open",
+                   "drawer-open", "hammer", "plate-slide", "window-open"}
+
+
+def test_registry_holds_the_papers_twelve_tasks():
+    assert {n.split("/")[1] for n in suites()["metaworld"]} == PAPER_METAWORLD
+    assert suites()["kitchen"] == ["kitchen/mixed", "kitchen/partial"]
+    assert len(suites()["all"]) == 12 == len(TASKS)
+
+
+def test_resolve_suites_lists_and_duplicates():
+    assert resolve_tasks("kitchen") == ["kitchen/mixed", "kitchen/partial"]
+    assert resolve_tasks("kitchen/partial,kitchen,metaworld/hammer") == [
+        "kitchen/partial", "kitchen/mixed", "metaworld/hammer"]
+    assert len(resolve_tasks("all")) == 12
+
+
+def test_unknown_task_lists_the_known_ones():
+    with pytest.raises(KeyError) as err:
+        get_task("metaworld/door-close")
+    assert "metaworld/door-open" in str(err.value) and "suites: all" in str(err.value)
+    with pytest.raises(KeyError):
+        resolve_tasks("kitchen,nope")
+
+
+def test_schedules_follow_the_paper():
+    mw, k = get_task("metaworld/hammer"), get_task("kitchen/mixed")
+    assert (mw.schedule.offline_steps, mw.schedule.updates_per_episode, mw.schedule.online_steps) == (1000, 20, 20000)
+    assert (k.schedule.offline_steps, k.schedule.updates_per_episode, k.schedule.online_steps) == (10000, 50, 66300)
+    assert mw.schedule.online_episodes == 1000 and k.schedule.online_episodes == 1326
+    assert (mw.action_repeat, k.action_repeat, k.episode_length) == (2, 1, 280)
+
+
+def test_filtered_bc_goal_rule():
+    done = np.zeros((6, 4), bool)
+    done[3:, :3] = True  # microwave, kettle, bottom burner but never the light switch
+    ep = {"success": done.all(1), "objects_done": done}
+    assert get_task("kitchen/partial").reaches_goal(ep)  # first three objects are enough
+    assert not get_task("kitchen/mixed").reaches_goal(ep)  # needs all four
+    assert get_task("metaworld/hammer").reaches_goal({"success": np.array([0, 1, 0], bool)})
+    assert not get_task("metaworld/hammer").reaches_goal({"success": np.zeros(3, bool)})
