@@ -30,7 +30,7 @@ class BCConfig:
     latent: int = 50
     hidden: tuple[int, ...] = (256, 256)
     augment_pad: int = 4
-    cosine_decay_steps: int = 0  # 0: constant learning rate; the protocol sets the run's total updates
+    cosine_decay_steps: int = 0  # 0 = the run's total updates (set by benchmark.run); <0: constant lr
 
     PROFILES = {
         "cpu": dict(batch_size=64, channels=(16, 32, 32, 32)),
@@ -52,7 +52,7 @@ class BCAgent:
         H, W, C = obs_shape
         params = self.net.init(init_key, jnp.zeros((1, H, W, C * config.framestack), jnp.uint8))
         lr = (optax.cosine_decay_schedule(config.lr, config.cosine_decay_steps)
-              if config.cosine_decay_steps else config.lr)
+              if config.cosine_decay_steps > 0 else config.lr)
         self.tx = optax.adam(lr)
         self.state = {"params": params, "opt": self.tx.init(params), "key": key, "step": 0}
         self._update = jax.jit(self._update_fn)

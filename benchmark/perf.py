@@ -1,4 +1,4 @@
-"""Speed figures: ``python -m benchmark.perf render [--steps N]``.
+"""Speed figures: ``python -m benchmark.perf render [--steps N]`` and ``python -m benchmark.perf store``.
 
 Compares raw MuJoCo (the simulator's own step plus one 64x64 render with the same renderer
 settings) against our wrapped environment's ``step``, for one MetaWorld task and for Kitchen,
@@ -83,15 +83,42 @@ def bench_task(name: str, steps: int) -> dict:
             "render/s_default": default_render, "render_speedup": fast_render / default_render}
 
 
+def bench_store(data_dir, task: str, batch: int = 256) -> dict:
+    """Memory of the episode store against the raw frame bytes, and sampling speed."""
+    from benchmark.datasets import iter_episodes
+    from benchmark.replay import EpisodeStore
+
+    store = EpisodeStore(seed=0)
+    for ep in iter_episodes(data_dir / task):
+        store.add(ep)
+    n_frames = sum(len(ep["image"]) for ep in store.episodes)
+    raw = n_frames * int(np.prod(store.episodes[0]["image"].shape[1:]))
+    transitions = _rate(lambda: store.sample_transitions(batch, framestack=3), 20)
+    sequences = _rate(lambda: store.sample_sequences(16, length=50), 20)
+    return {"dataset": task, "frames": n_frames, "raw_frame_MB": raw / 2**20, "store_MB": store.nbytes() / 2**20,
+            "store/raw": store.nbytes() / raw, f"batches/s (B={batch}, k=3)": transitions,
+            "seq batches/s (16x50)": sequences}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["render"])
+    p.add_argument("what", choices=["render", "store"])
+    p.add_argument("--data-dir", default=None)
     p.add_argument("--tasks", default="metaworld/door-open,kitchen/mixed")
     p.add_argument("--steps", type=int, default=200)
     args = p.parse_args(argv)
     import os
 
+    if args.what == "store":
+        from pathlib import Path
+
+        from benchmark.tasks import default_data_dir
+
+        root = Path(args.data_dir) if args.data_dir else default_data_dir()
+        rows = [bench_store(root, t.strip()) for t in args.tasks.split(",")]
+        print_table(rows, list(rows[0]))
+        return 0
     print(f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}  steps per measurement={args.steps} (best of 3)")
     rows = [bench_task(t.strip(), args.steps) for t in args.tasks.split(",")]
     print_table(rows, list(rows[0]))

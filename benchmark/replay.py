@@ -76,23 +76,24 @@ class EpisodeStore:
 
     def sample_transitions(self, batch: int, framestack: int = 1, mask: np.ndarray | None = None) -> dict:
         eps, ts = self._pick(batch, mask)
+        H, W, C = self.episodes[0]["image"].shape[1:]
+        obs = np.empty((batch, framestack, H, W, C), np.uint8)
+        nxt = np.empty_like(obs)
+        A = self.episodes[0]["action"].shape[1]
+        out = {"action": np.empty((batch, A), np.float32), "reward": np.empty(batch, np.float32),
+               "success": np.empty(batch, bool), "terminal": np.empty(batch, bool)}
         offsets = np.arange(-framestack + 1, 1)
-        obs, nxt = [], []
-        out = {k: [] for k in PER_STEP}
-        for e, t in zip(eps, ts):
+        for e in np.unique(eps):  # one gather per episode present in the batch
+            sel = np.flatnonzero(eps == e)
+            t = ts[sel]
             ep = self.episodes[e]
-            frames = ep["image"]
-            obs.append(frames[np.maximum(t + offsets, 0)])
-            nxt.append(frames[np.maximum(t + 1 + offsets, 0)])
+            obs[sel] = ep["image"][np.maximum(t[:, None] + offsets, 0)]  # the first frame repeats before the start
+            nxt[sel] = ep["image"][np.maximum(t[:, None] + 1 + offsets, 0)]
             for k in PER_STEP:
-                out[k].append(ep[k][t])
-        stack = lambda xs: np.concatenate(list(np.moveaxis(np.stack(xs), 1, 0)), axis=-1)  # (B,k,H,W,3)->(B,H,W,3k)
-        batch_ = {k: np.stack(v) for k, v in out.items()}
-        return {
-            "obs": stack(obs), "next_obs": stack(nxt), "action": batch_["action"].astype(np.float32),
-            "reward": batch_["reward"].astype(np.float32), "success": batch_["success"],
-            "discount": 1.0 - batch_["terminal"].astype(np.float32),
-        }
+                out[k][sel] = ep[k][t]
+        fold = lambda x: x.transpose(0, 2, 3, 1, 4).reshape(batch, H, W, framestack * C)  # oldest frame first
+        return {"obs": fold(obs), "next_obs": fold(nxt), "action": out["action"], "reward": out["reward"],
+                "success": out["success"], "discount": 1.0 - out["terminal"].astype(np.float32)}
 
     def sample_sequences(self, batch: int, length: int) -> dict:
         # A window covers `length` frames; it may start at frame 0..T+1-length.

@@ -7,6 +7,7 @@ checkpoint. Everything is checked before anything is written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import traceback
 from pathlib import Path
@@ -56,8 +57,11 @@ def plan(args) -> list[dict]:
             raise UsageError(f"missing dataset for {task} at {dataset} ({exc.args[0].split('.')[0]}); "
                              f"create it with `{how}`") from exc
         schedule = schedule_for(spec, args.profile)
+        total_updates = schedule.offline_steps + schedule.online_episodes * schedule.updates_per_episode
         for algo in algos:
             cfg = algorithms.make_config(algo, args.profile)
+            if getattr(cfg, "cosine_decay_steps", None) == 0:  # decay over the whole run (jaxrl2: per-run decay_steps)
+                cfg = dataclasses.replace(cfg, cosine_decay_steps=total_updates)
             for seed in seeds:
                 runs.append({"spec": spec, "algo": algo, "cfg": cfg, "schedule": schedule, "seed": seed,
                              "dataset": dataset, "env_overrides": env_overrides_for(spec, args.profile),

@@ -95,7 +95,7 @@ def test_run_cli_writes_a_complete_run_and_skips_it_when_done(tmp_path, data_dir
     d = tmp_path / "metaworld/drawer-open/bc/seed_0"
     assert {p.name for p in d.iterdir()} >= {"config.json", "metrics.csv", "checkpoint.pkl", "status.json", "episodes"}
     cfg = json.loads((d / "config.json").read_text())
-    assert cfg["agent_config"]["batch_size"] == 8 and cfg["dataset"]["checksum"] and cfg["versions"]["jax"]
+    assert cfg["agent_config"]["batch_size"] == 8 and cfg["agent_config"]["cosine_decay_steps"] == 4 + 2 * 2 and cfg["dataset"]["checksum"] and cfg["versions"]["jax"]
     assert json.loads((d / "status.json").read_text())["status"] == "done"
     before = (d / "metrics.csv").read_text()
     assert run_cli(args) == 0
