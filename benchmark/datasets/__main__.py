@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -149,12 +147,9 @@ def cmd_subset(args) -> None:
     writer = DatasetWriter(root / name, task=manifest["task"], generator=generator, seed=args.seed,
                            overwrite=args.overwrite)
     try:
-        for i in chosen:  # copy the episode files as they are (checksums carry over)
+        for i in chosen:
             entry = manifest["files"][i]
-            new = dict(entry, name=f"{len(writer.files):06d}.npz")
-            shutil.copyfile(src / "episodes" / entry["name"], writer._tmp / "episodes" / new["name"])
-            writer.files.append(new)
-        writer._shape, writer._action_dim = tuple(manifest["image_shape"]), manifest["action_dim"]
+            writer.add_file(src / "episodes" / entry["name"], entry, manifest["image_shape"], manifest["action_dim"])
         m = writer.commit()
     except BaseException:
         writer.abort()

@@ -142,6 +142,16 @@ class DatasetWriter:
                            "success": bool(ep["success"].any()),
                            "sha256": _sha256(self._tmp / "episodes" / name)})
 
+    def add_file(self, file: Path, entry: dict[str, Any], image_shape, action_dim: int) -> None:
+        """Copy an episode file of another dataset as it is (its manifest entry and checksum carry over)."""
+        if self._shape is None:
+            self._shape, self._action_dim = tuple(image_shape), action_dim
+        elif (tuple(image_shape), action_dim) != (self._shape, self._action_dim):
+            raise DatasetError(f"{file}: images {tuple(image_shape)} / actions ({action_dim},) differ from this dataset's")
+        new = dict(entry, name=f"{len(self.files):06d}.npz")
+        shutil.copyfile(file, self._tmp / "episodes" / new["name"])
+        self.files.append(new)
+
     def commit(self, **extra: Any) -> dict[str, Any]:
         if not self.files:
             raise DatasetError(f"no episodes were added to {self.path}")

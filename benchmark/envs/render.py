@@ -20,6 +20,7 @@ from benchmark import GL_HELP
 class RenderBackendError(RuntimeError):
     """No usable OpenGL backend for offscreen rendering."""
 
+
 @dataclass(frozen=True)
 class Camera:
     """A named camera of the model, or a free camera given by its orbit parameters."""
