@@ -15,7 +15,8 @@ GL_HELP = (
 
 def configure_gl(default: str = "egl") -> str:
     """Pick MuJoCo's headless OpenGL backend. MuJoCo reads ``MUJOCO_GL`` once, when first imported,
-    so this runs when ``benchmark`` is imported; import ``benchmark`` before ``mujoco``."""
+    so this runs when ``benchmark.envs`` is imported (every env factory imports it first); importing
+    ``benchmark`` alone configures nothing."""
     backend = os.environ.get("MUJOCO_GL", "").lower()
     if not backend and "mujoco" in sys.modules:
         return ""  # too late: mujoco already chose (the renderer will say so if that fails)
@@ -27,5 +28,3 @@ def configure_gl(default: str = "egl") -> str:
         os.environ.setdefault("PYOPENGL_PLATFORM", backend)
     return backend
 
-
-configure_gl()

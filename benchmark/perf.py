@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-import benchmark  # noqa: F401  (sets MUJOCO_GL)
+import benchmark.envs  # noqa: F401  (sets MUJOCO_GL)
 from benchmark.datasets.__main__ import print_table
 from benchmark.tasks import get_task
 

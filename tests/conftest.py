@@ -1,4 +1,4 @@
-import benchmark  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
+import benchmark.envs  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
 import numpy as np
 import pytest
 

@@ -131,7 +131,7 @@ def _run(code: str, **env_vars):
 
 
 def test_unsupported_gl_backend_is_a_clear_error():
-    out = _run("import benchmark", MUJOCO_GL="directx")
+    out = _run("import benchmark.envs", MUJOCO_GL="directx")
     assert out.returncode != 0 and "MUJOCO_GL='directx' is not supported" in out.stderr
 
 

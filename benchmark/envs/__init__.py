@@ -1,2 +1,6 @@
 """Pixel environments. Importing this package picks the headless GL backend before mujoco loads."""
-from benchmark.envs.render import Camera, PixelRenderer, RenderBackendError  # noqa: F401
+from benchmark import configure_gl
+
+configure_gl()
+
+from benchmark.envs.render import Camera, PixelRenderer, RenderBackendError  # noqa: E402,F401
