@@ -82,3 +82,31 @@ def write_minari(dataset_id: str, n_episodes=2, length=5, seed=0) -> str:
     env.create_dataset(dataset_id=dataset_id, algorithm_name="noisy-random", author="tests")
     env.close()
     return dataset_id
+
+
+D5RL_OBJECTS = ("microwave", "kettle", "bottom burner", "top burner", "light switch", "slide cabinet",
+                "hinge cabinet")
+
+
+def write_d5rl_image_npz(folder: Path, n_episodes=2, length=5, seed=0) -> tuple[Path, list[dict]]:
+    """Image-only episodes in D5RL's standard-kitchen layout: every key has T+1 rows (row 0 is the reset;
+    its action and rewards are placeholders), LEXA-view images under ``extra_image_camera_12_rgb``,
+    per-object rewards ``reward <object>`` (1 where the object is done) and their sum ``reward``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    written = []
+    for i in range(n_episodes):
+        n = length + 1
+        per_object = {f"reward {o}": (rng.random(n) < 0.5).astype(np.float32) for o in D5RL_OBJECTS}
+        arrays = {
+            "extra_image_camera_12_rgb": rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
+            "extra_image_camera_gripper_rgb": rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
+            "action": np.vstack([np.zeros((1, 9)), rng.uniform(-1, 1, (length, 9))]).astype(np.float32),
+            "proprio": rng.normal(0, 1, (n, 9)).astype(np.float32),
+            "reward": np.sum(list(per_object.values()), axis=0).astype(np.float32),
+            "is_first": np.eye(1, n, 0)[0].astype(bool),
+            **per_object,
+        }
+        np.savez(folder / f"episode_{i:03d}.npz", **arrays)
+        written.append(arrays)
+    return folder, written

@@ -75,3 +75,44 @@ def test_import_errors(tmp_path, capsys):
     assert _import(tmp_path, "minari", "D4RL/kitchen/nothing-v9") == 2
     assert "MINARI_DATASETS_PATH" in capsys.readouterr().err
     assert not list(tmp_path.glob("kitchen/*"))  # nothing half-written, no temporary folders left
+
+
+def test_import_d5rl_image_npz(tmp_path):
+    from kitchen_sources import write_d5rl_image_npz
+
+    from benchmark.envs.kitchen import KITCHEN_TASKS
+
+    src, episodes = write_d5rl_image_npz(tmp_path / "d5rl", n_episodes=2, length=5)
+    assert _import(tmp_path, "npz", src, "--image-key", "extra_image_camera_12_rgb") == 0
+    for task in ("mixed", "partial"):
+        m = verify_dataset(tmp_path / "kitchen" / task)
+        assert (m["episodes"], m["transitions"]) == (2, 10)
+        assert m["generator"]["image_key"] == "extra_image_camera_12_rgb"
+        for ep, src_ep in zip(load_episodes(tmp_path / "kitchen" / task), episodes):
+            assert "qpos" not in ep  # image-only sources hold no object joint positions
+            np.testing.assert_array_equal(ep["image"], src_ep["extra_image_camera_12_rgb"])
+            np.testing.assert_array_equal(ep["action"], src_ep["action"][1:])  # row 0: reset placeholder
+            columns = np.stack([src_ep[f"reward {o}"][1:] for o in KITCHEN_TASKS[task]], axis=1)
+            np.testing.assert_array_equal(ep["reward"], columns.sum(axis=1))
+            np.testing.assert_array_equal(ep["objects_done"], columns > 0)
+            np.testing.assert_array_equal(ep["success"], (columns > 0).all(axis=1))
+    # The two tasks' rewards differ (slide cabinet vs bottom burner), from the same images.
+    mixed, partial = (load_episodes(tmp_path / "kitchen" / t)[0]["reward"] for t in ("mixed", "partial"))
+    assert not np.array_equal(mixed, partial)
+
+
+def test_import_d5rl_image_npz_errors(tmp_path, capsys):
+    from kitchen_sources import write_d5rl_image_npz
+
+    src, _ = write_d5rl_image_npz(tmp_path / "d5rl", n_episodes=1, length=3)
+    assert _import(tmp_path, "npz", src, "--image-key", "image") == 2
+    err = capsys.readouterr().err
+    assert "no 'image' array" in err and "extra_image_camera_12_rgb" in err and len(err.strip().splitlines()) == 1
+    data = dict(np.load(src / "episode_000.npz"))
+    del data["reward kettle"]
+    np.savez(src / "episode_000.npz", **data)
+    assert _import(tmp_path, "npz", src, "--image-key", "extra_image_camera_12_rgb") == 2
+    assert "'reward kettle'" in capsys.readouterr().err
+    assert _import(tmp_path, "d4rl", src, "--image-key", "extra_image_camera_12_rgb") == 2
+    assert "needs --format npz" in capsys.readouterr().err
+    assert not list(tmp_path.glob("kitchen/*"))

@@ -100,6 +100,7 @@ def cmd_import(args) -> None:
     from tqdm import tqdm
 
     from benchmark.datasets import kitchen as imp
+    from benchmark.envs.kitchen import KITCHEN_TASKS
 
     if args.domain != "kitchen":
         raise DatasetError(f"only kitchen data is imported (got {args.domain!r}); MetaWorld data is generated")
@@ -107,20 +108,27 @@ def cmd_import(args) -> None:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for t in tasks:
         get_task(f"kitchen/{t}")
+    if args.image_key and args.format != "npz":
+        raise DatasetError(f"--image-key reads images stored in NPZ files; it needs --format npz (got {args.format})")
     paths = {t: root / args.prefix / t if args.prefix else root / "kitchen" / t for t in tasks}
     for t, p in paths.items():
         if p.exists() and not args.overwrite:
             raise DatasetError(f"{p} already exists; pass --overwrite to replace it")
     generator = {"name": imp.GENERATOR, "version": imp.GENERATOR_VERSION, "source_format": args.format,
-                 "source": str(args.source)}
+                 "source": str(args.source), **({"image_key": args.image_key} if args.image_key else {})}
     writers = {t: DatasetWriter(p, task=f"kitchen/{t}", generator=generator, seed=None, overwrite=args.overwrite)
                for t, p in paths.items()}
-    raw = imp.READERS[args.format](args.source)
+    if args.image_key:
+        objects = tuple(dict.fromkeys(o for t in tasks for o in KITCHEN_TASKS[t]))
+        raw = imp.read_npz(args.source, image_key=args.image_key, objects=objects)
+    else:
+        raw = imp.READERS[args.format](args.source)
     if args.limit:
         raw = (ep for i, ep in zip(range(args.limit), raw))
     t0 = time.time()
     try:
-        with tqdm(desc=f"render {args.format}", unit="frame", disable=args.quiet) as bar:
+        with tqdm(desc=f"{'read' if args.image_key else 'render'} {args.format}", unit="frame",
+                  disable=args.quiet) as bar:
             n = imp.import_episodes(raw, writers, progress=bar)
         manifests = {t: w.commit() for t, w in writers.items()}
     except BaseException:
@@ -203,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--tasks", default="mixed,partial", help="kitchen tasks to write (default: mixed,partial)")
     i.add_argument("--prefix", default="", help="write to <data-dir>/<prefix>/<task> instead of kitchen/<task>")
     i.add_argument("--limit", type=int, default=0, help="import only the first N episodes")
+    i.add_argument("--image-key", default=None,
+                   help="npz only: take images from this array (e.g. D5RL's extra_image_camera_12_rgb) instead "
+                        "of rendering joint positions; rewards from the 'reward <object>' arrays; no qpos stored")
     i.add_argument("--overwrite", action="store_true")
     i.set_defaults(func=cmd_import)
 

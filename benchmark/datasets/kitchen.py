@@ -10,6 +10,11 @@ Sources (none can be downloaded by this code; point it at your copy):
 * ``npz``    - a folder of per-episode NPZ files (Dreamer / D5RL style) with a joint-position array
   (``qpos``, or a 59- or 60-column ``observation``/``state``) and ``action``; when ``action`` has as
   many rows as the states, row 0 is Dreamer's placeholder and is dropped.
+  With ``image_key`` (e.g. D5RL's ``extra_image_camera_12_rgb``, the LEXA view) the images are read
+  from that array instead of rendered, and each task's reward is the sum of the per-object columns
+  ``reward <object>`` over the task's objects (an object is done where its column is > 0). Such
+  files hold no object joint positions, so these episodes have no ``qpos`` array (it is optional in
+  the format); everything else is as for rendered episodes.
 
 The same demonstrations serve both tasks; only the reward (objects of the task in their goal
 configuration) differs, so each source episode is rendered once and written to both datasets.
@@ -89,14 +94,47 @@ def read_minari(dataset_id: str) -> Iterator[dict[str, np.ndarray]]:
                "action": np.asarray(ep.actions, np.float32)}
 
 
-def read_npz(folder: str | Path) -> Iterator[dict[str, np.ndarray]]:
+def _image_episode(data: dict[str, np.ndarray], file: Path, image_key: str, objects) -> dict[str, np.ndarray]:
+    """An image-only (D5RL-style) episode: images from ``image_key``, rewards from ``reward <object>``."""
+    needed = [image_key, "action"] + [f"reward {o}" for o in objects]
+    missing = [k for k in needed if k not in data]
+    if missing:
+        raise DatasetError(f"{file}: no {', '.join(repr(k) for k in missing)} array(s); it has {sorted(data)}")
+    images = np.asarray(data[image_key])
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] < 2:
+        raise DatasetError(f"{file}: {image_key!r} must be (T+1, H, W, 3) images, got shape {images.shape}")
+    if images.dtype != np.uint8:
+        raise DatasetError(f"{file}: {image_key!r} must be uint8 images, got dtype {images.dtype}")
+    n = len(images)
+
+    def per_step(key):  # Dreamer layout: row t belongs to image t, row 0 (the reset) is a placeholder
+        arr = np.asarray(data[key])
+        if len(arr) == n:
+            arr = arr[1:]
+        if len(arr) != n - 1:
+            raise DatasetError(f"{file}: {key!r} has {len(arr)} rows for {n} images (expected {n} or {n - 1})")
+        return arr
+
+    return {"image": images, "action": per_step("action").astype(np.float32),
+            "object_reward": {o: per_step(f"reward {o}").astype(np.float32).reshape(n - 1) for o in objects}}
+
+
+def read_npz(folder: str | Path, image_key: str | None = None,
+             objects=tuple(dict.fromkeys(KITCHEN_TASKS["mixed"] + KITCHEN_TASKS["partial"]))
+             ) -> Iterator[dict[str, np.ndarray]]:
+    """Per-episode NPZ files: joint positions to render, or (``image_key``) stored images."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} is not a folder of .npz episode files")
     files = sorted(folder.glob("*.npz"))
     if not files:
         raise DatasetError(f"no .npz files in {folder}")
     for file in files:
         with np.load(file, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
+        if image_key is not None:
+            yield _image_episode(data, file, image_key, objects)
+            continue
         state_key = next((k for k in ("qpos", "state", "observation", "observations") if k in data
                           and data[k].ndim == 2), None)
         action_key = next((k for k in ("action", "actions") if k in data), None)
@@ -116,34 +154,47 @@ READERS = {"d4rl": read_d4rl, "minari": read_minari, "npz": read_npz}
 
 
 def task_episode(raw: dict[str, np.ndarray], images: np.ndarray, objects) -> dict[str, np.ndarray]:
-    """One task's view of a rendered source episode: reward = objects in goal configuration after each step."""
-    done = objects_done(raw["qpos"][1:], objects)
+    """One task's view of a source episode: reward = the task's objects in goal configuration after each step
+    (from the joint positions, or for image-only sources the sum of the per-object reward columns)."""
     T = len(raw["action"])
-    return {
+    if "qpos" in raw:
+        done = objects_done(raw["qpos"][1:], objects)
+        reward = done.sum(axis=1).astype(np.float32)
+    else:
+        columns = np.stack([raw["object_reward"][o] for o in objects], axis=1)
+        done, reward = columns > 0, columns.sum(axis=1).astype(np.float32)
+    episode = {
         "image": images,
         "action": raw["action"].astype(np.float32),
-        "reward": done.sum(axis=1).astype(np.float32),
+        "reward": reward,
         "success": done.all(axis=1),
         "terminal": np.zeros(T, bool),
         "objects_done": done,
-        "qpos": raw["qpos"].astype(np.float32),
     }
+    if "qpos" in raw:
+        episode["qpos"] = raw["qpos"].astype(np.float32)
+    return episode
 
 
 def import_episodes(raw_episodes, writers: dict[str, Any], *, image_size: int = 64, progress=None) -> int:
     """Render each raw episode once and add it to every task's writer; returns the episode count."""
     from benchmark.envs.kitchen import KitchenPixelEnv
 
-    env = KitchenPixelEnv(image_size=image_size)
+    env = None
     count = 0
     try:
         for raw in raw_episodes:
-            images = np.stack([env.render_qpos(q) for q in raw["qpos"]])
+            if "image" in raw:  # stored images (image-only sources): nothing to render
+                images = raw["image"]
+            else:
+                env = env or KitchenPixelEnv(image_size=image_size)
+                images = np.stack([env.render_qpos(q) for q in raw["qpos"]])
             for task, writer in writers.items():
                 writer.add(task_episode(raw, images, KITCHEN_TASKS[task]))
             count += 1
             if progress is not None:
-                progress.update(len(raw["qpos"]))
+                progress.update(len(images))
     finally:
-        env.close()
+        if env is not None:
+            env.close()
     return count
