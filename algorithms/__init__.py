@@ -1,46 +1,67 @@
-"""The algorithm registry: name -> (config dataclass, constructor); variants are named configs.
+"""The algorithm registry: name -> (config dataclass, ``make(config, context) -> agent``).
 
-An agent is any object with::
+The agent contract is in ``algorithms/contract.py``. This package never imports the runner, and
+importing it imports neither JAX nor PyTorch: built-in algorithms are registered lazily (their
+module is imported the first time one of their names is looked up), so ``--list``, ``--dry-run``,
+the analysis and the launcher stay light.
 
-    sampling: Sampling                       what the protocol feeds update()
-    update(batch: dict[str, np.ndarray]) -> dict[str, float]
-    act(obs: np.ndarray, state, explore: bool) -> (action: np.ndarray, state)
-    state_dict() -> dict;  load_state_dict(d) -> None
+Three ways to add an algorithm, none of which needs an edit of this repository:
 
-numpy in, numpy out: PyTorch or JAX is the agent's own business. This package never imports the
-runner. Adding an algorithm = one module that calls ``register`` + one import line below.
+* ``python -m benchmark.run --import my_algo.py`` (or a dotted module name), repeatable;
+* an installed package declaring the entry point group ``moto_benchmark.algorithms``
+  (``my-algo = "my_package.my_algo"``; the name is what ``--list`` shows, loading the module
+  must register it);
+* for this repository's own algorithms, a line in ``BUILTIN`` below.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
+from algorithms.contract import FILTERS, Agent, Request, RunContext, Sequences, Transitions, check_agent  # noqa: F401
 
-@dataclass(frozen=True)
-class Sampling:
-    kind: str  # "transitions" (frame-stacked obs / next_obs) or "sequences" (length-L windows)
-    batch_size: int
-    framestack: int = 1
-    length: int = 1
+ENTRY_POINT_GROUP = "moto_benchmark.algorithms"
+
+# name -> module that registers it (imported on first use).
+BUILTIN: dict[str, str] = {
+    "bc": "algorithms.bc",
+}
 
 
 @dataclass
 class Entry:
     name: str
     config_cls: type
-    make: Callable[..., Any]  # make(config, obs_shape, action_dim, seed) -> agent
-    base: str | None = None
+    make: Callable[..., Any]  # make(config, context: RunContext) -> agent
+    base: str | None = None  # for a variant: the algorithm it configures
     overrides: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the module that registered it
+
+    @property
+    def base_algo(self) -> str:
+        return self.base or self.name
 
 
 REGISTRY: dict[str, Entry] = {}
 
 
+def _caller_module() -> str:
+    frame = sys._getframe(2)
+    return frame.f_globals.get("__name__", "")
+
+
 def register(name: str, config_cls: type, make: Callable[..., Any]) -> None:
     if name in REGISTRY:
-        raise ValueError(f"algorithm {name!r} is already registered")
-    REGISTRY[name] = Entry(name, config_cls, make)
+        raise ValueError(f"algorithm {name!r} is already registered (by {REGISTRY[name].source or 'unknown'})")
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"algorithm {name!r}: the config class must be a dataclass, got {config_cls!r}")
+    REGISTRY[name] = Entry(name, config_cls, make, source=_caller_module())
 
 
 def register_variant(name: str, base: str, **overrides: Any) -> None:
@@ -52,28 +73,90 @@ def register_variant(name: str, base: str, **overrides: Any) -> None:
         raise ValueError(f"variant {name!r}: {entry.config_cls.__name__} has no fields {bad}")
     if name in REGISTRY:
         raise ValueError(f"algorithm {name!r} is already registered")
-    REGISTRY[name] = Entry(name, entry.config_cls, entry.make, base=base, overrides={**entry.overrides, **overrides})
+    REGISTRY[name] = Entry(name, entry.config_cls, entry.make, base=entry.base_algo,
+                           overrides={**entry.overrides, **overrides}, source=_caller_module())
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def names() -> list[str]:
+    """Every algorithm name known: registered, built in, or declared by an installed package."""
+    return sorted(set(REGISTRY) | set(BUILTIN) | set(_entry_points()))
+
+
+def _load(name: str) -> None:
+    if name in BUILTIN:
+        importlib.import_module(BUILTIN[name])
+        return
+    eps = _entry_points()
+    if name in eps:
+        obj = eps[name].load()
+        if callable(obj) and name not in REGISTRY:
+            obj()  # an entry point may name a function that registers
 
 
 def get(name: str) -> Entry:
     if name not in REGISTRY:
-        raise KeyError(f"unknown algorithm {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        _load(name)
+    if name not in REGISTRY:
+        raise KeyError(f"unknown algorithm {name!r}; known: {', '.join(names())} "
+                       f"(add your own with --import FILE.py)")
     return REGISTRY[name]
 
 
+def exists(name: str) -> bool:
+    """Whether ``name`` is known, without importing anything heavy."""
+    return name in names()
+
+
+def import_plugin(spec: str) -> str:
+    """Import a user module (``path/to/file.py`` or ``package.module``) that registers algorithms."""
+    path = Path(spec)
+    if spec.endswith(".py") or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"--import {spec}: no such file")
+        mod_name = f"moto_plugin_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
+        if mod_name in sys.modules:
+            return mod_name
+        module_spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[mod_name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[mod_name]
+            raise
+        return mod_name
+    try:
+        importlib.import_module(spec)
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(f"--import {spec}: no module named {exc.name!r} (give a .py file path or an "
+                                  f"importable module name)") from exc
+    return spec
+
+
 def make_config(name: str, profile: str = "paper", **overrides: Any):
-    """Defaults (the paper's values) <- the profile's sizes <- the variant's fields <- overrides."""
+    """Defaults (the paper's values) <- the variant's fields <- the profile's sizes <- overrides.
+
+    Profile sizes go on top of a variant's fields, so a variant that sets sizes still shrinks under
+    ``smoke``; a profile never touches the fields that make the variant what it is unless it sets
+    them itself."""
     entry = get(name)
     profiles = getattr(entry.config_cls, "PROFILES", {})
     if profile != "paper" and profile not in profiles:
         raise KeyError(f"algorithm {name!r} has no profile {profile!r}; it has: paper, {', '.join(profiles)}")
-    values = {**profiles.get(profile, {}), **entry.overrides, **overrides}
+    known = {f.name for f in dataclasses.fields(entry.config_cls)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise KeyError(f"algorithm {name!r}: {entry.config_cls.__name__} has no fields {bad}; "
+                       f"it has {sorted(known)}")
+    values = {**entry.overrides, **profiles.get(profile, {}), **overrides}
     return dataclasses.replace(entry.config_cls(), **values)
 
 
-def make_agent(name: str, config, obs_shape: tuple[int, ...], action_dim: int, seed: int):
-    return get(name).make(config, obs_shape, action_dim, seed)
-
-
-# Algorithms register themselves on import.
-from algorithms import bc  # noqa: E402,F401
+def make_agent(name: str, config, context: RunContext):
+    agent = get(name).make(config, context)
+    check_agent(agent, name)
+    return agent

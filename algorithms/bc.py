@@ -5,8 +5,9 @@ pi(a|s) = N(a; mu(s), I). Loss (negative log-likelihood, up to a constant):
 
     L(theta) = 1/B sum_i 1/2 ||a_i - mu_theta(aug(s_i))||^2
 
-with aug = random shift (4-pixel edge padding, per sample), Adam at 3e-4 with cosine decay.
-Acting returns clip(mu(s), -1, 1); exploring adds unit-std noise (the policy's own sample).
+with aug = random shift (4-pixel edge padding, per sample), Adam at 3e-4 with cosine decay over
+the run's updates. Acting returns clip(mu(s), -1, 1); exploring adds unit-std noise (the policy's
+own sample).
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from algorithms import Sampling, register
-from algorithms.jax_nets import PixelMLP, random_shift
+from algorithms import RunContext, Transitions, register
+from algorithms.jax_nets import PixelMLP, fold_frames, random_shift
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class BCConfig:
     latent: int = 50
     hidden: tuple[int, ...] = (256, 256)
     augment_pad: int = 4
-    cosine_decay_steps: int = 0  # 0 = the run's total updates (set by benchmark.run); <0: constant lr
+    cosine_decay_steps: int = 0  # 0: the run's total updates (jaxrl2's per-run decay_steps); <0: constant lr
+    data: str = "all"  # which episodes to clone: all / offline / goal (filtered BC)
 
     PROFILES = {
         "cpu": dict(batch_size=64, channels=(16, 32, 32, 32)),
@@ -44,36 +46,39 @@ def bc_loss(mean: jnp.ndarray, actions: jnp.ndarray) -> jnp.ndarray:
 
 
 class BCAgent:
-    def __init__(self, config: BCConfig, obs_shape, action_dim: int, seed: int):
+    def __init__(self, config: BCConfig, context: RunContext):
         self.config = config
-        self.sampling = Sampling("transitions", config.batch_size, framestack=config.framestack)
-        self.net = PixelMLP(config.channels, config.latent, config.hidden, action_dim)
-        key, init_key = jax.random.split(jax.random.PRNGKey(seed))
-        H, W, C = obs_shape
-        params = self.net.init(init_key, jnp.zeros((1, H, W, C * config.framestack), jnp.uint8))
-        lr = (optax.cosine_decay_schedule(config.lr, config.cosine_decay_steps)
-              if config.cosine_decay_steps > 0 else config.lr)
+        k = config.framestack
+        self.requests = {"bc": Transitions(config.batch_size, framestack=k, filter=config.data)}
+        self.act_stack = k
+        self.net = PixelMLP(config.channels, config.latent, config.hidden, context.action_dim)
+        key, init_key = jax.random.split(jax.random.PRNGKey(context.seed))
+        H, W, C = context.obs_shape
+        params = self.net.init(init_key, jnp.zeros((1, H, W, C * k), jnp.uint8))
+        decay = config.cosine_decay_steps or context.total_updates
+        lr = optax.cosine_decay_schedule(config.lr, decay) if decay > 0 else config.lr
         self.tx = optax.adam(lr)
-        self.state = {"params": params, "opt": self.tx.init(params), "key": key, "step": 0}
+        self.state = {"params": params, "opt": self.tx.init(params), "key": key}
         self._update = jax.jit(self._update_fn)
-        self._mean = jax.jit(lambda p, o: self.net.apply(p, o))
+        self._mean = jax.jit(lambda p, o: self.net.apply(p, fold_frames(o)))
 
-    def _update_fn(self, params, opt_state, key, obs, actions):
-        key, aug_key = jax.random.split(key)
-        obs = random_shift(aug_key, obs, self.config.augment_pad) if self.config.augment_pad else obs
+    def _update_fn(self, state, frames, actions):
+        key, aug_key = jax.random.split(state["key"])
+        obs = fold_frames(frames[:, :-1])  # frames t-k+1..t (the last one is next_obs's)
+        if self.config.augment_pad:
+            obs = random_shift(aug_key, obs, self.config.augment_pad)
 
         def loss_fn(p):
             return bc_loss(self.net.apply(p, obs), actions)
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = self.tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, key, loss
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+        updates, opt = self.tx.update(grads, state["opt"], state["params"])
+        return {"params": optax.apply_updates(state["params"], updates), "opt": opt, "key": key}, loss
 
-    def update(self, batch):
-        s = self.state
-        params, opt, key, loss = self._update(s["params"], s["opt"], s["key"], batch["obs"], batch["action"])
-        self.state = {"params": params, "opt": opt, "key": key, "step": s["step"] + 1}
-        return {"bc_loss": float(loss)}
+    def update(self, batches):
+        b = batches["bc"]
+        self.state, loss = self._update(self.state, b["frames"], b["action"])
+        return {"bc_loss": loss}  # a device scalar: read only at log points
 
     def act(self, obs, state=None, explore: bool = False):
         mean = np.asarray(self._mean(self.state["params"], obs[None]))[0]
@@ -88,7 +93,6 @@ class BCAgent:
 
     def load_state_dict(self, d):
         self.state = jax.tree_util.tree_map(jnp.asarray, d)
-        self.state["step"] = int(d["step"])
 
 
 register("bc", BCConfig, BCAgent)

@@ -55,6 +55,13 @@ class PixelMLP(nn.Module):
         return MLP(self.hidden, self.out)(D4PGEncoder(self.channels, latent=self.latent)(pixels))
 
 
+def fold_frames(frames):
+    """(B, k, H, W, C) -> (B, H, W, k*C), oldest frame first: the frame stack folded into channels
+    (done on the device, inside the jitted update, instead of a strided copy on the host)."""
+    B, k, H, W, C = frames.shape
+    return jnp.transpose(frames, (0, 2, 3, 1, 4)).reshape(B, H, W, k * C)
+
+
 def random_shift(key, images, pad: int = 4):
     """Random crop after edge padding by ``pad`` pixels, a different shift per sample (DrQ / jaxrl2)."""
     B, H, W, C = images.shape

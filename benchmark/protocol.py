@@ -5,12 +5,17 @@ environments during training.
     online:   repeat { one episode with the current policy -> store -> G updates }
               evaluate every K episodes, checkpoint every C episodes
 
-Each episode (training or evaluation) starts from a reset with its own seed derived from the run
-seed, so a resumed run replays exactly what an uninterrupted one does.
+The agent contract is in ``algorithms/contract.py``. Batches for gradient step s come from an RNG
+keyed by (seed, s, request), prefetched in a background thread; every episode (training or
+evaluation) starts from a reset seeded by (run seed, episode index); the checkpoint holds the agent
+(with its RNGs) and the global numpy / Python / torch generators. So a resumed run replays exactly
+what an uninterrupted one does.
 """
 from __future__ import annotations
 
 import math
+import random
+import sys
 import time
 from collections import deque
 from dataclasses import asdict
@@ -20,9 +25,10 @@ import numpy as np
 from tqdm import tqdm
 
 import algorithms
+from algorithms.contract import RunContext
 from benchmark import results
 from benchmark.datasets.format import iter_episodes, load_episode, read_manifest, save_npz
-from benchmark.replay import EpisodeStore
+from benchmark.replay import BatchSampler, EpisodeStore
 from benchmark.tasks import Schedule, TaskSpec
 
 
@@ -37,32 +43,87 @@ def episode_seed(run_seed: int, kind: int, index: int) -> int:
 TRAIN, EVAL = 0, 1
 
 
+def to_float(value) -> float:
+    """A metric as a Python float: numbers, numpy, JAX and torch scalars (on any device)."""
+    if hasattr(value, "item"):
+        return float(value.item())
+    return float(value)
+
+
+def capture_rngs() -> dict:
+    """Global generators an agent may use without owning them: numpy's, Python's, torch's."""
+    state = {"numpy": np.random.get_state(), "python": random.getstate()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        state["torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rngs(state: dict) -> None:
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    torch = sys.modules.get("torch")
+    if torch is not None and "torch" in state:
+        torch.set_rng_state(state["torch"])
+        if "torch_cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["torch_cuda"])
+
+
+def seed_globals(seed: int) -> None:
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
 class Runner:
+    """One run. The loop's state lives on the object (``self.c``: counters), so a caller can ask for
+    a checkpoint or a stop at a safe point (``request_stop``)."""
+
     def __init__(self, spec: TaskSpec, algo: str, agent_config, schedule: Schedule, seed: int, out_dir: Path,
-                 dataset_path: Path, env_overrides: dict | None = None, checkpoint_every: int = 10,
-                 offline_checkpoint_every: int = 1000, log_every: int = 100, progress: bool = True):
+                 dataset_path: Path, env_overrides: dict | None = None, device: str = "cpu",
+                 checkpoint_every: int = 10, offline_checkpoint_every: int = 1000, log_every: int = 100,
+                 progress: bool = True, prefetch: int = 2):
         self.spec, self.algo, self.cfg, self.schedule, self.seed = spec, algo, agent_config, schedule, seed
         self.dir, self.dataset_path = Path(out_dir), Path(dataset_path)
         self.env_overrides = env_overrides or {}
+        self.device = device
         self.checkpoint_every, self.offline_checkpoint_every = checkpoint_every, offline_checkpoint_every
-        self.log_every, self.progress = log_every, progress
+        self.log_every, self.progress, self.prefetch = log_every, progress, prefetch
+        self.c = {"grad_step": 0, "env_steps": 0, "episodes": 0, "offline_evaluated": False, "rows": 0,
+                  "wall_time": 0.0}
+        self.stop_reason: str | None = None
 
-    # -- pieces ---------------------------------------------------------------------------------
-    def _policy_obs(self, frames: deque) -> np.ndarray:
-        return np.concatenate(list(frames), axis=-1)
+    @property
+    def total_updates(self) -> int:
+        s = self.schedule
+        return s.offline_steps + s.online_episodes * s.updates_per_episode
 
+    @property
+    def episode_length(self) -> int:
+        return self.env_overrides.get("episode_length", self.spec.episode_length)
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = reason
+
+    # -- acting ---------------------------------------------------------------------------------
     def rollout(self, env, agent, explore: bool, reset_seed: int) -> dict:
-        k = agent.sampling.framestack if agent.sampling.kind == "transitions" else 1
+        k = agent.act_stack
+        low, high = env.action_space.low, env.action_space.high
         image, info = env.reset(seed=reset_seed)
-        frames = deque([image] * k, maxlen=k)
+        frames = deque([image] * k, maxlen=k)  # the first frame repeats before the start, as in training
         images, actions, rewards, success, objects = [image], [], [], [], []
-        state, done = None, False
+        state, done, terminated = None, False, False
         while not done:
-            action, state = agent.act(self._policy_obs(frames), state, explore)
+            action, state = agent.act(np.stack(frames), state, explore)
+            action = np.clip(np.asarray(action, np.float32), low, high)  # what the env executes is stored
             image, reward, terminated, truncated, info = env.step(action)
             frames.append(image)
             images.append(image)
-            actions.append(np.asarray(action, np.float32))
+            actions.append(action)
             rewards.append(reward)
             success.append(info["success"])
             if "objects_done" in info:
@@ -78,126 +139,162 @@ class Runner:
     def evaluate(self, env, agent, index: int) -> dict:
         eps = [self.rollout(env, agent, False, episode_seed(self.seed, EVAL, index * 1000 + i))
                for i in range(self.schedule.eval_episodes)]
+        self.last_eval_episode = eps[0] if eps else None
         return {"eval_success": float(np.mean([e["success"].any() for e in eps])),
                 "eval_return": float(np.mean([e["reward"].sum() for e in eps]))}
 
-    def sample(self, store: EpisodeStore, agent) -> dict:
-        s = agent.sampling
-        if s.kind == "transitions":
-            return store.sample_transitions(s.batch_size, s.framestack)
-        return store.sample_sequences(s.batch_size, s.length)
+    # -- setup and state ------------------------------------------------------------------------
+    def _build(self):
+        manifest = read_manifest(self.dataset_path)
+        sch = self.schedule
+        store = EpisodeStore(goal_fn=self.spec.goal_flags)
+        n_online_frames = sch.online_episodes * (self.episode_length + 1)
+        store.reserve(manifest["transitions"] + manifest["episodes"] + n_online_frames,
+                      tuple(manifest["image_shape"]), manifest["action_dim"])
+        for ep in iter_episodes(self.dataset_path):
+            store.add(ep)
+        self.n_offline = store.num_episodes
+        seed_globals(self.seed)
+        context = RunContext(obs_shape=tuple(manifest["image_shape"]), action_dim=manifest["action_dim"],
+                             seed=self.seed, total_updates=self.total_updates, device=self.device,
+                             task=self.spec.name, domain=self.spec.domain, goal=self.spec.goal_rule,
+                             run_dir=self.dir)
+        agent = algorithms.make_agent(self.algo, self.cfg, context)
+        return store, agent
 
-    def update(self, store, agent, step: int) -> dict:
-        metrics = agent.update(self.sample(store, agent))
-        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
-        if bad:
-            raise NonFiniteLoss(f"non-finite loss at gradient step {step + 1}: {bad}")
-        return metrics
+    def _checkpoint(self) -> None:
+        agent = self.agent
+        if hasattr(agent, "save"):
+            (self.dir / "agent").mkdir(exist_ok=True)
+            agent.save(self.dir / "agent")
+        self.c["wall_time"] = self._wall()
+        results.save_checkpoint(self.dir, {
+            "agent": agent.state_dict(), "counters": dict(self.c), "rngs": capture_rngs(),
+            "episode_lengths": list(self.store.ep_len[self.n_offline:])})
+
+    def _restore(self, ckpt: dict) -> None:
+        store, agent = self.store, self.agent
+        self.c = dict(ckpt["counters"])
+        for i, T in enumerate(ckpt["episode_lengths"]):
+            ep = load_episode(self.dir, {"name": f"{i:06d}.npz", "length": T})
+            store.add(ep, online=True)
+            if hasattr(agent, "on_episode"):
+                agent.on_episode(ep, True)
+        agent.load_state_dict(ckpt["agent"])
+        if hasattr(agent, "load"):
+            agent.load(self.dir / "agent")
+        restore_rngs(ckpt["rngs"])
+
+    def _wall(self) -> float:
+        return round(self._wall_base + time.time() - self._t_session, 3)
+
+    # -- metrics --------------------------------------------------------------------------------
+    def _row(self, phase: str, **values) -> None:
+        if self.log is None:
+            self.log = results.MetricsLog(self.dir / "metrics.csv", keep_rows=self.c["rows"])
+        self.log.log({"phase": phase, "grad_step": self.c["grad_step"], "env_steps": self.c["env_steps"],
+                      "episodes": self.c["episodes"], "wall_time": self._wall(), **values})
+        self.c["rows"] = self.log.rows
+
+    def _train(self, n: int) -> None:
+        """n gradient updates; metrics stay on the device until the next log point."""
+        start = self.c["grad_step"]
+        for batches in self.sampler.block(start, n):
+            self._pending.append(self.agent.update(batches))
+            self.c["grad_step"] += 1
+            self.bar.update(1)
+            if self.stop_reason is not None:
+                break
+
+    def _flush(self, phase: str, **extra) -> None:
+        first = self.c["grad_step"] - len(self._pending)
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for i, metrics in enumerate(self._pending):
+            for k, v in metrics.items():
+                x = to_float(v)
+                if not math.isfinite(x):
+                    raise NonFiniteLoss(f"non-finite loss at gradient step {first + i + 1}: {k}={x}")
+                sums[k] = sums.get(k, 0.0) + x
+                counts[k] = counts.get(k, 0) + 1
+        self._pending.clear()
+        now = time.time()
+        rate = (self.c["grad_step"] - self._win_step) / max(now - self._win_time, 1e-9)
+        self._win_time, self._win_step = now, self.c["grad_step"]
+        self._row(phase, steps_per_s=round(rate, 3), **{k: sums[k] / counts[k] for k in sorted(sums)}, **extra)
+        self.bar.set_postfix(phase=phase, ep=self.c["episodes"], upd_s=f"{rate:.1f}")
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> dict:
-        d, sch = self.dir, self.schedule
+        d, sch, c = self.dir, self.schedule, self.c
         (d / "episodes").mkdir(parents=True, exist_ok=True)
-        manifest = read_manifest(self.dataset_path)
-        store = EpisodeStore(seed=self.seed)
-        for ep in iter_episodes(self.dataset_path):
-            store.add(ep)
-        n_offline = len(store.episodes)
-        agent = algorithms.make_agent(self.algo, self.cfg, tuple(manifest["image_shape"]), manifest["action_dim"],
-                                      self.seed)
-        c = {"grad_step": 0, "env_steps": 0, "episodes": 0, "offline_evaluated": False, "rows": 0}
+        self.store, self.agent = self._build()
+        store, agent = self.store, self.agent
+        if hasattr(agent, "on_episode"):
+            for e in range(self.n_offline):
+                agent.on_episode(store.episode(e), False)
         ckpt = results.load_checkpoint(d)
         if ckpt is not None:
-            agent.load_state_dict(ckpt["agent"])
-            c = ckpt["counters"]
-            for i in range(c["episodes"]):
-                entry = {"name": f"{i:06d}.npz", "length": ckpt["episode_lengths"][i]}
-                store.add(load_episode(d, entry), online=True)
-            store.set_rng_state(ckpt["store_rng"])
-        lengths = [len(ep["action"]) for ep in store.episodes[n_offline:]]
-        agent_cols: list[str] = ckpt["agent_columns"] if ckpt else []  # metric names, from the first update
-        log = None
-
-        def checkpoint():
-            results.save_checkpoint(d, {"agent": agent.state_dict(), "counters": dict(c), "store_rng": store.rng_state(),
-                                        "episode_lengths": lengths, "agent_columns": agent_cols})
-
-        def row(phase, **values):
-            nonlocal log
-            if log is None:
-                log = results.MetricsLog(d / "metrics.csv", agent_cols, keep_rows=c["rows"])
-            log.log({"phase": phase, "grad_step": c["grad_step"], "env_steps": c["env_steps"],
-                     "episodes": c["episodes"], "wall_time": round(time.time() - t_start, 3), **values})
-            c["rows"] = log.rows
-
+            self._restore(ckpt)
+            c = self.c
+        self.log, self._pending = None, []
+        self._wall_base, self._t_session = c.get("wall_time", 0.0), time.time()
+        self.sampler = BatchSampler(store, agent.requests, self.seed, depth=self.prefetch)
         env = self.spec.make_env(seed=self.seed, **self.env_overrides)
         eval_env = self.spec.make_env(seed=self.seed, **self.env_overrides)
-        total = sch.offline_steps + sch.online_episodes * sch.updates_per_episode
-        bar = tqdm(total=total, initial=c["grad_step"], desc=f"{self.spec.name} {self.algo} s{self.seed}",
-                   unit="upd", disable=not self.progress, dynamic_ncols=True)
-        t_start, sums, n_sum, t_win, s_win = time.time(), {}, 0, time.time(), c["grad_step"]
-
-        def train_step():
-            nonlocal n_sum
-            m = self.update(store, agent, c["grad_step"])
-            if not agent_cols:
-                agent_cols.extend(sorted(m))
-            c["grad_step"] += 1
-            bar.update(1)
-            for k, v in m.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n_sum += 1
-
-        def flush_train(phase, **extra):
-            nonlocal n_sum, t_win, s_win
-            now = time.time()
-            rate = (c["grad_step"] - s_win) / max(now - t_win, 1e-9)
-            row(phase, steps_per_s=round(rate, 3), **{k: v / max(n_sum, 1) for k, v in sums.items()}, **extra)
-            sums.clear()
-            n_sum, t_win, s_win = 0, now, c["grad_step"]
-            bar.set_postfix(phase=phase, ep=c["episodes"], upd_s=f"{rate:.1f}")
-
+        self.bar = tqdm(total=self.total_updates, initial=c["grad_step"], unit="upd", dynamic_ncols=True,
+                        desc=f"{self.spec.name} {self.algo} s{self.seed}", disable=not self.progress)
+        self._win_time, self._win_step = time.time(), c["grad_step"]
         try:
-            while c["grad_step"] < sch.offline_steps:
-                train_step()
+            if hasattr(agent, "on_phase"):
+                agent.on_phase("online" if c["offline_evaluated"] else "offline")
+            while c["grad_step"] < sch.offline_steps and self.stop_reason is None:
+                nxt = min(sch.offline_steps, (c["grad_step"] // self.log_every + 1) * self.log_every)
+                self._train(nxt - c["grad_step"])
                 if c["grad_step"] % self.log_every == 0 or c["grad_step"] == sch.offline_steps:
-                    flush_train("offline")
+                    self._flush("offline")
                 if c["grad_step"] % self.offline_checkpoint_every == 0 and c["grad_step"] < sch.offline_steps:
-                    checkpoint()
-            if not c["offline_evaluated"]:
-                row("eval", **self.evaluate(eval_env, agent, 0))
+                    self._checkpoint()
+            if self.stop_reason is None and not c["offline_evaluated"]:
+                self._row("eval", **self.evaluate(eval_env, agent, 0))
                 c["offline_evaluated"] = True
-                checkpoint()
-            while c["episodes"] < sch.online_episodes:
+                self._checkpoint()
+                if hasattr(agent, "on_phase"):
+                    agent.on_phase("online")
+            while c["episodes"] < sch.online_episodes and self.stop_reason is None:
                 ep = self.rollout(env, agent, True, episode_seed(self.seed, TRAIN, c["episodes"]))
                 save_npz(d / "episodes" / f"{c['episodes']:06d}.npz", ep)
                 store.add(ep, online=True)
-                lengths.append(len(ep["action"]))
+                if hasattr(agent, "on_episode"):
+                    agent.on_episode(ep, True)
                 c["episodes"] += 1
                 c["env_steps"] += len(ep["action"]) * self.spec.action_repeat
-                for _ in range(sch.updates_per_episode):
-                    train_step()
-                flush_train("online", episode_return=float(ep["reward"].sum()),
+                self._train(sch.updates_per_episode)
+                self._flush("online", episode_return=float(ep["reward"].sum()),
                             episode_success=float(ep["success"].any()))
                 if c["episodes"] % sch.eval_every_episodes == 0 or c["episodes"] == sch.online_episodes:
-                    row("eval", **self.evaluate(eval_env, agent, c["episodes"]))
+                    self._row("eval", **self.evaluate(eval_env, agent, c["episodes"]))
                 if c["episodes"] % self.checkpoint_every == 0 or c["episodes"] == sch.online_episodes:
-                    checkpoint()
+                    self._checkpoint()
         finally:
-            bar.close()
+            self.sampler.close()
+            self.bar.close()
             env.close()
             eval_env.close()
-            if log is not None:
-                log.close()
+            if self.log is not None:
+                self.log.close()
         return dict(c)
 
 
-def resolved_config(spec, algo, cfg, schedule, seed, profile, env_overrides, dataset_path) -> dict:
+def resolved_config(spec, algo, cfg, schedule, seed, profile, env_overrides, dataset_path, device="cpu",
+                    imports=()) -> dict:
     manifest = read_manifest(dataset_path)
-    return {"task": spec.name, "algo": algo, "seed": seed, "profile": profile,
-            "agent_config": asdict(cfg), "schedule": asdict(schedule), "env_overrides": env_overrides,
+    return {"task": spec.name, "algo": algo, "base_algo": algorithms.get(algo).base_algo, "seed": seed,
+            "profile": profile, "agent_config": asdict(cfg), "schedule": asdict(schedule),
+            "env_overrides": env_overrides,
             "episode_length": env_overrides.get("episode_length", spec.episode_length),
-            "action_repeat": spec.action_repeat,
+            "action_repeat": spec.action_repeat, "device": device, "imports": list(imports),
             "dataset": {"path": str(dataset_path), "checksum": manifest["checksum"],
                         "episodes": manifest["episodes"], "transitions": manifest["transitions"]},
             "versions": results.versions(), "git_commit": results.git_commit()}
+

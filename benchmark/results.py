@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def run_dir(out: str | Path, task: str, algo: str, seed: int) -> Path:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # unique per writer
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -81,34 +82,57 @@ def load_checkpoint(path: Path) -> dict | None:
 
 
 class MetricsLog:
-    """Append-only CSV with a fixed header: the base columns then the agent's metric names."""
+    """Append-only CSV: the base columns, then metric names in the order they first appear.
 
-    def __init__(self, path: Path, agent_columns: list[str], keep_rows: int | None = None):
+    A metric that first appears mid-run (an online-only loss) gets its column: the file is
+    rewritten once with the wider header (atomically) and earlier rows leave that cell empty."""
+
+    def __init__(self, path: Path, keep_rows: int | None = None):
         self.path = path
-        self.columns = COLUMNS + [c for c in agent_columns if c not in COLUMNS]
-        rows = self.read() if path.exists() else []
+        self.columns = list(COLUMNS)
+        rows = []
+        if path.exists():
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                rows = list(reader)
+                self.columns += [c for c in (reader.fieldnames or []) if c not in self.columns]
         if keep_rows is not None and len(rows) > keep_rows:
             # Resume: rows logged after the last checkpoint will be produced again; drop them once.
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, self.columns)
-                w.writeheader()
-                w.writerows(rows[:keep_rows])
-            os.replace(tmp, path)
             rows = rows[:keep_rows]
+            self._rewrite(rows)
         self.rows = len(rows)
-        new = not path.exists()
-        self._file = open(path, "a", newline="")
+        self._open()
+
+    def _open(self) -> None:
+        new = not self.path.exists()
+        self._file = open(self.path, "a", newline="")
         self._writer = csv.DictWriter(self._file, self.columns, extrasaction="ignore")
         if new:
             self._writer.writeheader()
             self._file.flush()
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, self.columns, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
 
     def read(self) -> list[dict]:
         with open(self.path, newline="") as f:
             return list(csv.DictReader(f))
 
     def log(self, row: dict) -> None:
+        new = [k for k in row if k not in self.columns and row[k] is not None]
+        if new:
+            self._file.close()
+            rows = self.read() if self.path.exists() else []
+            self.columns += new
+            self._rewrite(rows)
+            self._open()
         self._writer.writerow(row)
         self._file.flush()
         os.fsync(self._file.fileno())

@@ -7,7 +7,7 @@ checkpoint. Everything is checked before anything is written.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -34,16 +34,38 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def plan(args) -> list[dict]:
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` where an NVIDIA driver is present, else ``cpu`` (without importing torch)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device != "auto":
+        return device
+    return "cuda" if Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") else "cpu"
+
+
+def load_imports(imports: list[str]) -> None:
+    for spec in imports:
+        try:
+            algorithms.import_plugin(spec)
+        except (ImportError, FileNotFoundError) as exc:
+            raise UsageError(str(exc)) from exc
+
+
+def plan(args, resolve: bool = True) -> list[dict]:
+    """Every run of the sweep, checked. ``resolve=False`` (dry runs) skips building configs, which
+    would import the algorithms' frameworks."""
     if args.profile not in PROFILES:
         raise UsageError(f"unknown profile {args.profile!r}; known: {', '.join(PROFILES)}")
-    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    algos = list(dict.fromkeys(a.strip() for a in args.algos.split(",") if a.strip()))
     if not algos:
         raise UsageError("--algos is empty; see --list")
     for a in algos:
-        algorithms.get(a)
+        if not algorithms.exists(a):
+            raise UsageError(f"unknown algorithm {a!r}; known: {', '.join(algorithms.names())} "
+                             f"(add your own with --import FILE.py)")
     tasks = resolve_tasks(args.tasks)
     seeds = parse_seeds(args.seeds)
+    device = resolve_device(args.device)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     runs = []
     for task in tasks:
@@ -57,14 +79,12 @@ def plan(args) -> list[dict]:
             raise UsageError(f"missing dataset for {task} at {dataset} ({exc.args[0].split('.')[0]}); "
                              f"create it with `{how}`") from exc
         schedule = schedule_for(spec, args.profile)
-        total_updates = schedule.offline_steps + schedule.online_episodes * schedule.updates_per_episode
         for algo in algos:
-            cfg = algorithms.make_config(algo, args.profile)
-            if getattr(cfg, "cosine_decay_steps", None) == 0:  # decay over the whole run (jaxrl2: per-run decay_steps)
-                cfg = dataclasses.replace(cfg, cosine_decay_steps=total_updates)
+            cfg = algorithms.make_config(algo, args.profile) if resolve else None
             for seed in seeds:
                 runs.append({"spec": spec, "algo": algo, "cfg": cfg, "schedule": schedule, "seed": seed,
                              "dataset": dataset, "env_overrides": env_overrides_for(spec, args.profile),
+                             "device": device, "imports": list(args.imports),
                              "dir": results.run_dir(args.out, task, algo, seed)})
     return runs
 
@@ -76,12 +96,12 @@ def execute(r: dict, profile: str, progress: bool = True) -> str:
         return "skipped (done)"
     d.mkdir(parents=True, exist_ok=True)
     config = resolved_config(r["spec"], r["algo"], r["cfg"], r["schedule"], r["seed"], profile,
-                             r["env_overrides"], r["dataset"])
+                             r["env_overrides"], r["dataset"], device=r["device"], imports=r["imports"])
     if not (d / "config.json").exists():
         results.write_json(d / "config.json", config)
     results.set_status(d, "running")
     runner = Runner(r["spec"], r["algo"], r["cfg"], r["schedule"], r["seed"], d, r["dataset"],
-                    r["env_overrides"], progress=progress,
+                    r["env_overrides"], device=r["device"], progress=progress,
                     checkpoint_every=1 if profile == "smoke" else 10,
                     log_every=1 if profile == "smoke" else 100)
     try:
@@ -95,29 +115,47 @@ def execute(r: dict, profile: str, progress: bool = True) -> str:
     return "done"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algos", default="bc")
-    p.add_argument("--tasks", default="metaworld/drawer-open", help="task names or suites: all, metaworld, kitchen")
-    p.add_argument("--seeds", default="0")
-    p.add_argument("--profile", default="paper", help=f"one of {', '.join(PROFILES)}")
-    p.add_argument("--out", default="results")
-    p.add_argument("--data-dir", default=None, help="default: $BENCHMARK_DATA_DIR or ./datasets")
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmark.run", description=__doc__, formatter_class=_HelpFormatter)
+    p.add_argument("--algos", default="bc", help="comma-separated algorithm names (see --list)")
+    p.add_argument("--tasks", default="metaworld/drawer-open",
+                   help="comma-separated task names or suites: all, metaworld, kitchen")
+    p.add_argument("--seeds", default="0", help="comma-separated distinct non-negative integers")
+    p.add_argument("--profile", default="paper",
+                   help=f"one of {', '.join(PROFILES)}: paper = the paper's sizes and schedule (a GPU run; "
+                        f"hours per run), cpu = small nets and few steps (minutes), smoke = seconds (tests)")
+    p.add_argument("--out", default="results", help="results folder; one run directory per task/algo/seed")
+    p.add_argument("--data-dir", default=None, help="datasets folder (default: $BENCHMARK_DATA_DIR, else ./datasets)")
     p.add_argument("--dataset", default=None, help="dataset name under --data-dir instead of the task's own "
                                                     "(e.g. kitchen/mixed-100ep-seed0)")
-    p.add_argument("--list", action="store_true", help="list algorithms, tasks and profiles")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: cuda where an NVIDIA driver is found)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE_OR_FILE",
+                   help="import a module or .py file that registers algorithms (repeatable); recorded in config.json")
+    p.add_argument("--list", action="store_true", help="list algorithms, tasks and profiles, then exit")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (runs, updates, env steps) and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        load_imports(args.imports)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.list:
-        print("algorithms:", ", ".join(sorted(algorithms.REGISTRY)))
+        print("algorithms:", ", ".join(algorithms.names()))
         for name, tasks in suites().items():
             print(f"suite {name}: {', '.join(tasks)}")
         print("profiles:", ", ".join(PROFILES))
         return 0
     try:
-        runs = plan(args)
+        runs = plan(args, resolve=not args.dry_run)
     except (UsageError, KeyError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
@@ -126,7 +164,8 @@ def main(argv=None) -> int:
         ep_len = r["env_overrides"].get("episode_length", r["spec"].episode_length)
         env_steps = s.online_episodes * ep_len * r["spec"].action_repeat
         print(f"{r['spec'].name:24s} {r['algo']:10s} seed {r['seed']}: {s.offline_steps} offline + "
-              f"{s.online_episodes}x{s.updates_per_episode} online updates, {env_steps} env steps -> {r['dir']}")
+              f"{s.online_episodes}x{s.updates_per_episode} online updates, {env_steps} env steps "
+              f"[{args.profile}, {r['device']}] -> {r['dir']}")
     if args.dry_run:
         return 0
     failed = 0

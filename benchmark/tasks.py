@@ -47,11 +47,22 @@ class TaskSpec:
     def make_env(self, seed: int | None = None, **overrides):
         return self.env_factory(seed=seed, **overrides)
 
-    def reaches_goal(self, episode: dict[str, np.ndarray]) -> bool:
+    def goal_flags(self, episode: dict[str, np.ndarray]) -> np.ndarray:
+        """(T,) bool: does the task's goal hold after step t (what filtered BC keeps)."""
         if self.goal_objects is None:
-            return bool(np.any(episode["success"]))
-        done = episode["objects_done"][:, : self.goal_objects]
-        return bool(np.any(np.all(done, axis=1)))
+            return np.asarray(episode["success"], bool)
+        if "objects_done" not in episode:
+            raise ValueError(f"{self.name}: the goal rule needs 'objects_done' in every episode")
+        return np.all(episode["objects_done"][:, : self.goal_objects], axis=1)
+
+    def reaches_goal(self, episode: dict[str, np.ndarray]) -> bool:
+        return bool(self.goal_flags(episode).any())
+
+    @property
+    def goal_rule(self) -> str:
+        if self.goal_objects is None:
+            return "the task's success flag"
+        return f"the first {self.goal_objects} task objects in their goal configuration at once"
 
 
 TASKS: dict[str, TaskSpec] = {}

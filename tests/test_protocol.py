@@ -7,6 +7,7 @@ import pytest
 import algorithms
 from benchmark.datasets.__main__ import main as datasets_cli
 from benchmark.protocol import NonFiniteLoss, Runner
+from benchmark.replay import BatchSampler
 from benchmark.run import main as run_cli
 from benchmark.tasks import Schedule, get_task
 
@@ -20,64 +21,163 @@ def data_dir(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="module")
+def torch_algo():
+    from agents import TinyTorchAgent, TinyTorchConfig
+
+    algorithms.register("tiny-torch", TinyTorchConfig, TinyTorchAgent)
+    yield "tiny-torch"
+    del algorithms.REGISTRY["tiny-torch"]
+
+
 def rows(path):
     with open(path / "metrics.csv", newline="") as f:
         return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
 
 
-SCHEDULE = Schedule(offline_steps=3, updates_per_episode=2, online_steps=8, eval_every_episodes=2, eval_episodes=1)
+SCHEDULE = Schedule(offline_steps=6, updates_per_episode=2, online_steps=8, eval_every_episodes=2, eval_episodes=1)
 
 
-def make_runner(out, data_dir, **kw):
+def make_runner(out, data_dir, algo="bc", **kw):
     spec = get_task("metaworld/drawer-open")
-    cfg = algorithms.make_config("bc", "smoke")
-    return Runner(spec, "bc", cfg, SCHEDULE, 0, out, data_dir / spec.name, {"episode_length": 5},
-                  log_every=1, progress=False, **kw)
+    cfg = algorithms.make_config(algo, "smoke")
+    kw = {"log_every": 2, "offline_checkpoint_every": 2, "checkpoint_every": 2, "progress": False, **kw}
+    return Runner(spec, algo, cfg, SCHEDULE, 0, out, data_dir / spec.name, {"episode_length": 5}, **kw)
 
 
 def test_schedule_counts_with_the_real_env(tmp_path, data_dir):
-    counters = make_runner(tmp_path / "run", data_dir, checkpoint_every=2).run()
-    assert counters["grad_step"] == 3 + 4 * 2 and counters["episodes"] == 4
+    counters = make_runner(tmp_path / "run", data_dir, log_every=1).run()
+    assert counters["grad_step"] == 6 + 4 * 2 and counters["episodes"] == 4
     assert counters["env_steps"] == 4 * 5 * 2  # 4 episodes x 5 agent steps x action repeat 2
     r = rows(tmp_path / "run")
     phases = [x["phase"] for x in r]
-    assert phases == ["offline"] * 3 + ["eval"] + ["online", "online", "eval"] * 2
-    assert [int(x["grad_step"]) for x in r if x["phase"] == "online"] == [5, 7, 9, 11]
+    assert phases == ["offline"] * 6 + ["eval"] + ["online", "online", "eval"] * 2
+    assert [int(x["grad_step"]) for x in r if x["phase"] == "online"] == [8, 10, 12, 14]
     assert [int(x["episodes"]) for x in r if x["phase"] == "eval"] == [0, 2, 4]
     assert all(x["bc_loss"] for x in r if x["phase"] != "eval")
     assert len(list((tmp_path / "run" / "episodes").glob("*.npz"))) == 4
 
 
-def test_kill_and_resume_gives_the_same_metrics(tmp_path, data_dir, monkeypatch):
-    make_runner(tmp_path / "whole", data_dir, checkpoint_every=2).run()
+def kill_at(monkeypatch, step):
+    """Kill the run when the batch of gradient step ``step`` is needed (as Ctrl-C would)."""
+    real = BatchSampler.batch
 
-    import benchmark.protocol as protocol
+    def dying(self, s):
+        if s == step:
+            raise KeyboardInterrupt(f"killed at step {s}")
+        return real(self, s)
 
-    real_save, calls = protocol.save_npz, []
+    monkeypatch.setattr(BatchSampler, "batch", dying)
 
-    def dying_save(path, arrays):
-        calls.append(path)
-        if len(calls) == 4:  # killed while storing the 4th online episode (last checkpoint: episode 2)
-            raise KeyboardInterrupt
-        real_save(path, arrays)
 
-    monkeypatch.setattr(protocol, "save_npz", dying_save)
+@pytest.mark.parametrize("algo", ["bc", "tiny-torch"])
+@pytest.mark.parametrize("kill_step", [3, 11], ids=["offline", "online"])
+def test_kill_and_resume_gives_the_same_metrics(tmp_path, data_dir, monkeypatch, torch_algo, algo, kill_step):
+    import torch
+
+    make_runner(tmp_path / "whole", data_dir, algo=algo).run()
+    whole_params = np.concatenate([np.asarray(x).ravel() for x in _params(tmp_path / "whole")])
+    kill_at(monkeypatch, kill_step)
     with pytest.raises(KeyboardInterrupt):
-        make_runner(tmp_path / "cut", data_dir, checkpoint_every=2).run()
-    monkeypatch.setattr(protocol, "save_npz", real_save)
-    assert len(rows(tmp_path / "cut")) == 3 + 1 + 3 + 1  # rows up to episode 3 were written
-    make_runner(tmp_path / "cut", data_dir, checkpoint_every=2).run()
-    assert rows(tmp_path / "cut") == rows(tmp_path / "whole")  # nothing lost, nothing twice
+        make_runner(tmp_path / "cut", data_dir, algo=algo).run()
+    monkeypatch.undo()
+    assert len(rows(tmp_path / "cut")) < len(rows(tmp_path / "whole"))
+    torch.manual_seed(12345)  # the resumed process starts with other global RNG states
+    np.random.seed(999)
+    make_runner(tmp_path / "cut", data_dir, algo=algo).run()
+    assert rows(tmp_path / "cut") == rows(tmp_path / "whole")  # nothing lost, nothing twice, same numbers
+    cut_params = np.concatenate([np.asarray(x).ravel() for x in _params(tmp_path / "cut")])
+    np.testing.assert_array_equal(cut_params, whole_params)  # bit-exact
 
 
-class NanAgent(algorithms.bc.BCAgent):
-    def update(self, batch):
-        m = super().update(batch)
-        return {"bc_loss": float("nan")} if self.state["step"] == 2 else m
+def _params(run_dir):
+    import jax
+
+    from benchmark.results import load_checkpoint
+
+    agent = load_checkpoint(run_dir)["agent"]
+    tree = agent.get("params", agent.get("net"))
+    if isinstance(tree, dict) and all(hasattr(v, "numpy") for v in tree.values()):
+        return [v.numpy() for v in tree.values()]
+    return jax.tree_util.tree_leaves(tree)
+
+
+class Recorder:
+    """Wraps an agent: records the stacks act() sees and the hooks' calls."""
+
+    def __init__(self, inner):
+        self.inner, self.seen, self.calls = inner, [], []
+        self.requests, self.act_stack = inner.requests, inner.act_stack
+
+    def act(self, obs, state, explore):
+        if explore:
+            self.seen.append(obs.copy())
+        return self.inner.act(obs, state, explore)
+
+    def update(self, batches):
+        return self.inner.update(batches)
+
+    def on_episode(self, episode, online):
+        self.calls.append(("episode", online, len(episode["action"])))
+
+    def on_phase(self, phase):
+        self.calls.append(("phase", phase))
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, d):
+        self.inner.load_state_dict(d)
+
+
+def test_act_stacks_equal_training_stacks_and_hooks_are_called(tmp_path, data_dir, monkeypatch):
+    made = []
+
+    def make(config, context):
+        made.append(Recorder(algorithms.bc.BCAgent(config, context)))
+        return made[-1]
+
+    import algorithms.bc  # noqa: F401
+
+    algorithms.register("bc-recorder", algorithms.bc.BCConfig, make)
+    try:
+        runner = make_runner(tmp_path / "run", data_dir, algo="bc-recorder")
+        runner.run()
+    finally:
+        del algorithms.REGISTRY["bc-recorder"]
+    agent, store = made[0], runner.store
+    n_off = runner.n_offline
+    assert agent.calls[:n_off + 1] == [("episode", False, 100)] * n_off + [("phase", "offline")]
+    assert agent.calls[n_off + 1:] == [("phase", "online")] + [("episode", True, 5)] * 4
+    k = agent.act_stack
+    for e in range(n_off, store.num_episodes):  # every online step: act's stack == the training stack
+        for t in range(store.ep_len[e]):
+            batch = store.transitions(np.array([store.global_index(e, t)]), k)
+            np.testing.assert_array_equal(agent.seen.pop(0), batch["obs"][0])
+    assert not agent.seen
+    # What is stored is what the env executed: clipped to the action space.
+    online = store.episode(n_off)
+    assert np.all(np.abs(online["action"]) <= 1.0)
+
+
+class NanAgent:
+    """BC whose loss turns non-finite at the 3rd update."""
+
+    def __init__(self, config, context):
+        self.inner = algorithms.get("bc").make(config, context)
+        self.requests, self.act_stack, self.n = self.inner.requests, self.inner.act_stack, 0
+
+    def update(self, batches):
+        self.n += 1
+        m = self.inner.update(batches)
+        return {"bc_loss": float("nan")} if self.n == 3 else m
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
 
 
 def test_non_finite_loss_fails_the_run_with_its_step(tmp_path, data_dir):
-    algorithms.register("nan-test", algorithms.bc.BCConfig, NanAgent)
+    algorithms.register("nan-test", algorithms.get("bc").config_cls, NanAgent)
     try:
         code = run_cli(["--algos", "nan-test", "--tasks", "metaworld/drawer-open", "--profile", "smoke",
                         "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-progress"])
@@ -85,7 +185,34 @@ def test_non_finite_loss_fails_the_run_with_its_step(tmp_path, data_dir):
         del algorithms.REGISTRY["nan-test"]
     assert code == 1
     status = json.loads((tmp_path / "metaworld/drawer-open/nan-test/seed_0/status.json").read_text())
-    assert status["status"] == "failed" and "non-finite loss at gradient step 2" in status["error"]
+    assert status["status"] == "failed" and "non-finite loss at gradient step 3" in status["error"]
+
+
+class LateMetricAgent(NanAgent):
+    """Adds an online-only metric."""
+
+    def __init__(self, config, context):
+        super().__init__(config, context)
+        self.online = False
+
+    def on_phase(self, phase):
+        self.online = phase == "online"
+
+    def update(self, batches):
+        m = self.inner.update(batches)
+        return {**m, "online_only": 1.5} if self.online else m
+
+
+def test_a_metric_that_appears_later_gets_its_column(tmp_path, data_dir):
+    algorithms.register("late-test", algorithms.get("bc").config_cls, LateMetricAgent)
+    try:
+        make_runner(tmp_path / "run", data_dir, algo="late-test").run()
+    finally:
+        del algorithms.REGISTRY["late-test"]
+    r = rows(tmp_path / "run")
+    assert "online_only" in r[0]
+    assert [x["online_only"] for x in r if x["phase"] == "offline"] == ["", "", ""]
+    assert [x["online_only"] for x in r if x["phase"] == "online"] == ["1.5"] * 4
 
 
 def test_run_cli_writes_a_complete_run_and_skips_it_when_done(tmp_path, data_dir, capsys):
@@ -95,7 +222,8 @@ def test_run_cli_writes_a_complete_run_and_skips_it_when_done(tmp_path, data_dir
     d = tmp_path / "metaworld/drawer-open/bc/seed_0"
     assert {p.name for p in d.iterdir()} >= {"config.json", "metrics.csv", "checkpoint.pkl", "status.json", "episodes"}
     cfg = json.loads((d / "config.json").read_text())
-    assert cfg["agent_config"]["batch_size"] == 8 and cfg["agent_config"]["cosine_decay_steps"] == 4 + 2 * 2 and cfg["dataset"]["checksum"] and cfg["versions"]["jax"]
+    assert cfg["agent_config"]["batch_size"] == 8 and cfg["dataset"]["checksum"] and cfg["versions"]["jax"]
+    assert cfg["base_algo"] == "bc" and cfg["device"] == "cpu"
     assert json.loads((d / "status.json").read_text())["status"] == "done"
     before = (d / "metrics.csv").read_text()
     assert run_cli(args) == 0
@@ -108,6 +236,7 @@ def test_run_cli_writes_a_complete_run_and_skips_it_when_done(tmp_path, data_dir
     (["--profile", "huge"], "unknown profile 'huge'"),
     (["--seeds", "0,x"], "--seeds must be"),
     (["--seeds", "1,1"], "--seeds must be"),
+    (["--device", "tpu"], "--device must be"),
     (["--tasks", "metaworld/hammer"], "generate metaworld/hammer"),
     (["--tasks", "kitchen/mixed"], "import kitchen"),
 ])
@@ -124,8 +253,8 @@ def test_list_and_dry_run(tmp_path, data_dir, capsys):
     assert run_cli(["--list"]) == 0
     out = capsys.readouterr().out
     assert "algorithms: bc" in out and "suite kitchen: kitchen/mixed, kitchen/partial" in out and "smoke" in out
-    assert run_cli(["--algos", "bc", "--tasks", "metaworld/drawer-open", "--seeds", "0,1", "--profile", "paper",
+    assert run_cli(["--algos", "bc,bc", "--tasks", "metaworld/drawer-open", "--seeds", "0,1", "--profile", "paper",
                     "--dry-run", "--out", str(tmp_path / "o"), "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr().out
-    assert out.count("1000 offline + 1000x20 online updates, 200000 env steps") == 2
+    assert out.count("1000 offline + 1000x20 online updates") == 2  # bc,bc counted once
     assert not (tmp_path / "o").exists()

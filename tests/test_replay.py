@@ -2,66 +2,126 @@ import numpy as np
 import pytest
 from conftest import make_episode
 
-from benchmark.replay import EpisodeStore
+from algorithms import Sequences, Transitions
+from benchmark.replay import BatchSampler, EpisodeStore, sampling_rng
 
 
 def naive_stack(frames, t, k):
-    return np.concatenate([frames[max(i, 0)] for i in range(t - k + 1, t + 1)], axis=-1)
+    return np.stack([frames[max(i, 0)] for i in range(t - k + 1, t + 1)])
+
+
+def filled(*episodes, online=()):
+    store = EpisodeStore()
+    for i, ep in enumerate(episodes):
+        store.add(ep, online=i in online)
+    return store
+
+
+def locate(eps, action):
+    return [(e, t) for e, ep in enumerate(eps) for t in range(len(ep["action"]))
+            if np.array_equal(ep["action"][t], action)]
 
 
 def test_frame_stack_by_index_equals_naive_stacking():
-    store = EpisodeStore(seed=0)
     eps = [make_episode(T=6, seed=1), make_episode(T=4, seed=2)]
-    for ep in eps:
-        store.add(ep)
-    # Find each sample's source by matching the action, then compare with naive stacking.
-    b = store.sample_transitions(64, framestack=3)
-    assert b["obs"].shape == (64, 8, 8, 9) and b["next_obs"].shape == (64, 8, 8, 9)
+    eps[1]["terminal"][-1] = True
+    store = filled(*eps)
+    b = store.sample(Transitions(64, framestack=3), sampling_rng(0, 0, 0))
+    assert b["frames"].shape == (64, 4, 8, 8, 3) and b["obs"].shape == b["next_obs"].shape == (64, 3, 8, 8, 3)
+    assert np.shares_memory(b["obs"], b["frames"]) and np.shares_memory(b["next_obs"], b["frames"])  # views
     for i in range(64):
-        (e, t), = [(e, t) for e, ep in enumerate(eps) for t in range(len(ep["action"]))
-                   if np.array_equal(ep["action"][t], b["action"][i])]
+        (e, t), = locate(eps, b["action"][i])
         np.testing.assert_array_equal(b["obs"][i], naive_stack(eps[e]["image"], t, 3))
         np.testing.assert_array_equal(b["next_obs"][i], naive_stack(eps[e]["image"], t + 1, 3))
         assert b["reward"][i] == eps[e]["reward"][t]
-
-
-def test_terminal_sets_discount_zero():
-    ep = make_episode(T=3)
-    ep["terminal"][:] = True
-    store = EpisodeStore()
-    store.add(ep)
-    assert np.all(store.sample_transitions(8)["discount"] == 0.0)
+        assert b["discount"][i] == (0.0 if (e == 1 and t == 3) else 1.0)
+        assert b["is_last"][i] == (t == len(eps[e]["action"]) - 1)
+        assert b["success"][i] == eps[e]["success"][t]
 
 
 def test_sequences_stay_inside_one_episode_and_align_actions():
-    store = EpisodeStore(seed=3)
     eps = [make_episode(T=9, seed=1), make_episode(T=3, seed=2)]  # the second is too short for L=6
-    for ep in eps:
-        store.add(ep)
-    b = store.sample_sequences(16, length=6)
+    store = filled(*eps)
+    b = store.sample(Sequences(16, length=6), sampling_rng(0, 0, 0))
     assert b["image"].shape == (16, 6, 8, 8, 3) and b["action"].shape == (16, 6, 4)
     ep = eps[0]
     for i in range(16):
         s = next(s for s in range(0, 5) if np.array_equal(ep["image"][s], b["image"][i, 0]))
         np.testing.assert_array_equal(b["image"][i], ep["image"][s:s + 6])
-        # action[j] is the action that led into frame j (zero before the first frame).
-        expected = np.concatenate([np.zeros((1, 4)), ep["action"]])[s:s + 6]
-        np.testing.assert_array_equal(b["action"][i], expected)
-        assert b["is_first"][i, 0] == (s == 0) and not b["is_first"][i, 1:].any()
+        # action[j] / reward[j]: what led into frame j (zero before the first frame).
+        np.testing.assert_array_equal(b["action"][i], np.concatenate([np.zeros((1, 4)), ep["action"]])[s:s + 6])
+        np.testing.assert_array_equal(b["reward"][i], np.concatenate([[0], ep["reward"]])[s:s + 6])
+        np.testing.assert_array_equal(b["is_first"][i], np.arange(s, s + 6) == 0)
+        np.testing.assert_array_equal(b["is_last"][i], np.arange(s, s + 6) == 9)
+        np.testing.assert_array_equal(b["success"][i], np.concatenate([[False], ep["success"]])[s:s + 6])
+    assert set(b) >= {"image", "action", "reward", "discount", "is_first", "is_last", "is_terminal",
+                      "success", "goal", "episode_goal"}
 
 
-def test_append_seeding_goal_mask_and_memory():
-    a, b = EpisodeStore(seed=7), EpisodeStore(seed=7)
-    for s in (a, b):
-        s.add(make_episode(T=5, seed=0))
-        s.add(make_episode(T=5, seed=1), online=True)
-    x, y = a.sample_transitions(10, 3), b.sample_transitions(10, 3)
-    np.testing.assert_array_equal(x["obs"], y["obs"])
-    assert a.num_transitions == 10 and a.online == [False, True]
-    assert a.nbytes() <= 1.05 * a.frame_bytes + 1000  # frames stored once, nothing else of size
-    mask = a.goal_mask(lambda ep: ep["reward"].sum() > 100)
-    assert not mask.any()
-    with pytest.raises(ValueError, match="goal filter"):
-        a.sample_transitions(4, mask=mask)
+def test_filters_return_only_the_episodes_asked_for():
+    eps = [make_episode(T=5, seed=s) for s in range(4)]
+    eps[0]["success"][:] = False  # episode 0 never reaches the goal; the others do at their last step
+    store = filled(*eps, online=(2, 3))
+    rng = np.random.default_rng(0)
+    for flt, allowed in [("offline", {0, 1}), ("online", {2, 3}), ("goal", {1, 2, 3}), ("all", {0, 1, 2, 3})]:
+        b = store.sample(Transitions(200, framestack=2, filter=flt), rng)
+        seen = {locate(eps, a)[0][0] for a in b["action"]}
+        assert seen == allowed, flt
+        s = store.sample(Sequences(50, length=3, filter=flt), rng)
+        seen = {next(e for e, ep in enumerate(eps) for t in range(4) if np.array_equal(ep["image"][t], img))
+                for img in s["image"][:, 0]}
+        assert seen == allowed, flt
+    b = store.sample(Transitions(100, online_fraction=0.25), rng)
+    assert b["online"].sum() == 25
+    with pytest.raises(ValueError, match="unknown filter 'sucess'"):
+        Transitions(8, filter="sucess")
+    with pytest.raises(ValueError, match="unknown filter"):
+        Sequences(8, 4, filter="expert")
+    with pytest.raises(ValueError, match="'goal' filter"):
+        filled(eps[0]).sample(Transitions(4, filter="goal"), rng)
+
+
+def test_goal_flags_follow_the_task_rule():
+    ep = make_episode(T=4, objects_done=np.array([[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], bool))
+    store = EpisodeStore(goal_fn=lambda e: e["objects_done"][:, :3].all(1))  # Kitchen partial: first three
+    store.add(ep)
+    np.testing.assert_array_equal(store.episode(0)["goal"], [False, True, False, True])
+    assert store.ep_goal == [True]
+
+
+def test_sampling_is_a_function_of_seed_step_and_request_and_prefetch_changes_nothing():
+    eps = [make_episode(T=7, seed=s) for s in range(3)]
+    a, b = filled(*eps), filled(*eps)
+    requests = {"q": Transitions(16, framestack=3), "m": Sequences(4, 4)}
+    sync = BatchSampler(a, requests, seed=5, depth=0)
+    pre = BatchSampler(b, requests, seed=5, depth=3)
+    got_sync = list(sync.block(10, 7))
+    got_pre = list(pre.block(10, 7))
+    for x, y in zip(got_sync, got_pre):
+        for name in requests:
+            for key in x[name]:
+                np.testing.assert_array_equal(x[name][key], y[name][key])
+    assert not np.array_equal(got_sync[0]["q"]["action"], got_sync[1]["q"]["action"])  # steps differ
+    # Leaving a block early waits for the gathers in flight, then the store may grow.
+    for i, _ in enumerate(pre.block(0, 100)):
+        if i == 2:
+            break
+    b.add(make_episode(T=7, seed=9))
+    pre.close()
+
+
+def test_memory_is_the_frames_and_reserve_avoids_copies():
+    store = EpisodeStore()
+    eps = [make_episode(T=50, size=16, seed=s) for s in range(4)]
+    store.reserve(4 * 51, (16, 16, 3), 4)
+    frames = store.frames
+    for ep in eps:
+        store.add(ep)
+    assert store.frames is frames  # no reallocation
+    assert store.nbytes() <= 1.05 * store.frame_bytes
+    grown = filled(*eps)  # without a reservation it grows and keeps the data
+    np.testing.assert_array_equal(grown.episode(3)["image"], eps[3]["image"])
     with pytest.raises(ValueError, match="T\\+1 images"):
-        a.add({**make_episode(T=5), "action": np.zeros((6, 4), np.float32)})
+        store.add({**make_episode(T=5), "action": np.zeros((6, 4), np.float32)})
+    with pytest.raises(ValueError, match="image shape"):
+        store.add(make_episode(T=5, size=8))

@@ -1,0 +1,73 @@
+"""Model diagnostics that world-model agents write, and their readers (paper Fig. 4 and Fig. 6).
+
+An agent writes these into ``<run_dir>/diagnostics/`` (``context.run_dir``), appending rows with a
+header line first; the analysis reads them by header, so extra columns are allowed and ignored.
+
+``reward_prediction.csv`` (Fig. 4, App. A.1: does the model predict rewards the data never reached?)
+One row per predicted time step.
+
+    grad_step         int    gradient step of the model when the prediction was made
+    phase             str    offline | online (the protocol phase at that step)
+    source            str    data   = a dataset episode: the model filters its first ``context``
+                                      frames, then predicts open-loop under the episode's own actions
+                             policy = the policy acting inside the model from a posterior state of a
+                                      dataset episode (no true reward exists: leave true_reward empty)
+    episode           int    which episode (an index within this evaluation)
+    t                 int    time step within the episode
+    context           int    frames observed before open-loop prediction starts
+    true_reward       float  the recorded reward at t (empty for source = policy)
+    predicted_reward  float  the reward head's mean prediction at t
+
+The analysis takes, per run, the rows of the last ``grad_step`` of the offline phase (the paper's
+"end of offline pre-training"; the last grad_step of all when there are no offline rows).
+
+``uncertainty.csv`` (Fig. 6, App. B, Eq. 12: the performance gap is bounded by the expected model
+uncertainty). One row per measurement during fine-tuning.
+
+    grad_step             int    gradient step
+    episodes              int    online episodes so far
+    env_steps             int    environment steps so far
+    expected_uncertainty  float  epsilon_u of Eq. 12: the mean over j, t of u(s_j^t, a_{j+t}) (ensemble
+                                 std of the prior logits) along H-step model rollouts of expert actions
+                                 from posterior states of expert episodes
+    performance_gap       float  J(expert) - J(policy): the expert episodes' mean return minus the
+                                 policy's mean evaluation return at this point
+    eval_success          float  (optional) the policy's evaluation success at this point
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+REWARD_COLUMNS = ["grad_step", "phase", "source", "episode", "t", "context", "true_reward", "predicted_reward"]
+UNCERTAINTY_COLUMNS = ["grad_step", "episodes", "env_steps", "expected_uncertainty", "performance_gap"]
+
+
+def _read(path: str | Path, required: list[str]) -> pd.DataFrame:
+    df = pd.read_csv(path, on_bad_lines="skip")
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; the format is in "
+                         f"benchmark/analysis/diagnostics.py")
+    return df
+
+
+def read_reward_prediction(path: str | Path) -> pd.DataFrame:
+    """The Fig. 4 snapshot of one run: rows of its last offline grad_step (else its last grad_step)."""
+    df = _read(path, REWARD_COLUMNS)
+    for c in ("grad_step", "episode", "t", "context", "true_reward", "predicted_reward"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df = df[df["grad_step"].notna() & df["predicted_reward"].notna()]
+    if df.empty:
+        return df
+    off = df[df["phase"] == "offline"]
+    step = (off if len(off) else df)["grad_step"].max()
+    return df[df["grad_step"] == step].reset_index(drop=True)
+
+
+def read_uncertainty(path: str | Path) -> pd.DataFrame:
+    df = _read(path, UNCERTAINTY_COLUMNS)
+    for c in df.columns:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df.dropna(subset=["expected_uncertainty", "performance_gap"]).reset_index(drop=True)

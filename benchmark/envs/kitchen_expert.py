@@ -1,0 +1,303 @@
+"""A scripted demonstrator for Franka Kitchen (gymnasium-robotics ``FrankaKitchen-v1``).
+
+The env's action is a normalised joint velocity: the robot moves joint ``i`` towards
+``qpos_i + 2 * action_i * dt`` (dt = 0.08 s, 40 physics steps of 2 ms) through position servos,
+clipped to the joint limits; actions 7 and 8 drive the two fingers the same way (+1 opens, -1 closes).
+
+The demonstrator is an end-effector controller: a proportional law on the position and orientation
+error of the ``end_effector`` site gives a 6-D twist, which damped least squares through MuJoCo's site
+Jacobian turns into 7 arm joint velocities (plus a null-space pull towards the start posture), scaled to
+the action range. Each of the seven D4RL objects has a waypoint plan (approach, grasp or touch, move the
+handle / knob / lever / kettle along its joint, release, back off) that ends with the object in its goal
+configuration; plans chain, four per episode, as in the relay-policy-learning demonstrations. Plans read
+the current object positions from the simulator, so they work from any state a previous plan left.
+
+Everything the demonstrator does is a deterministic function of the simulator state and its own
+``numpy`` generator (action noise), so a seed gives the same episode every time.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+OBJECTS = ("microwave", "kettle", "bottom burner", "top burner", "light switch", "slide cabinet", "hinge cabinet")
+
+ACTION_SCALE = 2.0  # rad/s per unit of action (gymnasium-robotics FrankaRobot: act_rng = 2)
+OPEN, CLOSE = 1.0, -1.0
+
+# Joint positions (qpos indices) the plans read: knob angles, the light switch, the slide, doors.
+_QPOS = {"bottom burner": 11, "top burner": 15, "light switch": 17, "slide cabinet": 19, "hinge cabinet": 21,
+         "microwave": 22}
+# Where each plan drives its joint (past the goal, inside the joint range, so noise keeps it within 0.3).
+_TARGET = {"bottom burner": -1.05, "top burner": -1.05, "light switch": -0.62, "slide cabinet": 0.40,
+           "hinge cabinet": 1.50, "microwave": -1.00}
+# Kettle: its body position at the goal (OBS_ELEMENT_GOALS), and the handle's offset from the body.
+_KETTLE_GOAL = np.array([-0.23, 0.75, 1.62])
+import os
+HOME_Q1 = float(os.environ.get("HQ1", "-1.2"))
+DZ = float(os.environ.get("DZ", "0.08"))
+LEAD = float(os.environ.get("LEAD", "0.3"))
+PSPEED = float(os.environ.get("PSPEED", "0.4"))
+NULL_GAIN = float(os.environ.get("NG", "0.5"))
+
+
+def _rot_z(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _rot_y(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+class KitchenExpert:
+    """Waypoint plans + a Jacobian end-effector controller acting on a gymnasium-robotics ``KitchenEnv``.
+
+    ``plan(objects)`` returns an iterator of actions: call ``next()`` once per env step (the iterator reads
+    the simulator state each time). When the plans are done it keeps the arm still.
+    """
+
+    def __init__(self, model, data, *, noise: float = 0.0, rng: np.random.Generator | None = None,
+                 max_speed: float = 0.7, damping: float = 0.05):
+        import mujoco
+
+        self._mj = mujoco
+        self.model, self.data = model, data
+        self.noise = noise
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.max_speed = max_speed  # m/s of the end effector
+        self.damping = damping
+        self.site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "end_effector")
+        self._jacp = np.zeros((3, model.nv))
+        self._jacr = np.zeros((3, model.nv))
+        self.dt = float(model.opt.timestep) * 40
+        self._range = model.jnt_range[:7].copy()
+        self._kp = model.actuator_gainprm[:7, 0].copy()
+        self.home_q: np.ndarray | None = None
+        self.R0: np.ndarray | None = None
+
+    # -- state ------------------------------------------------------------------------------------
+    def _site(self, name: str) -> np.ndarray:
+        return self.data.site(name).xpos.copy()
+
+    def _anchor(self, joint: str) -> np.ndarray:
+        return self.data.joint(joint).xanchor.copy()
+
+    def ee(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.data.site_xpos[self.site].copy(), self.data.site_xmat[self.site].reshape(3, 3).copy()
+
+    # -- control ----------------------------------------------------------------------------------
+    def control(self, pos, rot, grip: float, speed: float | None = None) -> np.ndarray:
+        """One action moving the end effector towards ``pos`` / ``rot`` with the fingers ``grip`` (+1 / -1)."""
+        mj, m, d = self._mj, self.model, self.data
+        p, R = self.ee()
+        v = 4.0 * (np.asarray(pos) - p)
+        vmax = self.max_speed if speed is None else speed
+        n = np.linalg.norm(v)
+        if n > vmax:
+            v *= vmax / n
+        err = 0.5 * sum(np.cross(R[:, i], rot[:, i]) for i in range(3))
+        w = 3.0 * err
+        wn = np.linalg.norm(w)
+        if wn > 2.0:
+            w *= 2.0 / wn
+        mj.mj_jacSite(m, d, self._jacp, self._jacr, self.site)
+        J_full = np.vstack([self._jacp[:, :7], self._jacr[:, :7]])
+        q = d.qpos[:7]
+        lo, hi = self._range[:, 0] + 0.03, self._range[:, 1] - 0.03
+        free = np.ones(7, bool)
+        for _ in range(4):  # joints at a limit that the solution pushes further are taken out, then re-solve
+            J = J_full * free
+            JJt = J @ J.T + self.damping ** 2 * np.eye(6)
+            dq = J.T @ np.linalg.solve(JJt, np.concatenate([v, w]))
+            null = np.eye(7) - J.T @ np.linalg.solve(JJt, J)
+            dq += (null @ (NULL_GAIN * (self.home_q - q))) * free
+            stuck = free & (((q <= lo) & (dq < 0)) | ((q >= hi) & (dq > 0)))
+            if not stuck.any():
+                break
+            free &= ~stuck
+        dq = dq * free
+        # Gravity feed-forward: the servo pushes kp * (2 * action * dt), so this much action holds the arm up.
+        dq += d.qfrc_bias[:7] / (self._kp * self.dt)
+        action = np.empty(9)
+        action[:7] = dq / ACTION_SCALE
+        action[7:] = grip
+        if self.noise > 0:
+            action[:7] += self.noise * self.rng.standard_normal(7)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    def _move(self, pos, rot, grip, *, tol=0.012, rot_tol=0.08, max_steps=40, speed=None) -> Iterator[np.ndarray]:
+        """Go to a waypoint (re-evaluating callables each step) until within tolerance or out of steps."""
+        for _ in range(max_steps):
+            target = pos() if callable(pos) else pos
+            R_t = rot() if callable(rot) else rot
+            p, R = self.ee()
+            rerr = np.linalg.norm(0.5 * sum(np.cross(R[:, i], R_t[:, i]) for i in range(3)))
+            if np.linalg.norm(target - p) < tol and rerr < rot_tol:
+                return
+            yield self.control(target, R_t, grip, speed)
+
+    def _hold(self, grip, steps) -> Iterator[np.ndarray]:
+        p, R = self.ee()
+        for _ in range(steps):
+            yield self.control(p, R, grip)
+
+    # -- object plans -----------------------------------------------------------------------------
+    def _door(self, obj: str, handle_site: str, joint: str, sign: float, yaw0: float,
+              dz: float = 0.0) -> Iterator[np.ndarray]:
+        """Grasp a vertical door handle from the front (``dz`` above its middle) and carry it along the arc."""
+        d = self.data
+        qi = _QPOS[obj]
+        hinge = self._anchor(joint)
+        h0, a0 = self._site(handle_site) + [0.0, 0.0, dz], float(d.qpos[qi])
+        rot = lambda a: _rot_z(yaw0 + a - a0) @ self.R0  # the gripper turns with the door
+        normal = lambda a: _rot_z(yaw0 + a - a0) @ np.array([0.0, 1.0, 0.0])  # approach direction
+        on_arc = lambda a, off=0.0: hinge + _rot_z(a - a0) @ (h0 - hinge) + off * normal(a)
+        yield from self._move(on_arc(a0, -0.12), rot(a0), OPEN, tol=0.02, max_steps=45)
+        yield from self._move(on_arc(a0, 0.01), rot(a0), OPEN, tol=0.01, max_steps=20, speed=0.3)
+        yield from self._hold(CLOSE, 4)
+        target = _TARGET[obj]
+        for _ in range(60):
+            a = float(d.qpos[qi])
+            if sign * (a - target) >= 0:
+                break
+            lead = a + sign * LEAD
+            lead = min(lead, target) if sign > 0 else max(lead, target)
+            yield self.control(on_arc(lead, 0.01), rot(lead), CLOSE, speed=PSPEED)
+        yield from self._hold(OPEN, 3)
+        a = float(d.qpos[qi])
+        yield from self._move(on_arc(a, -0.12), rot(a), OPEN, tol=0.03, max_steps=15)
+
+    def _knob(self, obj: str, site: str) -> Iterator[np.ndarray]:
+        """Pinch the knob's vertical tab and turn the wrist about the knob's axis (-y)."""
+        d = self.data
+        qi = _QPOS[obj]
+        c = self._site(site)
+        yield from self._move(c + [0.0, -0.10, 0.0], self.R0, OPEN, tol=0.02, max_steps=40)
+        yield from self._move(c + [0.0, -0.025, 0.0], self.R0, OPEN, tol=0.008, max_steps=20, speed=0.3)
+        yield from self._hold(CLOSE, 4)
+        for _ in range(40):
+            a = float(d.qpos[qi])
+            if a <= _TARGET[obj]:
+                break
+            yield self.control(c + [0.0, -0.025, 0.0], _rot_y(-(a - 0.45)) @ self.R0, CLOSE)
+        yield from self._hold(OPEN, 3)
+        p, R = self.ee()
+        yield from self._move(p + [0.0, -0.10, 0.0], R, OPEN, tol=0.03, max_steps=12)
+
+    def _light(self) -> Iterator[np.ndarray]:
+        """Push the lever's right side to the left with closed fingers."""
+        d = self.data
+        c = self._site("light_site")
+        yield from self._move(c + [0.09, -0.10, 0.0], self.R0, CLOSE, tol=0.02, max_steps=40)
+        yield from self._move(c + [0.07, -0.015, 0.0], self.R0, CLOSE, tol=0.012, max_steps=20, speed=0.3)
+        for _ in range(40):
+            if d.qpos[_QPOS["light switch"]] <= _TARGET["light switch"]:
+                break
+            yield self.control(c + [-0.15, -0.015, 0.0], self.R0, CLOSE, speed=0.4)
+        p, R = self.ee()
+        yield from self._move(p + [0.0, -0.10, 0.0], R, CLOSE, tol=0.03, max_steps=12)
+
+    def _slide(self) -> Iterator[np.ndarray]:
+        """Grasp the slide cabinet's vertical handle and pull it to the right."""
+        d = self.data
+        c = self._site("slide_site")
+        yield from self._move(c + [0.0, -0.12, 0.0], self.R0, OPEN, tol=0.02, max_steps=40)
+        yield from self._move(c + [0.0, 0.005, 0.0], self.R0, OPEN, tol=0.01, max_steps=20, speed=0.3)
+        yield from self._hold(CLOSE, 4)
+        q0 = float(d.qpos[_QPOS["slide cabinet"]])
+        for _ in range(40):
+            q = float(d.qpos[_QPOS["slide cabinet"]])
+            if q >= _TARGET["slide cabinet"]:
+                break
+            yield self.control(c + [min(q + 0.15, _TARGET["slide cabinet"] + 0.02) - q0, 0.005, 0.0], self.R0,
+                               CLOSE, speed=0.5)
+        yield from self._hold(OPEN, 3)
+        p, R = self.ee()
+        yield from self._move(p + [0.0, -0.12, 0.0], R, OPEN, tol=0.03, max_steps=12)
+
+    def _kettle(self) -> Iterator[np.ndarray]:
+        """Grasp the handle with the fingers vertical, lift, carry to the top-left burner, set down."""
+        d = self.data
+        R = _rot_y(np.pi / 2) @ self.R0  # fingers one above, one below the horizontal handle bar
+        h = self._site("kettle_site")
+        body = d.qpos[23:26].copy()
+        offset = h - body
+        yield from self._move(h + [0.0, -0.12, 0.0], R, OPEN, tol=0.02, rot_tol=0.1, max_steps=45)
+        yield from self._move(h + [0.0, 0.0, 0.0], R, OPEN, tol=0.01, max_steps=20, speed=0.3)
+        yield from self._hold(CLOSE, 5)
+        lift = np.array([0.0, 0.0, 0.10])
+        yield from self._move(h + lift, R, CLOSE, tol=0.02, max_steps=20, speed=0.4)
+        goal_h = _KETTLE_GOAL + offset
+        yield from self._move(goal_h + lift, R, CLOSE, tol=0.02, max_steps=40, speed=0.5)
+        yield from self._move(goal_h + [0.0, 0.0, 0.01], R, CLOSE, tol=0.01, max_steps=20, speed=0.3)
+        yield from self._hold(OPEN, 4)
+        p, _ = self.ee()
+        yield from self._move(p + [0.0, -0.10, 0.03], R, OPEN, tol=0.03, max_steps=12)
+
+    def object_plan(self, obj: str) -> Iterator[np.ndarray]:
+        if obj == "microwave":
+            return self._door(obj, "microhandle_site", "microwave", -1.0, yaw0=0.30, dz=DZ)
+        if obj == "hinge cabinet":
+            return self._door(obj, "hinge_site2", "right_hinge_cabinet", +1.0, yaw0=0.0)
+        if obj in ("bottom burner", "top burner"):
+            return self._knob(obj, "knob2_site" if obj == "bottom burner" else "knob4_site")
+        if obj == "light switch":
+            return self._light()
+        if obj == "slide cabinet":
+            return self._slide()
+        if obj == "kettle":
+            return self._kettle()
+        raise ValueError(f"unknown kitchen object {obj!r}; known: {', '.join(OBJECTS)}")
+
+    def plan(self, objects: Sequence[str]) -> Iterator[np.ndarray]:
+        """Actions for the chained plans of ``objects`` (in order), then the arm held still forever."""
+        for o in objects:
+            if o not in OBJECTS:
+                raise ValueError(f"unknown kitchen object {o!r}; known: {', '.join(OBJECTS)}")
+        return self._chain(list(objects))
+
+    def _chain(self, objects) -> Iterator[np.ndarray]:
+        if self.home_q is None:
+            self.home_q = self.data.qpos[:7].copy()
+            self.home_q[1] = HOME_Q1  # the start posture leans the shoulder against its limit
+            self.R0 = self.ee()[1]
+        for o in objects:
+            yield from self.object_plan(o)
+        p, R = self.ee()
+        while True:
+            yield self.control(p, R, OPEN)
+
+
+def make_physics_env():
+    """The bare gymnasium-robotics KitchenEnv our pixel env wraps (no rendering), for fast rollouts."""
+    from gymnasium_robotics.envs.franka_kitchen.kitchen_env import KitchenEnv
+
+    return KitchenEnv(tasks_to_complete=list(OBJECTS), terminate_on_tasks_completed=False)
+
+
+def rollout(kitchen_env, objects: Sequence[str], *, steps: int, seed: int, noise: float,
+            on_step: Callable | None = None) -> dict[str, np.ndarray]:
+    """Run the demonstrator on ``objects`` for ``steps`` env steps from ``reset(seed=seed)``.
+
+    Returns ``qpos`` (steps+1, 30) and ``action`` (steps, 9); ``on_step()`` is called after the reset and
+    after every step (the dataset generator renders there). Actions are cast and clipped exactly as
+    ``KitchenPixelEnv.step`` does, so this and the pixel env produce the same states.
+    """
+    kitchen_env.reset(seed=seed)
+    expert = KitchenExpert(kitchen_env.model, kitchen_env.data, noise=noise,
+                           rng=np.random.default_rng([seed, 1]))
+    actions_it = expert.plan(objects)
+    qpos, actions = [kitchen_env.data.qpos.copy()], []
+    if on_step is not None:
+        on_step()
+    for _ in range(steps):
+        a = np.clip(np.asarray(next(actions_it), np.float32), -1.0, 1.0)
+        kitchen_env.step(a)
+        actions.append(a)
+        qpos.append(kitchen_env.data.qpos.copy())
+        if on_step is not None:
+            on_step()
+    return {"qpos": np.array(qpos), "action": np.array(actions, np.float32)}
