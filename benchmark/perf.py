@@ -103,13 +103,21 @@ def bench_store(data_dir, task: str, batch: int = 256) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["render", "store"])
+    p.add_argument("what", choices=["render", "store", "learners", "worldmodel"],
+                   help="render: env speed; store: episode-store memory and sampling; learners: model-free "
+                        "updates/s; worldmodel: world-model and agent steps/s")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--tasks", default="metaworld/door-open,kitchen/mixed")
     p.add_argument("--steps", type=int, default=200)
-    args = p.parse_args(argv)
+    args, rest = p.parse_known_args(argv)
     import os
 
+    if args.what in ("learners", "worldmodel"):  # each in its own module (they import JAX / torch)
+        import importlib
+
+        return importlib.import_module(f"benchmark.perf_{args.what}").main(rest)
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.what == "store":
         from pathlib import Path
 
