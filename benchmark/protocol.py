@@ -86,13 +86,16 @@ class Runner:
     def __init__(self, spec: TaskSpec, algo: str, agent_config, schedule: Schedule, seed: int, out_dir: Path,
                  dataset_path: Path, env_overrides: dict | None = None, device: str = "cpu",
                  checkpoint_every: int = 10, offline_checkpoint_every: int = 1000, log_every: int = 100,
-                 progress: bool = True, prefetch: int = 2):
+                 progress: bool = True, prefetch: int = 2, checkpoint_minutes: float = 10.0, live=None):
         self.spec, self.algo, self.cfg, self.schedule, self.seed = spec, algo, agent_config, schedule, seed
         self.dir, self.dataset_path = Path(out_dir), Path(dataset_path)
         self.env_overrides = env_overrides or {}
         self.device = device
         self.checkpoint_every, self.offline_checkpoint_every = checkpoint_every, offline_checkpoint_every
         self.log_every, self.progress, self.prefetch = log_every, progress, prefetch
+        self.checkpoint_minutes = checkpoint_minutes  # also checkpoint when this much wall time has passed
+        self.live = live  # optional live view (TensorBoard / W&B / GIFs): .log(row), .gif(frames, episodes), .close()
+        self.last_eval_episode = None
         self.c = {"grad_step": 0, "env_steps": 0, "episodes": 0, "offline_evaluated": False, "rows": 0,
                   "wall_time": 0.0}
         self.stop_reason: str | None = None
@@ -162,16 +165,6 @@ class Runner:
         agent = algorithms.make_agent(self.algo, self.cfg, context)
         return store, agent
 
-    def _checkpoint(self) -> None:
-        agent = self.agent
-        if hasattr(agent, "save"):
-            (self.dir / "agent").mkdir(exist_ok=True)
-            agent.save(self.dir / "agent")
-        self.c["wall_time"] = self._wall()
-        results.save_checkpoint(self.dir, {
-            "agent": agent.state_dict(), "counters": dict(self.c), "rngs": capture_rngs(),
-            "episode_lengths": list(self.store.ep_len[self.n_offline:])})
-
     def _restore(self, ckpt: dict) -> None:
         store, agent = self.store, self.agent
         self.c = dict(ckpt["counters"])
@@ -195,26 +188,29 @@ class Runner:
         self.log.log({"phase": phase, "grad_step": self.c["grad_step"], "env_steps": self.c["env_steps"],
                       "episodes": self.c["episodes"], "wall_time": self._wall(), **values})
         self.c["rows"] = self.log.rows
+        if self.live is not None:
+            self.live.log({"phase": phase, "grad_step": self.c["grad_step"], "env_steps": self.c["env_steps"],
+                           "episodes": self.c["episodes"], **values})
 
-    def _train(self, n: int) -> None:
-        """n gradient updates; metrics stay on the device until the next log point."""
-        start = self.c["grad_step"]
-        for batches in self.sampler.block(start, n):
-            self._pending.append(self.agent.update(batches))
-            self.c["grad_step"] += 1
-            self.bar.update(1)
-            if self.stop_reason is not None:
-                break
-
-    def _flush(self, phase: str, **extra) -> None:
+    def _pending_floats(self) -> list[dict[str, float]]:
+        """The metrics of updates not yet logged, as floats (checked for non-finite values)."""
         first = self.c["grad_step"] - len(self._pending)
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        out = []
         for i, metrics in enumerate(self._pending):
+            row = {}
             for k, v in metrics.items():
                 x = to_float(v)
                 if not math.isfinite(x):
                     raise NonFiniteLoss(f"non-finite loss at gradient step {first + i + 1}: {k}={x}")
+                row[k] = x
+            out.append(row)
+        return out
+
+    def _flush(self, phase: str, **extra) -> None:
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for metrics in self._pending_floats():
+            for k, x in metrics.items():
                 sums[k] = sums.get(k, 0.0) + x
                 counts[k] = counts.get(k, 0) + 1
         self._pending.clear()
@@ -222,32 +218,77 @@ class Runner:
         rate = (self.c["grad_step"] - self._win_step) / max(now - self._win_time, 1e-9)
         self._win_time, self._win_step = now, self.c["grad_step"]
         self._row(phase, steps_per_s=round(rate, 3), **{k: sums[k] / counts[k] for k in sorted(sums)}, **extra)
-        self.bar.set_postfix(phase=phase, ep=self.c["episodes"], upd_s=f"{rate:.1f}")
+        self.progress_bar.note(phase=phase, ep=self.c["episodes"], upd_s=f"{rate:.1f}")
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _checkpoint(self) -> None:
+        """Safe between any two updates: unlogged metrics and the updates still owed to the
+        current episode are part of the checkpoint."""
+        agent = self.agent
+        if hasattr(agent, "save"):
+            (self.dir / "agent").mkdir(exist_ok=True)
+            agent.save(self.dir / "agent")
+        self._pending = self._pending_floats()
+        self.c["wall_time"] = self._wall()
+        results.save_checkpoint(self.dir, {
+            "agent": agent.state_dict(), "counters": dict(self.c), "rngs": capture_rngs(),
+            "pending_metrics": list(self._pending),
+            "episode_lengths": list(self.store.ep_len[self.n_offline:])})
+        self._last_checkpoint = time.time()
+
+    def _maybe_checkpoint(self) -> None:
+        if time.time() - self._last_checkpoint >= 60 * self.checkpoint_minutes:
+            self._checkpoint()
 
     # -- the loop -------------------------------------------------------------------------------
+    def _train(self, n: int) -> None:
+        """Up to n gradient updates (fewer if a stop is requested); metrics stay on the device until
+        the next log point."""
+        for batches in self.sampler.block(self.c["grad_step"], n):
+            self._pending.append(self.agent.update(batches))
+            self.c["grad_step"] += 1
+            if self.c["owed"] > 0:
+                self.c["owed"] -= 1
+            self.progress_bar.update(1)
+            if self.stop_reason is not None:
+                break
+            self._maybe_checkpoint()
+
+    def _evaluate_row(self, index: int) -> None:
+        self._row("eval", **self.evaluate(self.eval_env, self.agent, index))
+        if self.live is not None and self.last_eval_episode is not None:
+            self.live.gif(self.last_eval_episode["image"], self.c["episodes"])
+
     def run(self) -> dict:
-        d, sch, c = self.dir, self.schedule, self.c
+        """Run (or resume) to the end, or until ``request_stop``; returns the counters. After a stop
+        the run is checkpointed and ``self.stop_reason`` says why."""
+        d, sch = self.dir, self.schedule
         (d / "episodes").mkdir(parents=True, exist_ok=True)
         self.store, self.agent = self._build()
         store, agent = self.store, self.agent
         if hasattr(agent, "on_episode"):
             for e in range(self.n_offline):
                 agent.on_episode(store.episode(e), False)
+        self.log, self._pending = None, []
+        self.c["owed"] = 0  # updates still owed to the last online episode
         ckpt = results.load_checkpoint(d)
         if ckpt is not None:
             self._restore(ckpt)
-            c = self.c
-        self.log, self._pending = None, []
+            self._pending = list(ckpt.get("pending_metrics", []))
+        c = self.c
         self._wall_base, self._t_session = c.get("wall_time", 0.0), time.time()
+        self._last_checkpoint = time.time()
         self.sampler = BatchSampler(store, agent.requests, self.seed, depth=self.prefetch)
-        env = self.spec.make_env(seed=self.seed, **self.env_overrides)
-        eval_env = self.spec.make_env(seed=self.seed, **self.env_overrides)
-        self.bar = tqdm(total=self.total_updates, initial=c["grad_step"], unit="upd", dynamic_ncols=True,
-                        desc=f"{self.spec.name} {self.algo} s{self.seed}", disable=not self.progress)
+        self.env = env = self.spec.make_env(seed=self.seed, **self.env_overrides)
+        self.eval_env = self.spec.make_env(seed=self.seed, **self.env_overrides)
+        self.progress_bar = Progress(self.total_updates, c["grad_step"], f"{self.spec.name} {self.algo} s{self.seed}",
+                                     enabled=self.progress)
         self._win_time, self._win_step = time.time(), c["grad_step"]
+        G = sch.updates_per_episode
         try:
             if hasattr(agent, "on_phase"):
                 agent.on_phase("online" if c["offline_evaluated"] else "offline")
+            # Offline: N_offline updates, a row every log_every.
             while c["grad_step"] < sch.offline_steps and self.stop_reason is None:
                 nxt = min(sch.offline_steps, (c["grad_step"] // self.log_every + 1) * self.log_every)
                 self._train(nxt - c["grad_step"])
@@ -256,34 +297,94 @@ class Runner:
                 if c["grad_step"] % self.offline_checkpoint_every == 0 and c["grad_step"] < sch.offline_steps:
                     self._checkpoint()
             if self.stop_reason is None and not c["offline_evaluated"]:
-                self._row("eval", **self.evaluate(eval_env, agent, 0))
+                self.progress_bar.note(phase="eval")
+                self._evaluate_row(0)
                 c["offline_evaluated"] = True
                 self._checkpoint()
                 if hasattr(agent, "on_phase"):
                     agent.on_phase("online")
-            while c["episodes"] < sch.online_episodes and self.stop_reason is None:
-                ep = self.rollout(env, agent, True, episode_seed(self.seed, TRAIN, c["episodes"]))
-                save_npz(d / "episodes" / f"{c['episodes']:06d}.npz", ep)
-                store.add(ep, online=True)
-                if hasattr(agent, "on_episode"):
-                    agent.on_episode(ep, True)
-                c["episodes"] += 1
-                c["env_steps"] += len(ep["action"]) * self.spec.action_repeat
-                self._train(sch.updates_per_episode)
-                self._flush("online", episode_return=float(ep["reward"].sum()),
-                            episode_success=float(ep["success"].any()))
+            # Online: {one episode -> store -> G updates}, a row per episode, evaluation every K.
+            while self.stop_reason is None:
+                if c["owed"] == 0:
+                    if c["episodes"] >= sch.online_episodes:
+                        break
+                    self.progress_bar.note(phase="collect", ep=c["episodes"] + 1)
+                    ep = self.rollout(env, agent, True, episode_seed(self.seed, TRAIN, c["episodes"]))
+                    save_npz(d / "episodes" / f"{c['episodes']:06d}.npz", ep)
+                    store.add(ep, online=True)
+                    if hasattr(agent, "on_episode"):
+                        agent.on_episode(ep, True)
+                    c["episodes"] += 1
+                    c["env_steps"] += len(ep["action"]) * self.spec.action_repeat
+                    c["owed"] = G
+                    c["episode_return"], c["episode_success"] = float(ep["reward"].sum()), float(ep["success"].any())
+                self._train(c["owed"])
+                if c["owed"] > 0:  # stopped part-way: the checkpoint records what is still owed
+                    break
+                self._flush("online", episode_return=c["episode_return"], episode_success=c["episode_success"])
                 if c["episodes"] % sch.eval_every_episodes == 0 or c["episodes"] == sch.online_episodes:
-                    self._row("eval", **self.evaluate(eval_env, agent, c["episodes"]))
+                    self.progress_bar.note(phase="eval")
+                    self._evaluate_row(c["episodes"])
                 if c["episodes"] % self.checkpoint_every == 0 or c["episodes"] == sch.online_episodes:
                     self._checkpoint()
+            if self.stop_reason is not None:
+                self._checkpoint()
         finally:
             self.sampler.close()
-            self.bar.close()
+            self.progress_bar.close()
             env.close()
-            eval_env.close()
+            self.eval_env.close()
             if self.log is not None:
                 self.log.close()
+            if self.live is not None:
+                self.live.close()
         return dict(c)
+
+
+class Progress:
+    """A tqdm bar on a terminal; elsewhere (a log file, a SLURM job) one line every ``every`` seconds.
+    The rate and ETA start after the first update, so compilation does not distort them."""
+
+    def __init__(self, total: int, initial: int, desc: str, enabled: bool = True, every: float = 30.0):
+        self.total, self.n, self.desc, self.every = total, initial, desc, every
+        self.enabled, self.tty = enabled, sys.stderr.isatty()
+        self.info: dict = {}
+        self._t0 = None  # set after the first update
+        self._n0 = initial
+        self._last_line = time.time()
+        self.bar = None
+        if enabled and self.tty:
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="upd", dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self._t0 is None:  # the first update (compiling) is not a rate sample
+            self._t0, self._n0 = time.time(), self.n
+            if self.bar is not None:
+                self.bar.bar_format = None  # the default format, with rate and ETA from here on
+                self.bar.start_t, self.bar.initial = self.bar._time(), self.n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.enabled and time.time() - self._last_line >= self.every:
+            self._line()
+
+    def _line(self) -> None:
+        self._last_line = now = time.time()
+        rate = (self.n - self._n0) / max(now - (self._t0 or now), 1e-9)
+        eta = (self.total - self.n) / rate if rate > 0 else float("nan")
+        extra = " ".join(f"{k}={v}" for k, v in self.info.items())
+        print(f"{self.desc}: {self.n}/{self.total} updates, {rate:.2f} upd/s, ETA {eta / 60:.1f} min {extra}",
+              file=sys.stderr, flush=True)
+
+    def note(self, **info) -> None:
+        self.info.update(info)
+        if self.bar is not None:
+            self.bar.set_postfix(self.info, refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def resolved_config(spec, algo, cfg, schedule, seed, profile, env_overrides, dataset_path, device="cpu",

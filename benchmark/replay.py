@@ -201,7 +201,13 @@ class EpisodeStore:
                              f"{'' if filter == 'all' else f' and passes the {filter!r} filter'}")
         return table[rng.integers(0, len(table), n)]
 
-    def sample(self, request: Transitions | Sequences, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def frame_buffer(self, request: Transitions | Sequences) -> np.ndarray:
+        """An empty array for a request's frames (``sample(..., out=)``); see ``BatchSampler``."""
+        n = request.framestack + 1 if isinstance(request, Transitions) else request.length
+        return np.empty((request.batch, n, *self.frames.shape[1:]), np.uint8)
+
+    def sample(self, request: Transitions | Sequences, rng: np.random.Generator,
+               out: np.ndarray | None = None) -> dict[str, np.ndarray]:
         if isinstance(request, Transitions):
             B = request.batch
             if request.online_fraction is not None and len(self.starts(2, "online")):
@@ -212,12 +218,12 @@ class EpisodeStore:
                 g = np.concatenate([on, off])
             else:  # no online data yet: everything from what the filter keeps
                 g = self._draw(rng, B, 2, request.filter)
-            return self.transitions(g, request.framestack)
+            return self.transitions(g, request.framestack, out)
         if isinstance(request, Sequences):
-            return self.sequences(self._draw(rng, request.batch, request.length, request.filter), request.length)
+            return self.sequences(self._draw(rng, request.batch, request.length, request.filter), request.length, out)
         raise TypeError(f"unknown request {request!r}")
 
-    def transitions(self, g: np.ndarray, framestack: int) -> dict[str, np.ndarray]:
+    def transitions(self, g: np.ndarray, framestack: int, out: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Transitions starting at global frames ``g`` (B,): frames g-k+1..g+1, clipped at episode starts."""
         k = framestack
         g = np.asarray(g, np.int64)
@@ -225,7 +231,9 @@ class EpisodeStore:
         if k > 1:
             first = np.asarray(self.ep_start, np.int64)[self._frame_ep[g]]
             np.maximum(grid, first[:, None], out=grid)  # the first frame repeats before an episode's start
-        frames = self.frames.take(grid, axis=0)  # (B, k+1, H, W, C): one gather
+        # (B, k+1, H, W, C): one gather. mode="clip" (indices are in range by construction): with
+        # mode="raise" numpy buffers a take into `out`, several times slower.
+        frames = self.frames.take(grid, axis=0, out=out, mode="clip")
         a, nxt = self._arr, g + 1
         return {"frames": frames, "obs": frames[:, :k], "next_obs": frames[:, 1:],
                 "action": a["action_in"].take(nxt, axis=0), "reward": a["reward_in"].take(nxt),
@@ -234,11 +242,11 @@ class EpisodeStore:
                 "success": a["success_in"].take(nxt), "goal": a["goal_in"].take(nxt),
                 "online": a["online"].take(g), "episode_goal": a["episode_goal"].take(g)}
 
-    def sequences(self, starts: np.ndarray, length: int) -> dict[str, np.ndarray]:
+    def sequences(self, starts: np.ndarray, length: int, out: np.ndarray | None = None) -> dict[str, np.ndarray]:
         grid = np.asarray(starts, np.int64)[:, None] + np.arange(length)
         a = self._arr
         terminal = a["terminal_in"].take(grid)
-        return {"image": self.frames.take(grid, axis=0), "action": a["action_in"].take(grid, axis=0),
+        return {"image": self.frames.take(grid, axis=0, out=out, mode="clip"), "action": a["action_in"].take(grid, axis=0),
                 "reward": a["reward_in"].take(grid), "discount": 1.0 - terminal.astype(np.float32),
                 "is_first": a["is_first"].take(grid), "is_last": a["is_last"].take(grid),
                 "is_terminal": terminal, "success": a["success_in"].take(grid), "goal": a["goal_in"].take(grid),
@@ -256,9 +264,16 @@ class BatchSampler:
         self.store, self.requests, self.seed, self.depth = store, dict(requests), seed, depth
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") if depth > 0 else None
 
-    def batch(self, step: int) -> dict[str, dict[str, np.ndarray]]:
-        return {name: self.store.sample(req, sampling_rng(self.seed, step, i))
+    def batch(self, step: int, buffers: dict | None = None) -> dict[str, dict[str, np.ndarray]]:
+        buffers = buffers or {}
+        return {name: self.store.sample(req, sampling_rng(self.seed, step, i), out=buffers.get(name))
                 for i, (name, req) in enumerate(self.requests.items())}
+
+    def _buffers(self) -> dict:
+        # Frame arrays are allocated here, in the consuming thread, and filled by the worker: memory
+        # malloc'd and freed by one thread is reused without fresh page faults (a worker's own
+        # allocations land in another malloc arena, which returns its pages to the OS each time).
+        return {name: self.store.frame_buffer(req) for name, req in self.requests.items()}
 
     def block(self, first: int, n: int) -> Iterator[dict[str, dict[str, np.ndarray]]]:
         if self._pool is None:
@@ -270,7 +285,7 @@ class BatchSampler:
         try:
             for _ in range(n):
                 while nxt < first + n and len(pending) < self.depth:
-                    pending.append(self._pool.submit(self.batch, nxt))
+                    pending.append(self._pool.submit(self.batch, nxt, self._buffers()))
                     nxt += 1
                 yield pending.popleft().result()
         finally:

@@ -1,19 +1,25 @@
-"""One run directory: ``<out>/<task>/<algo>/seed_<n>/``.
+"""One run directory: ``<out>/<task>/<algo>/<profile>[@<dataset>]/seed_<n>/``.
+
+    .lock            advisory lock (fcntl.flock) held by the one process running it; the kernel
+                     drops it when that process dies, so a dead run's lock is simply taken over
 
     config.json      resolved config, package versions, git commit, dataset checksum (written once)
     metrics.csv      one row per log point, appended and flushed (never rewritten but to drop rows
                      past the last checkpoint when a run resumes)
     checkpoint.pkl   agent, loop counters, RNG state (written to a temporary file, then renamed)
     episodes/        online episodes, one NPZ each, in the dataset format
-    status.json      running / done / failed (+ error and step)
+    status.json      running (pid, host, SLURM job) / done / failed (+ error) / interrupted (+ signal)
 """
 from __future__ import annotations
 
 import csv
+import fcntl
+import hashlib
 import importlib.metadata
 import json
 import os
 import pickle
+import socket
 import subprocess
 import threading
 import time
@@ -25,8 +31,82 @@ COLUMNS = ["phase", "grad_step", "env_steps", "episodes", "eval_success", "eval_
 PACKAGES = ("numpy", "jax", "flax", "optax", "torch", "mujoco", "gymnasium", "gymnasium-robotics", "metaworld")
 
 
-def run_dir(out: str | Path, task: str, algo: str, seed: int) -> Path:
-    return Path(out) / task / algo / f"seed_{seed}"
+def run_dir(out: str | Path, task: str, algo: str, seed: int, profile: str = "paper", dataset: str | None = None) -> Path:
+    """Everything that changes results and is not a code default decides the folder: the profile and,
+    when it is not the task's own, the dataset (the data-size study); the rest is checked against
+    ``config.json`` by ``identity_diff`` when a run resumes."""
+    setting = profile if dataset in (None, task) else f"{profile}@{dataset.replace('/', '-')}"
+    return Path(out) / task / algo / setting / f"seed_{seed}"
+
+
+# The parts of a resolved config that change results (not versions, git commit, device or paths).
+IDENTITY_KEYS = ("task", "algo", "seed", "profile", "agent_config", "schedule", "env_overrides", "episode_length",
+                 "action_repeat", "dataset.checksum")
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def identity(config: dict) -> dict[str, Any]:
+    flat = _flat(json.loads(json.dumps(config, default=str)))  # JSON round trip: tuples become lists
+    return {k: v for k, v in flat.items() if any(k == key or k.startswith(key + ".") for key in IDENTITY_KEYS)}
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(identity(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def identity_diff(saved: dict, new: dict) -> list[str]:
+    """Fields that differ between a run directory's config and the one asked for: 'key: old -> new'."""
+    a, b = identity(saved), identity(new)
+    return [f"{k}: {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+
+
+class RunHeld(RuntimeError):
+    """Another live process holds the run."""
+
+
+class RunLock:
+    """One process per run: an exclusive ``flock`` on ``<run>/.lock``, holding the holder's pid, host and
+    SLURM job id. Released by ``release`` or by the process's death (the kernel drops it)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path) / ".lock"
+        self._fd: int | None = None
+
+    @staticmethod
+    def holder_info() -> dict[str, Any]:
+        return {"pid": os.getpid(), "host": socket.gethostname(), "slurm_job": os.environ.get("SLURM_JOB_ID")}
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                held = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            except (ValueError, OSError):
+                held = {}
+            os.close(fd)
+            job = f", SLURM job {held['slurm_job']}" if held.get("slurm_job") else ""
+            raise RunHeld(f"running in pid {held.get('pid', '?')} on host {held.get('host', '?')}{job}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(self.holder_info()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -1,20 +1,29 @@
 """python -m benchmark.run --algos bc --tasks metaworld/drawer-open --seeds 0,1 --profile cpu
 
 Runs every algorithm x task x seed through the offline-to-online protocol, one run directory each
-(``<out>/<task>/<algo>/seed_<n>/``). A finished run is skipped; an interrupted one resumes from its
-checkpoint. Everything is checked before anything is written.
+(<out>/<task>/<algo>/<profile>[@<dataset>]/seed_<n>/). A finished run is skipped; an interrupted one
+resumes from its checkpoint; a run another process holds is skipped. Everything is checked before
+anything is written. SIGTERM, SIGINT (Ctrl-C) and SIGUSR2 finish the current update or episode,
+checkpoint and exit; a second Ctrl-C stops at once (the run resumes from its last checkpoint).
+
+exit codes: 0 all runs done (or already done), 1 a run failed, 2 bad input (nothing written),
+            3 interrupted by a signal (rerun to resume), 4 a run is held by another live process
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
 import algorithms
 from benchmark import results
-from benchmark.datasets.format import DatasetError, read_manifest
+from benchmark.datasets.format import DatasetError, verify_dataset
 from benchmark.profiles import PROFILES, env_overrides_for, schedule_for
 from benchmark.protocol import Runner, resolved_config
 from benchmark.tasks import default_data_dir, get_task, resolve_tasks, suites
@@ -51,6 +60,16 @@ def load_imports(imports: list[str]) -> None:
             raise UsageError(str(exc)) from exc
 
 
+def check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {parent} is not writable")
+
+
 def plan(args, resolve: bool = True) -> list[dict]:
     """Every run of the sweep, checked. ``resolve=False`` (dry runs) skips building configs, which
     would import the algorithms' frameworks."""
@@ -67,17 +86,24 @@ def plan(args, resolve: bool = True) -> list[dict]:
     seeds = parse_seeds(args.seeds)
     device = resolve_device(args.device)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    runs = []
+    check_out(Path(args.out))
+    runs, verified = [], set()
     for task in tasks:
         spec = get_task(task)
         dataset = data_dir / (args.dataset or task)
-        try:
-            read_manifest(dataset)
-        except DatasetError as exc:
+        if not (dataset / "manifest.json").exists():
             how = (f"python -m benchmark.datasets generate {task}" if spec.domain == "metaworld"
                    else "python -m benchmark.datasets import kitchen --format {d4rl,minari,npz} --source ...")
-            raise UsageError(f"missing dataset for {task} at {dataset} ({exc.args[0].split('.')[0]}); "
-                             f"create it with `{how}`") from exc
+            raise UsageError(f"missing dataset for {task} at {dataset} (no manifest.json); create it with `{how}`")
+        if dataset not in verified:
+            try:
+                manifest = verify_dataset(dataset)  # every episode's checksum, shapes and dtypes
+            except DatasetError as exc:
+                raise UsageError(f"invalid dataset for {task} at {dataset}: {exc}") from exc
+            if manifest["action_dim"] != spec.action_dim:
+                raise UsageError(f"dataset {dataset} has {manifest['action_dim']}-dim actions; {task} has "
+                                 f"{spec.action_dim}")
+            verified.add(dataset)
         schedule = schedule_for(spec, args.profile)
         for algo in algos:
             cfg = algorithms.make_config(algo, args.profile) if resolve else None
@@ -85,38 +111,93 @@ def plan(args, resolve: bool = True) -> list[dict]:
                 runs.append({"spec": spec, "algo": algo, "cfg": cfg, "schedule": schedule, "seed": seed,
                              "dataset": dataset, "env_overrides": env_overrides_for(spec, args.profile),
                              "device": device, "imports": list(args.imports),
-                             "dir": results.run_dir(args.out, task, algo, seed)})
+                             "dir": results.run_dir(args.out, task, algo, seed, args.profile, args.dataset)})
     return runs
 
 
-def execute(r: dict, profile: str, progress: bool = True) -> str:
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_HELD = 0, 1, 2, 3, 4
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+
+
+class Interrupted(Exception):
+    """The run stopped on a signal after checkpointing; rerunning resumes it."""
+
+
+class ConfigMismatch(Exception):
+    pass
+
+
+def execute(r: dict, profile: str, progress: bool = True, live_factory=None) -> str:
+    """Run (or resume) one run under its lock; returns a one-line outcome. Raises ``Interrupted``
+    after a signal, ``RunHeld`` if another process holds it, ``ConfigMismatch`` if its directory holds
+    a different config, and re-raises a run's error after recording it in ``status.json``."""
     d: Path = r["dir"]
-    status = results.read_status(d).get("status")
-    if status == "done":
+    if results.read_status(d).get("status") == "done":
         return "skipped (done)"
     d.mkdir(parents=True, exist_ok=True)
-    config = resolved_config(r["spec"], r["algo"], r["cfg"], r["schedule"], r["seed"], profile,
-                             r["env_overrides"], r["dataset"], device=r["device"], imports=r["imports"])
-    if not (d / "config.json").exists():
-        results.write_json(d / "config.json", config)
-    results.set_status(d, "running")
-    runner = Runner(r["spec"], r["algo"], r["cfg"], r["schedule"], r["seed"], d, r["dataset"],
-                    r["env_overrides"], device=r["device"], progress=progress,
-                    checkpoint_every=1 if profile == "smoke" else 10,
-                    log_every=1 if profile == "smoke" else 100)
+    lock = results.RunLock(d)
+    lock.acquire()  # raises RunHeld
     try:
-        counters = runner.run()
-    except BaseException as exc:
-        step = getattr(exc, "step", None)
-        results.set_status(d, "failed", error=f"{type(exc).__name__}: {exc}", step=step,
-                           traceback=traceback.format_exc())
-        raise
-    results.set_status(d, "done", **counters)
-    return "done"
+        if results.read_status(d).get("status") == "done":  # finished by another process meanwhile
+            return "skipped (done)"
+        config = resolved_config(r["spec"], r["algo"], r["cfg"], r["schedule"], r["seed"], profile,
+                                 r["env_overrides"], r["dataset"], device=r["device"], imports=r["imports"])
+        config["config_hash"] = results.config_hash(config)
+        if (d / "config.json").exists():
+            diff = results.identity_diff(json.loads((d / "config.json").read_text()), config)
+            if diff:
+                raise ConfigMismatch(f"{d} holds a run with another config ({'; '.join(diff)}); use another --out, "
+                                     f"or delete the directory to start over")
+        else:
+            results.write_json(d / "config.json", config)
+        results.set_status(d, "running", **results.RunLock.holder_info())
+        live = live_factory(d, config) if live_factory else None
+        runner = Runner(r["spec"], r["algo"], r["cfg"], r["schedule"], r["seed"], d, r["dataset"],
+                        r["env_overrides"], device=r["device"], progress=progress,
+                        checkpoint_every=1 if profile == "smoke" else 10,
+                        log_every=1 if profile == "smoke" else 100, live=live)
+        stops = []
+
+        def on_signal(signum, frame):
+            name = signal.Signals(signum).name
+            if stops and signum == signal.SIGINT:  # a second Ctrl-C: stop now, from the last checkpoint
+                raise KeyboardInterrupt
+            stops.append(name)
+            runner.request_stop(name)
+            print(f"{d}: {name} received, stopping after the current update or episode", file=sys.stderr)
+
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+        try:
+            counters = runner.run()
+        except KeyboardInterrupt:
+            results.set_status(d, "interrupted", signal="SIGINT", note="stopped at once; resumes from the last checkpoint")
+            raise Interrupted(f"interrupted (SIGINT twice): resumes from the last checkpoint") from None
+        except BaseException as exc:
+            results.set_status(d, "failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if runner.stop_reason is not None:
+            results.set_status(d, "interrupted", signal=runner.stop_reason, **counters)
+            raise Interrupted(f"interrupted ({runner.stop_reason}) at gradient step {counters['grad_step']}, "
+                              f"episode {counters['episodes']}: checkpointed; rerun the same command to resume")
+        results.set_status(d, "done", **counters)
+        return "done"
+    finally:
+        lock.release()
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default, except where there is none to show (flags, unset options)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, [], argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"one of {', '.join(PROFILES)}: paper = the paper's sizes and schedule (a GPU run; "
                         f"hours per run), cpu = small nets and few steps (minutes), smoke = seconds (tests)")
     p.add_argument("--out", default="results", help="results folder; one run directory per task/algo/seed")
-    p.add_argument("--data-dir", default=None, help="datasets folder (default: $BENCHMARK_DATA_DIR, else ./datasets)")
+    p.add_argument("--data-dir", default=None, help="datasets folder; unset: $BENCHMARK_DATA_DIR, else the checkout's datasets/")
     p.add_argument("--dataset", default=None, help="dataset name under --data-dir instead of the task's own "
                                                     "(e.g. kitchen/mixed-100ep-seed0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: cuda where an NVIDIA driver is found)")
@@ -137,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import a module or .py file that registers algorithms (repeatable); recorded in config.json")
     p.add_argument("--list", action="store_true", help="list algorithms, tasks and profiles, then exit")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, updates, env steps) and exit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress output (without a terminal, progress is a line every 30 s)")
     return p
 
 
@@ -167,15 +249,34 @@ def main(argv=None) -> int:
               f"{s.online_episodes}x{s.updates_per_episode} online updates, {env_steps} env steps "
               f"[{args.profile}, {r['device']}] -> {r['dir']}")
     if args.dry_run:
-        return 0
-    failed = 0
+        return EXIT_OK
+    if args.profile == "paper" and any(r["device"] == "cpu" for r in runs):
+        print("note: the paper profile on a CPU takes days per run (a world-model step is ~6 s here); "
+              "use --profile cpu for a run in minutes", file=sys.stderr)
+    codes = []
     for r in runs:
         try:
-            print(f"{r['dir']}: {execute(r, args.profile, progress=not args.no_progress)}")
+            outcome = execute(r, args.profile, progress=not args.no_progress)
+            codes.append(EXIT_OK)
+        except Interrupted as exc:
+            print(f"{r['dir']}: {exc}", file=sys.stderr)
+            return EXIT_INTERRUPTED  # a signal stops the whole sweep
+        except results.RunHeld as exc:
+            outcome = f"skipped: {exc}"
+            codes.append(EXIT_HELD)
+        except ConfigMismatch as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            codes.append(EXIT_USAGE)
+            continue
         except Exception as exc:
-            failed += 1
+            codes.append(EXIT_FAILED)
             print(f"{r['dir']}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-    return 1 if failed else 0
+            continue
+        print(f"{r['dir']}: {outcome}")
+    for code in (EXIT_FAILED, EXIT_USAGE, EXIT_HELD):
+        if code in codes:
+            return code
+    return EXIT_OK
 
 
 if __name__ == "__main__":

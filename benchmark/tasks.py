@@ -35,14 +35,20 @@ class TaskSpec:
     domain: str
     env_factory: Callable[..., Any]  # env_factory(seed=...) -> gymnasium.Env with 64x64x3 uint8 images
     action_dim: int
-    episode_length: int  # agent steps per episode (after action repeat)
+    episode_length: int  # agent steps per online / evaluation episode (after action repeat)
     action_repeat: int
     schedule: Schedule
     # Filtered BC: an episode "reaches the goal" when its success flag is ever set, or, if
     # goal_objects is given, when the first goal_objects entries of objects_done hold at once.
     goal_objects: int | None = None
+    # Agent steps per demonstration when the dataset is generated (None: episode_length).
+    demo_episode_length: int | None = None
     # What the paper reports about its offline dataset (for side-by-side tables).
     paper_dataset: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def demo_length(self) -> int:
+        return self.demo_episode_length or self.episode_length
 
     def make_env(self, seed: int | None = None, **overrides):
         return self.env_factory(seed=seed, **overrides)
@@ -111,9 +117,10 @@ def default_data_dir() -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# MetaWorld: 10 tasks (paper). 100 agent steps x action repeat 2 per episode: Table 1's ~1,010
+# MetaWorld: 10 tasks (paper), action repeat 2. Online and evaluation episodes last 200 agent steps
+# (the authors' launch scripts: --ep_length 200). Demonstrations last 100: Table 1's ~1,010
 # transitions over 10 demos, and its returns (e.g. drawer-open 48 = 100 - first success step 52
-# of the scripted expert) fit 100-step episodes; the authors' code used TimeLimit 200.
+# of the scripted expert) fit 100-step demos.
 METAWORLD_SCHEDULE = Schedule(offline_steps=1_000, updates_per_episode=20, online_steps=20_000)
 KITCHEN_SCHEDULE = Schedule(offline_steps=10_000, updates_per_episode=50, online_steps=66_300)
 
@@ -141,7 +148,7 @@ for _task, _ret in PAPER_METAWORLD_RETURNS.items():
     register(TaskSpec(
         name=f"metaworld/{_task}", domain="metaworld",
         env_factory=functools.partial(_make_metaworld, _task),
-        action_dim=4, episode_length=100, action_repeat=2, schedule=METAWORLD_SCHEDULE,
+        action_dim=4, episode_length=200, demo_episode_length=100, action_repeat=2, schedule=METAWORLD_SCHEDULE,
         paper_dataset={"episodes": 10, "transitions": 1010, "mean_return": _ret, "success_rate": 1.0},
     ))
 

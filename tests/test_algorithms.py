@@ -122,7 +122,7 @@ def test_import_of_a_file_outside_the_repo_registers_and_runs(tmp_path, tiny_dat
     out = _run_cli(["--import", str(plugin), "--algos", "zero-file", "--profile", "smoke", "--out", str(tmp_path / "r"),
                     "--data-dir", str(tiny_data)])
     assert out.returncode == 0, out.stderr
-    run = tmp_path / "r/metaworld/drawer-open/zero-file/seed_0"
+    run = tmp_path / "r/metaworld/drawer-open/zero-file/smoke/seed_0"
     assert "mean_reward" in (run / "metrics.csv").read_text().splitlines()[0]
     assert str(plugin) in (run / "config.json").read_text()  # recorded, so the run can be redone
     out = _run_cli(["--import", str(tmp_path / "missing.py"), "--list"])
@@ -145,7 +145,7 @@ def test_an_installed_entry_point_registers_and_runs(tmp_path, tiny_data):
     out = _run_cli(["--algos", "zero-ep", "--profile", "smoke", "--out", str(tmp_path / "r"),
                     "--data-dir", str(tiny_data)], **env)
     assert out.returncode == 0, out.stderr
-    status = (tmp_path / "r/metaworld/drawer-open/zero-ep/seed_0/status.json").read_text()
+    status = (tmp_path / "r/metaworld/drawer-open/zero-ep/smoke/seed_0/status.json").read_text()
     assert '"done"' in status
 
 

@@ -142,3 +142,23 @@ def test_missing_gl_context_is_a_clear_error():
             "except Exception as e:\n    print(type(e).__name__, e)\n")
     out = _run(code, DISPLAY="")
     assert "RenderBackendError" in out.stdout and "headless backend" in out.stdout
+
+
+def test_metaworld_reward_is_the_last_sub_steps_success():
+    env = get_task("metaworld/drawer-open").make_env(seed=3)
+    expert = scripted_expert("drawer-open")
+    inner_step, seen = env._env.step, []
+
+    def spy(action):  # the real simulator step; records the success of every sub-step
+        out = inner_step(action)
+        seen.append(bool(out[4]["success"]))
+        return out
+
+    env._env.step = spy
+    _, info = env.reset()
+    seen.clear()
+    for _ in range(80):
+        _, r, _, _, info = env.step(expert.get_action(info["state"]))
+        assert r == float(seen[-1]) and len(seen) % 2 == 0  # two sub-steps, the last one decides
+    env.close()
+    assert any(seen)

@@ -62,10 +62,10 @@ def kill_at(monkeypatch, step):
     """Kill the run when the batch of gradient step ``step`` is needed (as Ctrl-C would)."""
     real = BatchSampler.batch
 
-    def dying(self, s):
+    def dying(self, s, *args):
         if s == step:
             raise KeyboardInterrupt(f"killed at step {s}")
-        return real(self, s)
+        return real(self, s, *args)
 
     monkeypatch.setattr(BatchSampler, "batch", dying)
 
@@ -184,7 +184,7 @@ def test_non_finite_loss_fails_the_run_with_its_step(tmp_path, data_dir):
     finally:
         del algorithms.REGISTRY["nan-test"]
     assert code == 1
-    status = json.loads((tmp_path / "metaworld/drawer-open/nan-test/seed_0/status.json").read_text())
+    status = json.loads((tmp_path / "metaworld/drawer-open/nan-test/smoke/seed_0/status.json").read_text())
     assert status["status"] == "failed" and "non-finite loss at gradient step 3" in status["error"]
 
 
@@ -219,7 +219,7 @@ def test_run_cli_writes_a_complete_run_and_skips_it_when_done(tmp_path, data_dir
     args = ["--algos", "bc", "--tasks", "metaworld/drawer-open", "--seeds", "0", "--profile", "smoke",
             "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-progress"]
     assert run_cli(args) == 0
-    d = tmp_path / "metaworld/drawer-open/bc/seed_0"
+    d = tmp_path / "metaworld/drawer-open/bc/smoke/seed_0"
     assert {p.name for p in d.iterdir()} >= {"config.json", "metrics.csv", "checkpoint.pkl", "status.json", "episodes"}
     cfg = json.loads((d / "config.json").read_text())
     assert cfg["agent_config"]["batch_size"] == 8 and cfg["dataset"]["checksum"] and cfg["versions"]["jax"]

@@ -34,6 +34,7 @@ def test_schedules_follow_the_paper():
     assert (k.schedule.offline_steps, k.schedule.updates_per_episode, k.schedule.online_steps) == (10000, 50, 66300)
     assert mw.schedule.online_episodes == 1000 and k.schedule.online_episodes == 1326
     assert (mw.action_repeat, k.action_repeat, k.episode_length) == (2, 1, 280)
+    assert (mw.episode_length, mw.demo_length, k.demo_length) == (200, 100, 280)  # online/eval vs demos
 
 
 def test_filtered_bc_goal_rule():

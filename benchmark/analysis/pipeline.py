@@ -113,14 +113,11 @@ def _expected_missing(runs: pd.DataFrame, o: Options) -> pd.DataFrame:
 
 def _final_table(final: pd.DataFrame, ref: pd.DataFrame, o: Options) -> pd.DataFrame:
     """Final success (%) per method x task with a 95% CI, next to the paper's number and the difference."""
-    from rliable import library as rly
-
     rows = []
     rs = ref[ref["metric"] == "final_success"]
     for (task, method), g in final.groupby(["task", "method"], sort=True):
         scores = 100.0 * g["final"].to_numpy(float)[:, None]
-        pe, ie = rly.get_interval_estimates({"m": scores}, lambda x: np.array([np.mean(x)]), reps=o.reps,
-                                            random_state=np.random.RandomState(o.seed))
+        pe, ie = stats._interval_estimates({"m": scores}, lambda x: np.array([np.mean(x)]), o.reps, o.seed)
         variant = g["variant"].iloc[0]
         paper = rs[(rs["task"] == task) & (rs["variant"] == variant)]
         pv = float(paper["value"].iloc[0]) if len(paper) else np.nan
@@ -180,9 +177,9 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
     # ablations (paper Fig. 3 right): the reference method's variants next to DreamerV2
     base = o.reference_method
     abl_methods = runs[(runs["algorithm"] == base) | (runs["variant"] == "dreamerv2")]["method"].unique()
-    has_variants = (runs[runs["algorithm"] == base]["variant"] != base).any()
-    if has_variants:
-        for domain in sorted(runs[runs["algorithm"] == base]["domain"].unique()):
+    variant_runs = runs[(runs["algorithm"] == base) & (runs["variant"] != base)]
+    if len(variant_runs):
+        for domain in sorted(variant_runs["domain"].unique()):
             tasks = sorted(own[(own["domain"] == domain) & own["method"].isin(abl_methods)]["task"].unique())
             sub = curves[curves["task"].isin(tasks) & curves["method"].isin(abl_methods)]
             if len(sub):

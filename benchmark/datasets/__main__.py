@@ -74,7 +74,7 @@ def cmd_generate(args) -> None:
         with tqdm(desc=name, unit="ep", leave=False, disable=args.quiet) as bar:
             writer = DatasetWriter(path, task=name, seed=args.seed, overwrite=args.overwrite,
                                    generator={"name": gen.GENERATOR, "version": gen.GENERATOR_VERSION,
-                                              "episode_length": spec.episode_length,
+                                              "episode_length": spec.demo_length,
                                               "action_repeat": spec.action_repeat})
             try:
                 counts = gen.generate(spec, writer, episodes=args.episodes, seed=args.seed,

@@ -1,8 +1,9 @@
 """MetaWorld demonstrations from MetaWorld's scripted experts, rendered to 64x64 pixels.
 
 The paper's datasets (Table 1) hold 9-10 successful scripted demonstrations per task. We run
-the expert in the same pixel environment the agents use (action repeat 2, 100 agent steps,
-objects randomised), keep only episodes in which the task is solved, and stop at ``episodes``
+the expert in the same pixel environment the agents use (action repeat 2, objects randomised;
+100 agent steps per demonstration, ``TaskSpec.demo_episode_length``; the reward is the last
+simulator sub-step's success), keep only episodes in which the task is solved, and stop at ``episodes``
 kept. Everything is drawn from ``seed``: the same seed gives the same dataset.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from benchmark.envs.metaworld import scripted_expert
 from benchmark.tasks import TaskSpec
 
 GENERATOR = "metaworld-scripted"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: reward from the last sub-step of the action repeat
 
 
 def rollout(env, policy, action_noise: float, rng: np.random.Generator, reset_seed: int | None):
@@ -46,7 +47,7 @@ def generate(spec: TaskSpec, writer, *, episodes: int = 10, seed: int = 0, actio
     """Write ``episodes`` successful expert episodes of ``spec`` into ``writer``; returns counters."""
     task = spec.name.split("/", 1)[1]
     policy = scripted_expert(task)
-    env = spec.make_env(seed=seed)
+    env = spec.make_env(seed=seed, episode_length=spec.demo_length)
     rng = np.random.default_rng(seed + 1)
     max_attempts = max_attempts or 5 * episodes
     kept = attempts = 0

@@ -1,7 +1,8 @@
 """MetaWorld tasks from pixels, as in the MOTO paper and the authors' baseline code.
 
-Observation: one 64x64x3 uint8 image (no proprioception). Reward: sparse, 1.0 while the task is
-solved. Action repeat 2. Object positions are drawn anew every episode. At reset the hand starts
+Observation: one 64x64x3 uint8 image (no proprioception). Reward: sparse, 1.0 when the task is
+solved at the last simulator step of the action repeat (2), as the authors' wrapper computes it.
+Episodes: 200 agent steps online and in evaluation (the authors' ``--ep_length 200``). Object positions are drawn anew every episode. At reset the hand starts
 at (0.1, 0.5, 0.3) plus N(0, 0.02^2) noise per axis, then 10 zero-action simulator steps let the
 scene settle. ``info["state"]`` carries MetaWorld's state vector for scripted experts; agents
 never see it.
@@ -37,7 +38,7 @@ class MetaWorldPixelEnv(gym.Env):
         self,
         task: str,
         *,
-        episode_length: int = 100,
+        episode_length: int = 200,
         action_repeat: int = 2,
         image_size: int = 64,
         camera: str = "free",
@@ -95,10 +96,9 @@ class MetaWorldPixelEnv(gym.Env):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
         action = np.clip(np.asarray(action, np.float32), -1.0, 1.0)
-        success = False
         for _ in range(self.action_repeat):
             state, _, _, _, info = self._env.step(action)
-            success = success or bool(info["success"])
+        success = bool(info["success"])  # the last sub-step's, as the authors' action-repeat wrapper
         self._steps += 1
         self._state = state
         truncated = self._steps >= self.episode_length
