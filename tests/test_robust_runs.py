@@ -1,0 +1,167 @@
+"""Runs that survive clusters and mistakes: one process per run, signals, run identity, checks."""
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import algorithms
+from benchmark import results
+from benchmark.datasets.__main__ import main as datasets_cli
+from benchmark.replay import BatchSampler
+from benchmark.run import ConfigMismatch, execute, main as run_cli, plan, build_parser
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGIN = str(REPO / "tests" / "slow_bc.py")
+TIME_COLUMNS = {"steps_per_s", "wall_time"}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    assert datasets_cli(["generate", "metaworld/drawer-open", "--episodes", "1", "--quiet", "--data-dir", str(d)]) == 0
+    return d
+
+
+def cli_args(out, data_dir, profile="smoke"):
+    return ["--import", PLUGIN, "--algos", "slow-bc", "--tasks", "metaworld/drawer-open", "--profile", profile,
+            "--out", str(out), "--data-dir", str(data_dir), "--no-progress"]
+
+
+def start(out, data_dir, profile="smoke", delay="0.4"):
+    return subprocess.Popen([sys.executable, "-m", "benchmark.run", *cli_args(out, data_dir, profile)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "SLOW_BC_DELAY": delay})
+
+
+def run_dir(out, profile="smoke"):
+    return Path(out) / "metaworld/drawer-open/slow-bc" / profile / "seed_0"
+
+
+def rows(d):
+    with open(d / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
+
+
+def wait_for(cond, timeout=240):
+    t = time.time()
+    while not cond():
+        if time.time() - t > timeout:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.05)
+
+
+def n_rows(d, phase=None):
+    try:
+        return sum(1 for r in rows(d) if phase is None or r["phase"] == phase)
+    except (FileNotFoundError, KeyError):
+        return 0
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("ref")
+    p = start(out, data_dir, delay="0")
+    assert p.wait(timeout=600) == 0, p.stderr.read()
+    return rows(run_dir(out))
+
+
+def test_two_processes_on_one_run_one_runs_the_other_refuses(tmp_path, data_dir, reference):
+    a = start(tmp_path, data_dir)
+    wait_for(lambda: results.read_status(run_dir(tmp_path)).get("status") == "running")
+    b = start(tmp_path, data_dir)
+    out_b, err_b = b.communicate(timeout=600)
+    assert a.wait(timeout=600) == 0, a.stderr.read()
+    assert b.returncode == 4, err_b
+    assert f"skipped: running in pid {a.pid} on host" in out_b
+    status = results.read_status(run_dir(tmp_path))
+    assert status["status"] == "done"
+    assert rows(run_dir(tmp_path)) == reference  # the finished metrics equal a single run's
+    assert not list(run_dir(tmp_path).glob(".*.tmp"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize("sig, phase", [(signal.SIGTERM, "offline"), (signal.SIGINT, "online"),
+                                        (signal.SIGUSR2, "online")])
+def test_a_signal_checkpoints_and_the_rerun_resumes_to_the_same_metrics(tmp_path, data_dir, reference, sig, phase):
+    p = start(tmp_path, data_dir)
+    d = run_dir(tmp_path)
+    wait_for(lambda: n_rows(d, phase) >= 1)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 3, err
+    status = results.read_status(d)
+    assert status["status"] == "interrupted" and status["signal"] == sig.name
+    assert f"interrupted ({sig.name})" in err and "Traceback" not in err
+    assert len(rows(d)) < len(reference)
+    p = start(tmp_path, data_dir, delay="0")
+    assert p.wait(timeout=600) == 0, p.stderr.read()
+    assert rows(d) == reference
+    assert results.read_status(d)["status"] == "done"
+
+
+def test_smoke_and_cpu_runs_into_one_out_do_not_collide(tmp_path, data_dir):
+    p = start(tmp_path, data_dir, delay="0")
+    assert p.wait(timeout=600) == 0
+    cpu = start(tmp_path, data_dir, profile="cpu", delay="0")  # not skipped: a run of its own
+    wait_for(lambda: n_rows(run_dir(tmp_path, "cpu")) >= 1)
+    cpu.send_signal(signal.SIGTERM)
+    cpu.communicate(timeout=600)
+    assert results.read_status(run_dir(tmp_path, "cpu"))["status"] == "interrupted"
+    assert results.read_status(run_dir(tmp_path, "smoke"))["status"] == "done"
+    assert json.loads((run_dir(tmp_path, "cpu") / "config.json").read_text())["profile"] == "cpu"
+
+
+def test_resuming_with_another_config_is_refused_naming_the_fields(tmp_path, data_dir, monkeypatch):
+    import benchmark.run  # noqa: F401
+
+    args = build_parser().parse_args(["--algos", "bc", "--profile", "smoke", "--out", str(tmp_path),
+                                      "--data-dir", str(data_dir)])
+    r = plan(args)[0]
+    real = BatchSampler.batch
+    monkeypatch.setattr(BatchSampler, "batch",
+                        lambda self, s, *a: (_ for _ in ()).throw(KeyboardInterrupt) if s == 2 else real(self, s, *a))
+    with pytest.raises(Exception, match="interrupted"):
+        execute(r, "smoke", progress=False)
+    monkeypatch.undo()
+    changed = {**r, "cfg": dataclasses.replace(r["cfg"], lr=1e-3)}
+    with pytest.raises(ConfigMismatch, match=r"agent_config.lr: 0.0003 -> 0.001"):
+        execute(changed, "smoke", progress=False)
+    assert execute(r, "smoke", progress=False) == "done"  # the same config resumes
+
+
+def test_a_run_on_another_dataset_gets_its_own_directory(tmp_path, data_dir):
+    assert datasets_cli(["subset", "metaworld/drawer-open", "--episodes", "1", "--seed", "3",
+                         "--data-dir", str(data_dir)]) == 0
+    sub = next(p.name for p in (data_dir / "metaworld").iterdir() if p.name.startswith("drawer-open-"))
+    args = build_parser().parse_args(["--algos", "bc", "--profile", "smoke", "--out", str(tmp_path),
+                                      "--data-dir", str(data_dir), "--dataset", f"metaworld/{sub}", "--dry-run"])
+    (r,) = plan(args, resolve=False)
+    assert r["dir"] == tmp_path / "metaworld/drawer-open/bc" / f"smoke@metaworld-{sub}" / "seed_0"
+
+
+def test_bad_inputs_are_one_line_errors_with_nothing_written(tmp_path, data_dir, capsys):
+    base = ["--algos", "bc", "--profile", "smoke", "--data-dir", str(data_dir)]
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert run_cli([*base, "--out", str(afile)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    # a damaged dataset is reported as such (not as missing), naming the bad file
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in (data_dir / "metaworld").rglob("*"):
+        target = bad / "metaworld" / f.relative_to(data_dir / "metaworld")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if f.is_file():
+            target.write_bytes(f.read_bytes())
+    episode = next((bad / "metaworld/drawer-open/episodes").glob("*.npz"))
+    episode.write_bytes(episode.read_bytes()[:-50])
+    assert run_cli(["--algos", "bc", "--profile", "smoke", "--data-dir", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "invalid dataset" in err and episode.name in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
