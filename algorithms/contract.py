@@ -44,7 +44,10 @@ Acting
 Hooks (optional)
     ``on_episode(episode, online)``: every offline episode once at the start, every new online
     episode after it is stored (LOMPO/COMBO encode real data into their latent buffer here).
-    ``on_phase(phase)``: "offline" at the start, "online" before the first online episode.
+    ``on_phase(phase)``: "offline" at the start, "online" before the first online episode (after a
+    resume: the phase the run is in).
+    ``on_eval(episodes)``: after each evaluation (e.g. to write diagnostics or an open-loop video
+    into ``context.run_dir``); ``episodes`` is the number of online episodes so far.
 
 State
     ``state_dict()`` / ``load_state_dict(d)``: small state, pickled into every checkpoint. It must

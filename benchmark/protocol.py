@@ -258,6 +258,8 @@ class Runner:
         self._row("eval", **self.evaluate(self.eval_env, self.agent, index))
         if self.live is not None and self.last_eval_episode is not None:
             self.live.gif(self.last_eval_episode["image"], self.c["episodes"])
+        if hasattr(self.agent, "on_eval"):
+            self.agent.on_eval(self.c["episodes"])
 
     def run(self) -> dict:
         """Run (or resume) to the end, or until ``request_stop``; returns the counters. After a stop

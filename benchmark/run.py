@@ -24,6 +24,8 @@ from pathlib import Path
 import algorithms
 from benchmark import results
 from benchmark.datasets.format import DatasetError, verify_dataset
+from benchmark.livelog import LiveLog
+from benchmark.livelog import add_cli_arguments as add_live_arguments
 from benchmark.profiles import PROFILES, env_overrides_for, schedule_for
 from benchmark.protocol import Runner, resolved_config
 from benchmark.tasks import default_data_dir, get_task, resolve_tasks, suites
@@ -220,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, updates, env steps) and exit")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress output (without a terminal, progress is a line every 30 s)")
+    add_live_arguments(p)
     return p
 
 
@@ -256,7 +259,8 @@ def main(argv=None) -> int:
     codes = []
     for r in runs:
         try:
-            outcome = execute(r, args.profile, progress=not args.no_progress)
+            outcome = execute(r, args.profile, progress=not args.no_progress,
+                              live_factory=lambda d, config: LiveLog.from_args(d, args, config))
             codes.append(EXIT_OK)
         except Interrupted as exc:
             print(f"{r['dir']}: {exc}", file=sys.stderr)
