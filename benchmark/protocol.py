@@ -140,8 +140,11 @@ class Runner:
         return ep
 
     def evaluate(self, env, agent, index: int) -> dict:
-        eps = [self.rollout(env, agent, False, episode_seed(self.seed, EVAL, index * 1000 + i))
-               for i in range(self.schedule.eval_episodes)]
+        n, eps = self.schedule.eval_episodes, []
+        for i in range(n):
+            if getattr(self, "progress_bar", None) is not None:
+                self.progress_bar.note(phase=f"eval {i + 1}/{n}")
+            eps.append(self.rollout(env, agent, False, episode_seed(self.seed, EVAL, index * 1000 + i)))
         self.last_eval_episode = eps[0] if eps else None
         return {"eval_success": float(np.mean([e["success"].any() for e in eps])),
                 "eval_return": float(np.mean([e["reward"].sum() for e in eps]))}
@@ -299,7 +302,6 @@ class Runner:
                 if c["grad_step"] % self.offline_checkpoint_every == 0 and c["grad_step"] < sch.offline_steps:
                     self._checkpoint()
             if self.stop_reason is None and not c["offline_evaluated"]:
-                self.progress_bar.note(phase="eval")
                 self._evaluate_row(0)
                 c["offline_evaluated"] = True
                 self._checkpoint()
@@ -325,7 +327,6 @@ class Runner:
                     break
                 self._flush("online", episode_return=c["episode_return"], episode_success=c["episode_success"])
                 if c["episodes"] % sch.eval_every_episodes == 0 or c["episodes"] == sch.online_episodes:
-                    self.progress_bar.note(phase="eval")
                     self._evaluate_row(c["episodes"])
                 if c["episodes"] % self.checkpoint_every == 0 or c["episodes"] == sch.online_episodes:
                     self._checkpoint()

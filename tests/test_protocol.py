@@ -258,3 +258,20 @@ def test_list_and_dry_run(tmp_path, data_dir, capsys):
     out = capsys.readouterr().out
     assert out.count("1000 offline + 1000x20 online updates") == 2  # bc,bc counted once
     assert not (tmp_path / "o").exists()
+
+
+def test_progress_without_a_terminal_is_a_line_every_interval(capsys):
+    from benchmark.protocol import Progress
+
+    bar = Progress(total=10, initial=4, desc="task algo s0", every=0.0)  # resumed at 4; pytest's stderr is no tty
+    for _ in range(3):
+        bar.update(1)
+    bar.note(phase="eval")
+    bar.close()
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "\r" not in err and len(lines) == 3
+    assert lines[-1].startswith("task algo s0: 7/10 updates") and "ETA" in lines[-1]
+    quiet = Progress(total=10, initial=0, desc="q", every=3600.0)
+    quiet.update(5)
+    assert capsys.readouterr().err == ""  # nothing before the interval has passed
