@@ -106,12 +106,15 @@ class Recorder:
     """Wraps an agent: records the stacks act() sees and the hooks' calls."""
 
     def __init__(self, inner):
-        self.inner, self.seen, self.calls = inner, [], []
+        self.inner, self.seen, self.calls, self.raw = inner, [], [], []
         self.requests, self.act_stack = inner.requests, inner.act_stack
 
     def act(self, obs, state, explore):
         if explore:
             self.seen.append(obs.copy())
+            action, state = self.inner.act(obs, state, explore)
+            self.raw.append(10.0 * action + 3.0)  # far outside the action space
+            return self.raw[-1], state
         return self.inner.act(obs, state, explore)
 
     def update(self, batches):
@@ -156,8 +159,9 @@ def test_act_stacks_equal_training_stacks_and_hooks_are_called(tmp_path, data_di
             np.testing.assert_array_equal(agent.seen.pop(0), batch["obs"][0])
     assert not agent.seen
     # What is stored is what the env executed: clipped to the action space.
-    online = store.episode(n_off)
-    assert np.all(np.abs(online["action"]) <= 1.0)
+    stored = np.concatenate([store.episode(e)["action"] for e in range(n_off, store.num_episodes)])
+    np.testing.assert_array_equal(stored, np.clip(np.stack(agent.raw), -1.0, 1.0))
+    assert np.abs(np.stack(agent.raw)).max() > 1.0
 
 
 class NanAgent:
