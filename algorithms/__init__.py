@@ -31,6 +31,8 @@ ENTRY_POINT_GROUP = "moto_benchmark.algorithms"
 # name -> module that registers it (imported on first use).
 BUILTIN: dict[str, str] = {
     "bc": "algorithms.bc",
+    "dreamerv2": "algorithms.dreamerv2",
+    "dreamerv2-dmc": "algorithms.dreamerv2",
 }
 
 

@@ -1,0 +1,214 @@
+"""DreamerV2 (Hafner et al., 2021) offline-to-online: the paper's first world-model baseline (SPEC section 4).
+
+World model: ``algorithms/world_model.py`` (one prior head). Per update, on a batch of 16 x 50 sequences:
+
+1. World model: minimise the ELBO (reconstruction + reward + balanced KL), Adam 1e-4.
+2. Imagination: from every posterior state s_0 of the batch (B x L starts), roll the actor H = 15 steps
+   in the model: a_t ~ pi(. | sg(s_t)), s_{t+1} ~ p(. | s_t, a_t), r_{t+1} = rew(s_{t+1}).
+3. Targets from the slow critic v' (copied from v every 100 updates), gamma = 0.99, lambda = 0.95:
+       R_t = r_{t+1} + gamma c_{t+1} ((1 - lambda) v'(s_{t+1}) + lambda R_{t+1}),   R_H = v'(s_H)
+4. Actor (continuous actions: dynamics backpropagation through the frozen model, entropy bonus eta):
+       L_actor = -mean_t w_t (R_t + eta H[pi(. | s_t)]),   w_t = prod_{k<t} gamma c_k   (stop-gradient)
+5. Critic: L_critic = mean_t w_t 1/2 (v(sg(s_t)) - sg(R_t))^2.
+
+Deviation from DreamerV2's code, kept because MOTO's value expansion (SPEC section 3) uses it: the
+target of state t uses the reward of the state it leads to, r_{t+1} (DreamerV2 adds rew(s_t)).
+Acting filters the posterior with the previous action and samples the actor (``explore``) or takes
+its mode; the latent and previous action travel in ``state``.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from algorithms import RunContext, Sequences, register, register_variant
+from algorithms.torch_nets import (Actor, ClippedAdam, batch_to_device, frozen, lambda_return, mlp,
+                                   resolve_device_options, to_cpu)
+from algorithms.world_model import WorldModel, WorldModelConfig
+
+_SMALL = dict(deter=16, hidden=16, stoch=4, classes=4, enc_channels=(4, 4, 4, 4), enc_mlp=(16,),
+              dec_mlp=(16,), dec_in=16, dec_channels=(4, 4, 4, 3), reward_mlp=(16,), discount_mlp=(16,))
+
+
+@dataclass(frozen=True)
+class DreamerV2Config(WorldModelConfig):
+    """World-model fields (inherited) plus the actor-critic's. Defaults: DreamerV2's base config with
+    the MOTO appendix's values (actor and critic lr 8e-5; the baseline uses MOTO's hyperparameters)."""
+
+    actor_mlp: tuple[int, ...] = (400, 400, 400, 400)
+    critic_mlp: tuple[int, ...] = (400, 400, 400, 400)
+    actor_lr: float = 8e-5
+    critic_lr: float = 8e-5
+    actor_min_std: float = 0.1
+    actor_init_std: float = 0.0
+    actor_ent: float = 2e-3  # entropy bonus eta (dmc_vision: 1e-4)
+    horizon: int = 15
+    discount: float = 0.99
+    lam: float = 0.95
+    slow_target_every: int = 100
+    # Diagnostics written into the run directory (0 turns them off)
+    diag_every_episodes: int = 10  # online episodes between open-loop GIFs / reward predictions
+    diag_episodes: int = 4  # dataset episodes used for them
+    diag_context: int = 5  # frames observed before the open-loop prediction
+
+    PROFILES = {
+        # ~1 s per update on a shared two-core CPU (1 thread): a MetaWorld cpu-profile run in ~20 minutes
+        "cpu": dict(deter=96, hidden=96, stoch=16, classes=16, enc_channels=(8, 16, 32, 64), enc_mlp=(128, 128),
+                    dec_mlp=(128, 128), dec_in=128, dec_channels=(32, 16, 8, 3), reward_mlp=(128, 128),
+                    discount_mlp=(128, 128), actor_mlp=(128, 128), critic_mlp=(128, 128), batch=6, length=32,
+                    horizon=10, model_lr=3e-4, diag_every_episodes=5),
+        "smoke": dict(_SMALL, actor_mlp=(16,), critic_mlp=(16,), batch=2, length=5, horizon=3,
+                      diag_every_episodes=2, diag_episodes=2, diag_context=2),
+    }
+
+
+class DreamerV2Agent:
+    def __init__(self, config: DreamerV2Config, context: RunContext):
+        self.config, self.context = config, context
+        self.device = torch.device(context.device)
+        self.amp, use_compile = resolve_device_options(self.device, config.precision, config.compile)
+        self.requests = {"model": Sequences(config.batch, config.length)}
+        self.act_stack = 1
+        with torch.random.fork_rng(devices=[]):  # initialisation depends on the seed only
+            torch.manual_seed(context.seed)
+            self.wm = WorldModel(WorldModelConfig.of(config), context.obs_shape, context.action_dim)
+            feat = self.wm.rssm.feat_dim
+            self.actor = Actor(feat, context.action_dim, config.actor_mlp, config.act, config.actor_min_std,
+                               config.actor_init_std)
+            self.critic = mlp(feat, config.critic_mlp, 1, config.act)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        for m in (self.wm, self.actor, self.critic, self.target_critic):
+            m.to(self.device)
+        c = config
+        self.wm_opt = ClippedAdam(self.wm.parameters(), c.model_lr, c.opt_eps, c.grad_clip, c.weight_decay)
+        self.actor_opt = ClippedAdam(self.actor.parameters(), c.actor_lr, c.opt_eps, c.grad_clip, c.weight_decay)
+        self.critic_opt = ClippedAdam(self.critic.parameters(), c.critic_lr, c.opt_eps, c.grad_clip, c.weight_decay)
+        self.gen = torch.Generator(device=self.device).manual_seed(context.seed + 1)
+        self.updates = 0
+        self.online_episodes = 0
+        self.phase = "offline"
+        self.diag_episodes: list[dict] = []
+        if use_compile:
+            self.wm.compile()
+
+    # -- training ---------------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def update(self, batches):
+        b = batch_to_device(batches["model"], self.device,
+                            keys=("image", "action", "reward", "is_first", "is_terminal"))
+        with self._autocast():
+            wm_loss, metrics, post = self.wm.loss(b, self.gen)
+        metrics["model_grad_norm"] = self.wm_opt.step(wm_loss)
+        start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
+        metrics.update(self.train_behavior(start, b["is_terminal"].flatten()))
+        self.updates += 1
+        return metrics
+
+    def _policy(self, entropies: list):
+        def policy(feat):
+            dist = self.actor(feat)
+            entropies.append(dist.entropy())
+            return dist.rsample(self.gen)
+        return policy
+
+    def train_behavior(self, start: dict, is_terminal: torch.Tensor) -> dict:
+        c = self.config
+        if self.updates % c.slow_target_every == 0:  # DreamerV2: copy at update 0, 100, 200, ...
+            self.target_critic.load_state_dict(self.critic.state_dict())
+        entropies: list = []
+        with frozen(self.wm), self._autocast():
+            seq = self.wm.rssm.imagine(self._policy(entropies), start, c.horizon, self.gen)
+            feat = seq["feat"]  # (H+1, N, F)
+            reward = self.wm.predict_reward(feat[1:])  # r_{t+1}
+            cont = self.wm.continuation(feat)
+            cont = torch.cat([(1.0 - is_terminal.float())[None], cont[1:]])
+            disc = c.discount * cont
+            value = self.target_critic(feat).squeeze(-1).float()
+            returns = lambda_return(reward, value, disc[1:], c.lam)  # (H, N)
+            weight = torch.cumprod(torch.cat([torch.ones_like(disc[:1]), disc[:-1]]), 0).detach()[:-1]
+            ent = torch.stack(entropies)  # (H, N): the policy at states 0..H-1
+            actor_loss = -(weight * (returns + c.actor_ent * ent)).mean()
+        actor_norm = self.actor_opt.step(actor_loss)
+        with self._autocast():
+            v = self.critic(feat[:-1].detach()).squeeze(-1).float()
+            critic_loss = (weight * 0.5 * (v - returns.detach()) ** 2).mean()
+        critic_norm = self.critic_opt.step(critic_loss)
+        return {"actor_loss": actor_loss.detach(), "critic_loss": critic_loss.detach(),
+                "actor_ent": ent.mean().detach(), "imag_reward": reward.mean().detach(),
+                "critic_value": v.mean().detach(), "actor_grad_norm": actor_norm, "critic_grad_norm": critic_norm}
+
+    # -- acting -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs, state, explore: bool):
+        rssm = self.wm.rssm
+        image = torch.as_tensor(np.ascontiguousarray(obs[-1:])).to(self.device)
+        first = state is None
+        if first:
+            latent, prev_action = rssm.initial(1, self.device), torch.zeros(1, self.context.action_dim,
+                                                                            device=self.device)
+        else:
+            latent, prev_action = state
+        with self._autocast():
+            embed = self.wm.encode(image)
+            latent = rssm.obs_step(latent, prev_action, embed, torch.tensor([first], device=self.device), self.gen)
+            dist = self.actor(rssm.feat(latent))
+        action = dist.rsample(self.gen) if explore else dist.mode()
+        latent = {k: v.float() for k, v in latent.items()}
+        return action[0].cpu().numpy().astype(np.float32), (latent, action.float())
+
+    # -- hooks: diagnostics ---------------------------------------------------------------------------
+    def on_episode(self, episode, online):
+        if not online:
+            if len(self.diag_episodes) < self.config.diag_episodes:
+                self.diag_episodes.append(episode)
+            return
+        self.online_episodes += 1
+        every = self.config.diag_every_episodes
+        # updates == 0: the protocol is replaying stored episodes on resume (state not loaded yet).
+        if every and self.updates > 0 and self.online_episodes % every == 0:
+            self.write_diagnostics("online")
+
+    def on_phase(self, phase):
+        # The protocol also calls this when a run resumes; only the real offline -> online switch writes.
+        if phase == "online" and self.phase == "offline" and self.config.diag_every_episodes:
+            self.write_diagnostics("offline")  # the end of offline pre-training (paper Fig. 4)
+        self.phase = phase
+
+    def write_diagnostics(self, phase: str) -> None:
+        if self.context.run_dir is None or not self.diag_episodes:
+            return
+        from algorithms import wm_diagnostics as diag
+
+        diag.write_run_diagnostics(self.wm, self.diag_episodes, self.context.run_dir, self.updates, phase,
+                                   context=self.config.diag_context, seed=self.context.seed, actor=self.actor)
+
+    # -- state ------------------------------------------------------------------------------------
+    def state_dict(self):
+        return to_cpu({"wm": self.wm.state_dict(), "actor": self.actor.state_dict(),
+                       "critic": self.critic.state_dict(), "target_critic": self.target_critic.state_dict(),
+                       "wm_opt": self.wm_opt.state_dict(), "actor_opt": self.actor_opt.state_dict(),
+                       "critic_opt": self.critic_opt.state_dict(), "gen": self.gen.get_state(),
+                       "updates": self.updates, "online_episodes": self.online_episodes, "phase": self.phase,
+                       "meta": {"obs_shape": tuple(self.context.obs_shape), "action_dim": self.context.action_dim}})
+
+    def load_state_dict(self, d):
+        self.wm.load_state_dict(d["wm"])
+        self.actor.load_state_dict(d["actor"])
+        self.critic.load_state_dict(d["critic"])
+        self.target_critic.load_state_dict(d["target_critic"])
+        self.wm_opt.load_state_dict(d["wm_opt"])
+        self.actor_opt.load_state_dict(d["actor_opt"])
+        self.critic_opt.load_state_dict(d["critic_opt"])
+        self.gen.set_state(d["gen"])
+        self.updates, self.online_episodes, self.phase = d["updates"], d["online_episodes"], d["phase"]
+
+
+register("dreamerv2", DreamerV2Config, DreamerV2Agent)
+# DreamerV2's dmc_vision preset (continuous control from pixels): deter/hidden 200, free nats 1,
+# entropy 1e-4. Model and critic lr stay the paper's (1e-4, 8e-5).
+register_variant("dreamerv2-dmc", "dreamerv2", deter=200, hidden=200, free_nats=1.0, actor_ent=1e-4)

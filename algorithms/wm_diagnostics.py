@@ -1,0 +1,200 @@
+"""World-model diagnostics, callable on a live model or on a run's checkpoint (``load_agent``).
+
+* ``reconstruction``: posterior reconstructions of given (e.g. held-out) episodes, with the training
+  losses' per-frame image term 1/2 ||x^ - x||^2 (pixels in [-0.5, 0.5]) and reward term 1/2 (r^ - r)^2.
+* ``open_loop_rewards``: the model filters an episode's first ``context`` frames, then predicts
+  rewards open-loop under the episode's own actions (source ``data``) or under the actor's mode
+  actions (source ``policy``) -- paper Fig. 4 left and App. A.1.
+* ``video_prediction``: the same open-loop prediction for frames: true | predicted | difference
+  stacked vertically, episodes side by side (DreamerV2's ``openl`` video), written as a GIF.
+
+``write_run_diagnostics`` writes all three into a run directory, in the formats of
+``benchmark/analysis/diagnostics.py``: ``diagnostics/reward_prediction.csv``,
+``diagnostics/reconstruction.csv`` and ``gifs/openloop_<grad_step>.gif``. Its random draws come from
+a generator seeded by (run seed, grad step), never from the agent's: diagnostics do not change
+training, and rewriting them at the same step (after a resume) replaces their rows.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REWARD_COLUMNS = ["grad_step", "phase", "source", "episode", "t", "context", "true_reward", "predicted_reward"]
+RECON_COLUMNS = ["grad_step", "phase", "episode", "frames", "image_loss", "reward_loss"]
+
+
+def episode_tensors(wm, episode: dict, length: int | None = None) -> dict:
+    """A dataset-layout episode (image (T+1, ..), action (T, A), reward (T,)) as one sequence in the
+    training layout (action and reward *into* each frame, is_first at frame 0), batch of 1."""
+    T = len(episode["action"])
+    n = T + 1 if length is None else min(length, T + 1)
+    A = episode["action"].shape[1]
+    dev = next(wm.parameters()).device
+    action = np.concatenate([np.zeros((1, A), np.float32), np.asarray(episode["action"], np.float32)])[:n]
+    reward = np.concatenate([[0.0], np.asarray(episode["reward"], np.float32)])[:n]
+    is_first = np.zeros(n, bool)
+    is_first[0] = True
+    return {"image": torch.as_tensor(np.asarray(episode["image"][:n]))[None].to(dev),
+            "action": torch.as_tensor(action)[None].to(dev), "reward": torch.as_tensor(reward, dtype=torch.float32)[None].to(dev),
+            "is_first": torch.as_tensor(is_first)[None].to(dev)}
+
+
+@torch.no_grad()
+def reconstruction(wm, episodes: list[dict], generator: torch.Generator | None = None) -> list[dict]:
+    """Per episode: recon (T+1, H, W, C) uint8, image_loss and reward_loss (means over frames)."""
+    out = []
+    for ep in episodes:
+        b = episode_tensors(wm, ep)
+        post, _ = wm.rssm.observe(wm.encode(b["image"]), b["action"], b["is_first"], generator=generator)
+        feat = wm.rssm.feat(post)
+        recon = wm.decode(feat).float()[0]
+        target = b["image"][0].float() / 255.0 - 0.5
+        image_loss = 0.5 * ((recon - target) ** 2).sum((-3, -2, -1)).mean()
+        reward_loss = 0.5 * ((wm.predict_reward(feat)[0] - b["reward"][0]) ** 2).mean()
+        out.append({"recon": _to_uint8(recon), "image_loss": float(image_loss), "reward_loss": float(reward_loss),
+                    "frames": int(recon.shape[0])})
+    return out
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return ((x + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+@torch.no_grad()
+def _open_loop(wm, b: dict, context: int, generator, actor=None):
+    """Filter frames 0..context-1, then imagine frames context..n-1. Returns (features of the filtered
+    frames (ctx, F), imagined features (n - ctx, F)) for a batch-of-one episode ``b``."""
+    rssm = wm.rssm
+    n = b["image"].shape[1]
+    post, _ = rssm.observe(wm.encode(b["image"][:, :context]), b["action"][:, :context], b["is_first"][:, :context],
+                           generator=generator)
+    start = {k: v[:, -1] for k, v in post.items()}
+    actions = iter(b["action"][0, context:])
+    if actor is None:
+        policy = lambda feat: next(actions)[None]  # noqa: E731  (the episode's own actions)
+    else:
+        policy = lambda feat: actor(feat).mode()  # noqa: E731
+    seq = rssm.imagine(policy, start, n - context, generator)
+    return rssm.feat(post)[0], seq["feat"][1:, 0]
+
+
+@torch.no_grad()
+def open_loop_rewards(wm, episode: dict, context: int, generator: torch.Generator | None = None,
+                      actor=None) -> list[dict]:
+    """Rows (t, true_reward, predicted_reward) for t = context .. T: rewards predicted open-loop after
+    observing frames 0..context-1 (t indexes frames; the reward into frame t is episode reward[t-1]).
+    With ``actor`` the actor's mode actions replace the episode's (true_reward is then None)."""
+    b = episode_tensors(wm, episode)
+    _, feat = _open_loop(wm, b, context, generator, actor)
+    pred = wm.predict_reward(feat).cpu().numpy()
+    true = b["reward"][0, context:].cpu().numpy()
+    return [{"t": context + i, "true_reward": None if actor is not None else float(true[i]),
+             "predicted_reward": float(pred[i])} for i in range(len(pred))]
+
+
+@torch.no_grad()
+def video_prediction(wm, episodes: list[dict], context: int = 5, length: int = 50,
+                     generator: torch.Generator | None = None) -> np.ndarray:
+    """(T, 3H, N W, C) uint8: rows true | model (reconstruction for the first ``context`` frames,
+    open-loop prediction after) | (model - true + 1) / 2; one column per episode."""
+    cols = []
+    for ep in episodes:
+        b = episode_tensors(wm, ep, length)
+        ctx_feat, open_feat = _open_loop(wm, b, min(context, b["image"].shape[1] - 1), generator)
+        model = wm.decode(torch.cat([ctx_feat, open_feat])).float()
+        truth = b["image"][0].float() / 255.0 - 0.5
+        error = (model - truth) / 2.0  # (model - true + 1) / 2 in [0, 1] pixels, shifted to [-0.5, 0.5]
+        cols.append(torch.cat([truth, model, error], 1))  # (T, 3H, W, C)
+    T = min(c.shape[0] for c in cols)
+    return _to_uint8(torch.cat([c[:T] for c in cols], 2))
+
+
+def write_gif(path: Path, video: np.ndarray, fps: int = 10) -> Path:
+    """uint8 frames (T, H, W, 3) as a looping GIF (written to a temporary file and renamed)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = [Image.fromarray(f) for f in video]
+    tmp = path.with_suffix(".tmp.gif")
+    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    tmp.replace(path)
+    return path
+
+
+def _replace_rows(path: Path, columns: list[str], rows: list[dict], grad_step: int, phase: str) -> None:
+    """Append ``rows``, first dropping rows of the same (grad_step, phase) (a rewrite after a resume)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = []
+    if path.exists():
+        with open(path, newline="") as f:
+            kept = [r for r in csv.DictReader(f)
+                    if not (r.get("grad_step") == str(grad_step) and r.get("phase") == phase)]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(kept)
+        w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    tmp.replace(path)
+
+
+def write_run_diagnostics(wm, episodes: list[dict], run_dir, grad_step: int, phase: str, context: int = 5,
+                          seed: int = 0, actor=None, gif_length: int = 50) -> dict:
+    """Reward predictions (data and policy), reconstruction losses and the open-loop GIF of
+    ``episodes`` at ``grad_step``. Returns the paths written."""
+    run_dir = Path(run_dir)
+    dev = next(wm.parameters()).device
+    gen = torch.Generator(device=dev).manual_seed(int(np.random.SeedSequence([seed, grad_step]).generate_state(1)[0]))
+    was_training = wm.training
+    wm.eval()
+    try:
+        rows = []
+        for e, ep in enumerate(episodes):
+            base = {"grad_step": grad_step, "phase": phase, "episode": e, "context": context}
+            rows += [{**base, "source": "data", **r} for r in open_loop_rewards(wm, ep, context, gen)]
+            if actor is not None:
+                rows += [{**base, "source": "policy", **r} for r in open_loop_rewards(wm, ep, context, gen, actor)]
+        reward_path = run_dir / "diagnostics" / "reward_prediction.csv"
+        _replace_rows(reward_path, REWARD_COLUMNS, rows, grad_step, phase)
+        recon = reconstruction(wm, episodes, gen)
+        recon_path = run_dir / "diagnostics" / "reconstruction.csv"
+        _replace_rows(recon_path, RECON_COLUMNS,
+                      [{"grad_step": grad_step, "phase": phase, "episode": e, "frames": r["frames"],
+                        "image_loss": r["image_loss"], "reward_loss": r["reward_loss"]} for e, r in enumerate(recon)],
+                      grad_step, phase)
+        video = video_prediction(wm, episodes, context, gif_length, gen)
+        gif = write_gif(run_dir / "gifs" / f"openloop_{grad_step:07d}.gif", video)
+    finally:
+        wm.train(was_training)
+    return {"reward_prediction": reward_path, "reconstruction": recon_path, "gif": gif}
+
+
+def load_agent(run_dir, device: str = "cpu"):
+    """Rebuild a run's agent from ``config.json`` and ``checkpoint.pkl`` (the analysis' entry point:
+    ``load_agent(run).wm`` is the world model). Works for any agent whose ``state_dict`` records
+    ``meta = {obs_shape, action_dim}`` (the world-model agents do)."""
+    import dataclasses
+
+    import algorithms
+    from algorithms.contract import RunContext
+
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    with open(run_dir / "checkpoint.pkl", "rb") as f:
+        state = pickle.load(f)["agent"]
+    entry = algorithms.get(cfg["algo"])
+    fields = {f.name: f for f in dataclasses.fields(entry.config_cls)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["agent_config"].items() if k in fields}
+    config = entry.config_cls(**values)
+    meta = state["meta"]
+    context = RunContext(obs_shape=tuple(meta["obs_shape"]), action_dim=meta["action_dim"], seed=cfg["seed"],
+                         total_updates=0, device=device, task=cfg["task"], run_dir=None)
+    agent = entry.make(config, context)
+    agent.load_state_dict(state)
+    return agent

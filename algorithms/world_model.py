@@ -1,0 +1,455 @@
+"""The shared world model: DreamerV2's RSSM with an ensemble of prior heads, in PyTorch.
+
+One implementation, configured (not copied) by every model-based agent of the suite:
+DreamerV2 (M = 1 prior head), MOTO (M = 7; uncertainty from the heads' disagreement), LOMPO and
+COMBO (Gaussian latents, deter 256, stoch 64, M = 7, smaller encoder). SPEC section 3; facts from
+``danijar/dreamerv2`` (``common/nets.py``: EnsembleRSSM, GRUCell, Encoder, Decoder).
+
+Model (s_t = [z_t, h_t]):
+    h_t = f(h_{t-1}, z_{t-1}, a_{t-1})       GRU with LayerNorm, update-gate bias -1     RSSM.img_step
+    z_t ~ q(z_t | h_t, e_t),  e_t = enc(x_t)   posterior from the image embedding          RSSM.obs_step
+    z_t ~ p^i(z_t | h_t),  i = 1..M            prior ensemble: stacked weights, one bmm     RSSM.prior
+    x_t ~ N(dec(s_t), I),  r_t ~ N(rew(s_t), 1)   image and reward decoders
+ELBO per time step, i_t drawn uniformly once per time step (one member trained per step):
+    L_t = 1/2 ||dec(s_t) - x_t||^2 + 1/2 (rew(s_t) - r_t)^2 + beta KL_bal[q_t || p^{i_t}_t]     WorldModel.loss
+KL balancing (alpha = 0.8; the prior learns faster than the posterior is regularised):
+    KL_bal(q, p) = alpha KL(sg(q) || p) + (1 - alpha) KL(q || sg(p)),   each term max(mean, free)  kl_balanced
+Discrete latents: ``stoch`` categoricals of ``classes`` classes, probabilities mixed with ``unimix``
+uniform, straight-through samples  z = onehot(z~) + p - sg(p).  Gaussian latents (``classes = 0``):
+mean and std = 2 sigmoid(s / 2) + min_std, reparameterised samples.
+Ensemble uncertainty (MOTO Eq. 2): u = std over members of the prior logits    ensemble_disagreement
+
+State: a dict of tensors {"deter" (.., D), "stoch" (.., Z), "stats" (.., P)}, Z = stoch*classes (or
+stoch), P = stoch*classes logits (or 2*stoch: mean, raw std). Features for heads: [stoch, deter].
+Every random draw takes a ``torch.Generator`` (the agent owns it: exact resume).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from algorithms.torch_nets import activation, keras_init, mlp
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """Defaults: DreamerV2's base config (``configs.yaml: defaults``) with the MOTO appendix's encoder,
+    decoder and model learning rate. Agent configs inherit these fields (flat, so variants and
+    profiles override them by name)."""
+
+    # RSSM
+    deter: int = 1024  # GRU state (base preset; dmc_vision: 200)
+    hidden: int = 1024  # width of the RSSM's dense layers (base; dmc_vision: 200)
+    stoch: int = 32  # latent variables
+    classes: int = 32  # classes per latent; 0 = Gaussian latents (LOMPO/COMBO)
+    ensemble: int = 1  # prior heads M (MOTO: 7)
+    unimix: float = 0.01  # uniform mix of the categorical probabilities
+    min_std: float = 0.1  # Gaussian latents: std floor
+    act: str = "elu"
+    # Image encoder / decoder (MOTO appendix C.2)
+    enc_channels: tuple[int, ...] = (48, 96, 192, 384)
+    enc_kernels: tuple[int, ...] = (4, 4, 4, 4)
+    enc_mlp: tuple[int, ...] = (400, 400, 400, 400)
+    dec_mlp: tuple[int, ...] = (400, 400, 400, 400)
+    dec_in: int = 1024  # dense layer reshaped to 1x1 before the transposed convs (DreamerV2: 32 * depth)
+    dec_channels: tuple[int, ...] = (128, 64, 32, 3)
+    dec_kernels: tuple[int, ...] = (5, 5, 6, 6)
+    # Heads
+    reward_mlp: tuple[int, ...] = (400, 400, 400, 400)
+    pred_discount: bool = False  # a continuation head; off: these tasks have no terminal states
+    discount_mlp: tuple[int, ...] = (400, 400, 400, 400)
+    # Loss and optimiser
+    kl_balance: float = 0.8
+    free_nats: float = 0.0
+    kl_scale: float = 1.0
+    model_lr: float = 1e-4
+    opt_eps: float = 1e-5
+    grad_clip: float = 100.0
+    weight_decay: float = 1e-6
+    # Data
+    batch: int = 16
+    length: int = 50
+    # GPU path: "auto" turns bf16 autocast and torch.compile on where CUDA runs the model
+    precision: str = "auto"  # auto | bf16 | fp32
+    compile: str = "auto"  # auto | on | off
+
+    @classmethod
+    def of(cls, config) -> "WorldModelConfig":
+        """The world-model fields of any config that carries them (agent configs inherit this class)."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Layers
+
+
+class EnsembleLinear(nn.Module):
+    """M linear maps with stacked weights (M, in, out), applied in one ``torch.baddbmm``.
+
+    forward(x) with x (M, N, in): member m maps x[m].  forward(x, members) with x (G, N, in) and
+    ``members`` (G,) long: group g is mapped by member members[g] (one chosen member per time step)."""
+
+    def __init__(self, members: int, fan_in: int, fan_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, fan_in, fan_out))
+        self.bias = nn.Parameter(torch.zeros(members, 1, fan_out))
+        bound = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot-uniform per member
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        if members is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
+
+
+class LayerNormGRU(nn.Module):
+    """DreamerV2's GRU cell: [r, c, u] = LN(W [x, h]);  h' = u' c' + (1 - u') h,  r' = sigmoid(r),
+    c' = tanh(r' c), u' = sigmoid(u - 1)."""
+
+    def __init__(self, inp: int, size: int, update_bias: float = -1.0):
+        super().__init__()
+        self.linear = nn.Linear(inp + size, 3 * size)
+        self.norm = nn.LayerNorm(3 * size)
+        self.update_bias = update_bias
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        parts = self.norm(self.linear(torch.cat([x, h], -1)))
+        reset, cand, update = parts.chunk(3, -1)
+        cand = torch.tanh(torch.sigmoid(reset) * cand)
+        update = torch.sigmoid(update + self.update_bias)
+        return update * cand + (1.0 - update) * h
+
+
+class Encoder(nn.Module):
+    """uint8 images (..., H, W, C) -> embeddings: conv (k, stride 2, VALID) + activation, flatten, MLP.
+    Pixels scaled to [-0.5, 0.5] as DreamerV2."""
+
+    def __init__(self, obs_shape, channels, kernels, mlp_layers, act="elu"):
+        super().__init__()
+        H, W, C = obs_shape
+        convs: list[nn.Module] = []
+        c = C
+        for ch, k in zip(channels, kernels):
+            convs += [nn.Conv2d(c, ch, k, 2), activation(act)]
+            c = ch
+        self.convs = keras_init(nn.Sequential(*convs, nn.Flatten()))
+        with torch.no_grad():
+            n = self.convs(torch.zeros(1, C, H, W)).shape[1]
+        if n == 0:
+            raise ValueError(f"encoder: {H}x{W} images vanish under {len(channels)} stride-2 convs {kernels}")
+        self.mlp = mlp(n, tuple(mlp_layers), None, act) if mlp_layers else nn.Identity()
+        self.out_dim = mlp_layers[-1] if mlp_layers else n
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        lead = image.shape[:-3]
+        x = image.reshape(-1, *image.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+        return self.mlp(self.convs(x)).reshape(*lead, -1)
+
+
+class Decoder(nn.Module):
+    """Features -> image means (..., H, W, C) in [-0.5, 0.5] space: MLP, dense to ``dec_in`` reshaped
+    to 1x1, transposed convs (stride 2, VALID), the last without activation."""
+
+    def __init__(self, feat_dim, obs_shape, mlp_layers, dec_in, channels, kernels, act="elu"):
+        super().__init__()
+        self.obs_shape = tuple(obs_shape)
+        self.mlp = mlp(feat_dim, tuple(mlp_layers), dec_in, act)
+        layers: list[nn.Module] = []
+        c = dec_in
+        for i, (ch, k) in enumerate(zip(channels, kernels)):
+            layers.append(nn.ConvTranspose2d(c, ch, k, 2))
+            if i < len(channels) - 1:
+                layers.append(activation(act))
+            c = ch
+        self.deconv = keras_init(nn.Sequential(*layers))
+        with torch.no_grad():
+            out = self.deconv(torch.zeros(1, dec_in, 1, 1)).shape[1:]
+        H, W, C = self.obs_shape
+        if tuple(out) != (C, H, W):
+            raise ValueError(f"decoder: transposed convs {tuple(channels)} with kernels {tuple(kernels)} give "
+                             f"{tuple(out)} images, the data has (C, H, W) = {(C, H, W)}")
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        lead = feat.shape[:-1]
+        x = self.mlp(feat.reshape(-1, feat.shape[-1]))
+        x = self.deconv(x[:, :, None, None])
+        return x.permute(0, 2, 3, 1).reshape(*lead, *self.obs_shape)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Latent distributions
+
+
+def kl_balanced(post: torch.Tensor, prior: torch.Tensor, rssm: "RSSM", balance: float = 0.8,
+                free: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """KL balancing (DreamerV2, Eq. 2 and ``kl_loss`` with free_avg):
+        loss = balance max(mean KL(sg(q) || p), free) + (1 - balance) max(mean KL(q || sg(p)), free).
+    Returns (loss, KL(q || p) per element, detached)."""
+    value = rssm.kl(post, prior)
+    if balance == 0.5:
+        return torch.clamp(value.mean(), min=free), value.detach()
+    train_prior = rssm.kl(post.detach(), prior).mean()
+    train_post = rssm.kl(post, prior.detach()).mean()
+    loss = balance * torch.clamp(train_prior, min=free) + (1 - balance) * torch.clamp(train_post, min=free)
+    return loss, value.detach()
+
+
+class RSSM(nn.Module):
+    def __init__(self, cfg: WorldModelConfig, embed_dim: int, action_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.discrete = cfg.classes > 0
+        S, K = cfg.stoch, cfg.classes
+        self.stoch_dim = S * K if self.discrete else S
+        self.stats_dim = S * K if self.discrete else 2 * S
+        self.deter_dim, self.action_dim, self.members = cfg.deter, action_dim, cfg.ensemble
+        self.feat_dim = self.stoch_dim + cfg.deter
+        self.img_in = mlp(self.stoch_dim + action_dim, (cfg.hidden,), None, cfg.act)
+        self.gru = LayerNormGRU(cfg.hidden, cfg.deter)
+        nn.init.xavier_uniform_(self.gru.linear.weight)
+        nn.init.zeros_(self.gru.linear.bias)
+        self.prior_hidden = EnsembleLinear(cfg.ensemble, cfg.deter, cfg.hidden)
+        self.prior_out = EnsembleLinear(cfg.ensemble, cfg.hidden, self.stats_dim)
+        self.post_net = mlp(cfg.deter + embed_dim, (cfg.hidden,), self.stats_dim, cfg.act)
+        self.act_fn = activation(cfg.act)
+
+    # -- distributions ----------------------------------------------------------------------------
+    def log_probs(self, stats: torch.Tensor) -> torch.Tensor:
+        """Discrete: log of the unimix-ed class probabilities, (..., S, K), float32."""
+        logits = stats.float().unflatten(-1, (self.cfg.stoch, self.cfg.classes))
+        if not self.cfg.unimix:
+            return F.log_softmax(logits, -1)
+        probs = (1.0 - self.cfg.unimix) * F.softmax(logits, -1) + self.cfg.unimix / self.cfg.classes
+        return torch.log(probs)
+
+    def mean_std(self, stats: torch.Tensor):
+        mean, raw = stats.float().chunk(2, -1)
+        return mean, 2.0 * torch.sigmoid(raw / 2.0) + self.cfg.min_std
+
+    def sample(self, stats: torch.Tensor, generator: torch.Generator | None, sample: bool = True) -> torch.Tensor:
+        """A latent (..., Z) from ``stats``: straight-through one-hot samples (discrete) or
+        reparameterised Gaussian samples; ``sample=False`` gives the mode (argmax / mean)."""
+        if self.discrete:
+            probs = self.log_probs(stats).exp()
+            if sample:
+                u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device)
+                index = (probs.cumsum(-1) < u).sum(-1, keepdim=True).clamp_max(self.cfg.classes - 1)
+            else:
+                index = probs.argmax(-1, keepdim=True)
+            onehot = torch.zeros_like(probs).scatter_(-1, index, 1.0)
+            z = onehot + probs - probs.detach()  # straight-through gradients
+            return z.flatten(-2).to(stats.dtype)
+        mean, std = self.mean_std(stats)
+        if not sample:
+            return mean.to(stats.dtype)
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device)
+        return (mean + std * eps).to(stats.dtype)
+
+    def kl(self, post: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        """KL(q || p) summed over the latent variables, (...,), float32."""
+        if self.discrete:
+            lq, lp = self.log_probs(post), self.log_probs(prior)
+            return (lq.exp() * (lq - lp)).sum((-2, -1))
+        mq, sq = self.mean_std(post)
+        mp, sp = self.mean_std(prior)
+        return (torch.log(sp / sq) + (sq ** 2 + (mq - mp) ** 2) / (2 * sp ** 2) - 0.5).sum(-1)
+
+    def entropy(self, stats: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            lp = self.log_probs(stats)
+            return -(lp.exp() * lp).sum((-2, -1))
+        _, std = self.mean_std(stats)
+        return (0.5 * math.log(2 * math.pi * math.e) + torch.log(std)).sum(-1)
+
+    # -- state -------------------------------------------------------------------------------------
+    def initial(self, n: int, device=None, dtype=torch.float32) -> dict:
+        z = lambda d: torch.zeros(n, d, device=device, dtype=dtype)  # noqa: E731
+        return {"deter": z(self.deter_dim), "stoch": z(self.stoch_dim), "stats": z(self.stats_dim)}
+
+    @staticmethod
+    def feat(state: dict) -> torch.Tensor:
+        return torch.cat([state["stoch"], state["deter"]], -1)
+
+    def random_member(self, generator: torch.Generator | None, n: int = 1, device=None) -> torch.Tensor:
+        return torch.randint(0, self.members, (n,), generator=generator, device=device)
+
+    # -- the prior ensemble ---------------------------------------------------------------------------
+    def prior(self, deter: torch.Tensor, member=None) -> torch.Tensor:
+        """Prior statistics from deterministic states.
+
+        member "all": deter (N, D) -> (M, N, P), every member in one batched matmul;
+        member int m: (N, D) -> (N, P);  member (G,) long tensor with deter (G, N, D): group g uses
+        member[g] -> (G, N, P) (one member per time step, still one batched matmul)."""
+        if isinstance(member, str):
+            if member != "all":
+                raise ValueError(f"member must be an int, a tensor of indices or 'all', got {member!r}")
+            x = deter.unsqueeze(0).expand(self.members, *deter.shape)
+            return self.prior_out(self.act_fn(self.prior_hidden(x)))
+        if isinstance(member, int):
+            idx = torch.tensor([member], device=deter.device)
+            return self.prior_out(self.act_fn(self.prior_hidden(deter[None], idx)), idx)[0]
+        return self.prior_out(self.act_fn(self.prior_hidden(deter, member)), member)
+
+    def ensemble_disagreement(self, stats_all: torch.Tensor) -> torch.Tensor:
+        """u = std over members of the prior logits (Gaussian: of the means), averaged over latent
+        dimensions (MOTO Eq. 2): stats_all (M, ..., P) -> (...)."""
+        x = stats_all.float() if self.discrete else self.mean_std(stats_all)[0]
+        return x.std(0, unbiased=False).mean(-1)
+
+    # -- steps --------------------------------------------------------------------------------------
+    def img_step(self, state: dict, action: torch.Tensor, generator: torch.Generator | None = None,
+                 member=None, sample: bool = True, return_ensemble: bool = False):
+        """One prior step s_{t-1}, a_{t-1} -> s_t. ``member``: None draws one uniformly for this step
+        (DreamerV2), an int fixes it, a (N,) long tensor picks one per sample. With
+        ``return_ensemble`` every member's statistics are computed (one bmm) and returned too:
+        (state, stats_all (M, N, P))."""
+        x = self.img_in(torch.cat([state["stoch"], action.to(state["stoch"].dtype)], -1))
+        deter = self.gru(x, state["deter"])
+        stats_all = None
+        if return_ensemble or isinstance(member, torch.Tensor):
+            stats_all = self.prior(deter, "all")
+            if member is None:
+                member = int(self.random_member(generator, device=deter.device)) if self.members > 1 else 0
+            if isinstance(member, int):
+                stats = stats_all[member]
+            else:
+                stats = stats_all[member.to(deter.device), torch.arange(deter.shape[0], device=deter.device)]
+        else:
+            if member is None:
+                member = int(self.random_member(generator, device=deter.device)) if self.members > 1 else 0
+            stats = self.prior(deter, int(member))
+        out = {"deter": deter, "stoch": self.sample(stats, generator, sample), "stats": stats}
+        return (out, stats_all) if return_ensemble else out
+
+    def obs_step(self, prev_state: dict, prev_action: torch.Tensor, embed: torch.Tensor,
+                 is_first: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True) -> dict:
+        """One posterior step. Where ``is_first``, the previous state and action are zeroed (the initial
+        state): the recurrent state resets at episode starts."""
+        keep = (~is_first.bool()).to(prev_state["deter"].dtype)[:, None]
+        deter = self.gru(self.img_in(torch.cat([prev_state["stoch"] * keep, prev_action * keep], -1)),
+                         prev_state["deter"] * keep)
+        stats = self.post_net(torch.cat([deter, embed.to(deter.dtype)], -1))
+        return {"deter": deter, "stoch": self.sample(stats, generator, sample), "stats": stats}
+
+    def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, state: dict | None = None,
+                generator: torch.Generator | None = None, sample: bool = True, members: torch.Tensor | None = None):
+        """Filter a batch of sequences. embed (B, L, E); action (B, L, A), the action *into* each frame;
+        is_first (B, L). Returns (post, prior_stats): post a state dict of (B, L, ...) tensors, and the
+        prior statistics (B, L, P) of member ``members[t]`` at step t (drawn uniformly per time step
+        when not given), computed after the scan for all steps at once (one batched matmul)."""
+        B, L = embed.shape[:2]
+        if state is None:
+            state = self.initial(B, embed.device, embed.dtype if embed.is_floating_point() else torch.float32)
+        posts = []
+        for t in range(L):
+            state = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], generator, sample)
+            posts.append(state)
+        post = {k: torch.stack([p[k] for p in posts], 1) for k in posts[0]}
+        if members is None:
+            members = torch.randint(0, self.members, (L,), generator=generator, device=embed.device)
+        deter = post["deter"].flatten(0, 1)  # (B L, D)
+        if self.members == 1:
+            prior = self.prior(deter, 0)
+        else:  # every member in one bmm (gathering a weight copy per step costs more), then member[t] at t
+            prior = self.prior(deter, "all").unflatten(1, (B, L))  # (M, B, L, P)
+            prior = prior[members.to(embed.device), :, torch.arange(L, device=embed.device)]  # (L, B, P)
+        return post, prior.unflatten(0, (B, L)) if self.members == 1 else prior.transpose(0, 1)
+
+    def imagine(self, policy, start: dict, horizon: int, generator: torch.Generator | None = None,
+                member=None, return_ensemble: bool = False) -> dict:
+        """Roll ``policy(feat) -> action`` for ``horizon`` steps from ``start`` (a state dict of (N, ...)).
+        The policy sees detached features (DreamerV2); actions and states keep their gradients
+        (dynamics backpropagation). Returns time-first tensors: feat, deter, stoch, stats (H+1, N, ..),
+        action (H+1, N, A) with action[t] the action *into* state t (zeros at t = 0), and with
+        ``return_ensemble`` "ensemble" (M, H, N, P): every member's statistics at steps 1..H."""
+        state = start
+        seq = {k: [v] for k, v in start.items()}
+        seq["action"] = [torch.zeros(start["deter"].shape[0], self.action_dim, device=start["deter"].device,
+                                     dtype=start["deter"].dtype)]
+        ens = []
+        for _ in range(horizon):
+            action = policy(self.feat(state).detach())
+            out = self.img_step(state, action, generator, member, True, return_ensemble)
+            if return_ensemble:
+                out, stats_all = out
+                ens.append(stats_all)
+            state = out
+            for k, v in state.items():
+                seq[k].append(v)
+            seq["action"].append(action.to(state["deter"].dtype))
+        res = {k: torch.stack(v) for k, v in seq.items()}
+        res["feat"] = torch.cat([res["stoch"], res["deter"]], -1)
+        if return_ensemble:
+            res["ensemble"] = torch.stack(ens, 1)  # (M, H, N, P): members first, as prior(.., "all")
+        return res
+
+
+# ---------------------------------------------------------------------------------------------------
+# The world model
+
+
+class WorldModel(nn.Module):
+    """Encoder, RSSM, image decoder, reward head (and optionally a continuation head)."""
+
+    def __init__(self, cfg: WorldModelConfig, obs_shape, action_dim: int):
+        super().__init__()
+        self.cfg, self.obs_shape, self.action_dim = cfg, tuple(obs_shape), action_dim
+        self.encoder = Encoder(obs_shape, cfg.enc_channels, cfg.enc_kernels, cfg.enc_mlp, cfg.act)
+        self.rssm = RSSM(cfg, self.encoder.out_dim, action_dim)
+        F_ = self.rssm.feat_dim
+        self.decoder = Decoder(F_, obs_shape, cfg.dec_mlp, cfg.dec_in, cfg.dec_channels, cfg.dec_kernels, cfg.act)
+        self.reward = mlp(F_, tuple(cfg.reward_mlp), 1, cfg.act)
+        self.discount = mlp(F_, tuple(cfg.discount_mlp), 1, cfg.act) if cfg.pred_discount else None
+        self._fast: dict = {}  # compiled callables (kept out of the module tree and the state dict)
+
+    def compile(self) -> None:
+        """torch.compile the stateless, shape-stable parts (encoder, decoder, heads, GRU cell); the
+        sequential scan and every random draw stay in Python."""
+        for name in ("encoder", "decoder", "reward"):
+            self._fast[name] = torch.compile(getattr(self, name))
+        self.rssm.gru.forward = torch.compile(self.rssm.gru.forward)  # type: ignore[method-assign]
+
+    def encode(self, image):
+        return self._fast.get("encoder", self.encoder)(image)
+
+    def decode(self, feat):
+        return self._fast.get("decoder", self.decoder)(feat)
+
+    def predict_reward(self, feat):
+        return self._fast.get("reward", self.reward)(feat).squeeze(-1).float()
+
+    def continuation(self, feat):
+        """Probability that the episode continues after the state (1 without a continuation head)."""
+        if self.discount is None:
+            return torch.ones(feat.shape[:-1], device=feat.device)
+        return torch.sigmoid(self.discount(feat).squeeze(-1).float())
+
+    def loss(self, batch: dict, generator: torch.Generator | None = None, members: torch.Tensor | None = None):
+        """The ELBO of a sequence batch (tensors: image (B, L, H, W, C) uint8, action, reward, is_first,
+        is_terminal). Returns (loss, metrics (detached), post states (B, L, ...))."""
+        cfg = self.cfg
+        image = batch["image"]
+        embed = self.encode(image)
+        post, prior = self.rssm.observe(embed, batch["action"].float(), batch["is_first"], generator=generator,
+                                        members=members)
+        feat = self.rssm.feat(post)
+        recon = self.decode(feat).float()
+        target = image.float() / 255.0 - 0.5
+        image_loss = 0.5 * ((recon - target) ** 2).sum((-3, -2, -1)).mean()
+        reward_loss = 0.5 * ((self.predict_reward(feat) - batch["reward"].float()) ** 2).mean()
+        kl_loss, kl_value = kl_balanced(post["stats"], prior, self.rssm, cfg.kl_balance, cfg.free_nats)
+        loss = image_loss + reward_loss + cfg.kl_scale * kl_loss
+        metrics = {"image_loss": image_loss.detach(), "reward_loss": reward_loss.detach(),
+                   "kl_loss": kl_loss.detach(), "model_kl": kl_value.mean()}
+        if self.discount is not None:
+            cont = 1.0 - batch["is_terminal"].float()
+            disc_loss = F.binary_cross_entropy_with_logits(self.discount(feat).squeeze(-1).float(), cont)
+            loss = loss + disc_loss
+            metrics["discount_loss"] = disc_loss.detach()
+        metrics["model_loss"] = loss.detach()
+        return loss, metrics, post
