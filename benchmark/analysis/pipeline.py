@@ -207,7 +207,7 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
         A.note("curves", "No data-size runs (one method on one task with several datasets) were found.")
 
     # ------------------------------------------------------------------ final scores and aggregates
-    final = stats.final_scores(own, runs, o.final_window, o.include_unfinished, A.flags)
+    final = stats.final_scores(own, runs[runs["dataset"] == runs["task"]], o.final_window, o.include_unfinished, A.flags)
     final.drop(columns=["path"]).to_csv(tab_dir / "final_per_run.csv", index=False)
     table = _final_table(final, ref, o)
     A.tables["final"] = table
@@ -229,7 +229,7 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
         A.fig("aggregates", f"{domain}: IQM, mean, median and optimality gap of final success over runs x "
                             f"{ntask} task(s), 95% stratified-bootstrap CIs",
               figures.aggregates_figure(agg, colors, fig_dir, f"aggregates_{domain}", f"{domain}: final success"))
-        taus = np.linspace(0.0, 1.0, 41)
+        taus = np.linspace(0.0, 1.0, 21)
         prof, prof_ci = stats.performance_profiles(score_dict, taus, o.reps, o.seed)
         pd.DataFrame({"tau": taus, **{m: p for m, p in prof.items()}}).to_csv(
             tab_dir / f"profiles_{domain}.csv", index=False)

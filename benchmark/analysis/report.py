@@ -65,7 +65,8 @@ def write(A) -> None:
     runs = res.runs
     counts = runs["status"].value_counts()
     summary = pd.DataFrame({"status": counts.index, "runs": counts.values})
-    cover = runs.pivot_table(index="method", columns="task", values="run", aggfunc="count", fill_value=0)
+    cover = runs.assign(method=runs["method"] + np.where(runs["dataset"] != runs["task"], " · " + runs["dataset"], "")
+                        ).pivot_table(index="method", columns="task", values="run", aggfunc="count", fill_value=0)
     when = time.strftime("%Y-%m-%d %H:%M:%S")
     intro = (f"Results: <code>{html.escape(str(res.root))}</code> &middot; {len(runs)} run(s), "
              f"{runs['method'].nunique()} method(s), {runs['task'].nunique()} task(s), profiles "

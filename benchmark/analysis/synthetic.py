@@ -135,7 +135,7 @@ def write_suite(root: str | Path, seeds: int = 3, gifs: bool = True) -> Path:
                     status, ev = "failed", ev[:4]
                 if algo == "moto" and task == "kitchen/partial" and s == 2:
                     status, ev = "running", ev[:7]
-                write_run(root, algo, task, s, ev, base_algo=base, episode_steps=280 if kitchen else 200,
+                write_run(root, algo, task, s, ev, base_algo=base, status=status, episode_steps=280 if kitchen else 200,
                           gif=gifs and s == 0, extra_columns=("model_loss", "actor_loss") if base in
                           ("moto", "dreamerv2", "lompo", "combo") else ("bc_loss",))
     for n in (100, 250):
