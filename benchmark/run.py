@@ -129,10 +129,12 @@ class ConfigMismatch(Exception):
     pass
 
 
-def execute(r: dict, profile: str, progress: bool = True, live_factory=None) -> str:
+def execute(r: dict, profile: str, progress: bool = True, live_factory=None, stop_signals=STOP_SIGNALS) -> str:
     """Run (or resume) one run under its lock; returns a one-line outcome. Raises ``Interrupted``
     after a signal, ``RunHeld`` if another process holds it, ``ConfigMismatch`` if its directory holds
-    a different config, and re-raises a run's error after recording it in ``status.json``."""
+    a different config, and re-raises a run's error after recording it in ``status.json``.
+    ``stop_signals``: the signals that stop the run at a safe point (a SLURM job uses SIGUSR2 only;
+    see ``benchmark.launch``)."""
     d: Path = r["dir"]
     if results.read_status(d).get("status") == "done":
         return "skipped (done)"
@@ -170,7 +172,7 @@ def execute(r: dict, profile: str, progress: bool = True, live_factory=None) -> 
 
         previous = {}
         if threading.current_thread() is threading.main_thread():
-            previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+            previous = {s: signal.signal(s, on_signal) for s in stop_signals}
         try:
             counters = runner.run()
         except KeyboardInterrupt:
@@ -223,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress output (without a terminal, progress is a line every 30 s)")
     add_live_arguments(p)
+    from benchmark import launch
+
+    launch.add_cli_arguments(p)
     return p
 
 
@@ -239,6 +244,10 @@ def main(argv=None) -> int:
             print(f"suite {name}: {', '.join(tasks)}")
         print("profiles:", ", ".join(PROFILES))
         return 0
+    if args.sweep or args.launcher != "inline":
+        from benchmark import launch
+
+        return launch.main(args, argv)
     try:
         runs = plan(args, resolve=not args.dry_run)
     except (UsageError, KeyError) as exc:
@@ -252,7 +261,15 @@ def main(argv=None) -> int:
               f"{s.online_episodes}x{s.updates_per_episode} online updates, {env_steps} env steps "
               f"[{args.profile}, {r['device']}] -> {r['dir']}")
     if args.dry_run:
+        from benchmark import launch
+
+        launch.print_estimate([(args, runs)], None, Path(args.out))
         return EXIT_OK
+    return run_inline(args, runs)
+
+
+def run_inline(args, runs: list[dict]) -> int:
+    """Executes the planned runs one after another in this process; returns the exit code."""
     if args.profile == "paper" and any(r["device"] == "cpu" for r in runs):
         print("note: the paper profile on a CPU takes days per run (a world-model step is ~6 s here); "
               "use --profile cpu for a run in minutes", file=sys.stderr)
