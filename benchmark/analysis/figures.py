@@ -100,10 +100,10 @@ def curves_figure(curves: pd.DataFrame, panels: list[str], colors: dict, out_dir
     for ax in axes:
         for h, l in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(l, h)
-    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center",
-               ncol=min(6, max(1, len(handles))), bbox_to_anchor=(0.5, -0.02 - 0.035 * math.ceil(len(handles) / 6)))
     fig.suptitle(title)
     fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles.keys()), loc="upper center",
+               ncol=min(6, max(1, len(handles))), bbox_to_anchor=(0.5, 0.0))
     return save(fig, out_dir, name)
 
 
@@ -131,7 +131,8 @@ def profiles_figure(profiles: dict, cis: dict, taus: np.ndarray, colors: dict, o
                                          colors=colors, ax=ax, xlabel=r"final success rate ($\tau$)",
                                          ylabel=r"fraction of runs with success $> \tau$",
                                          labelsize="medium", ticklabelsize="small")
-    ax.legend(order, loc="upper right", fontsize="small")
+    ax.legend([matplotlib.lines.Line2D([0], [0], color=colors[m], lw=2) for m in order], order,
+              loc="upper right", fontsize="small")
     ax.set_title(title)
     return save(fig, out_dir, name)
 
@@ -141,7 +142,10 @@ def poi_figure(poi: pd.DataFrame, colors: dict, out_dir: Path, name: str, title:
     ie = {r.pair: np.array([[r.lo], [r.hi]]) for r in poi.itertuples()}
     fig, ax = plt.subplots(figsize=(4.5, 0.5 + 0.45 * len(pe)))
     plot_utils.plot_probability_of_improvement(pe, ie, ax=ax, colors=[colors.get(y, "k") for y in poi["y"]],
-                                               xlabel="P(X > Y)", labelsize="medium", ticklabelsize="small")
+                                               xlabel="P(X > Y)", labelsize="medium", ticklabelsize="small",
+                                               xticks=[0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xlim(0, 1)
+    ax.axvline(0.5, color="0.5", lw=0.8, ls=":")
     ax.set_title(title)
     return save(fig, out_dir, name)
 

@@ -167,9 +167,11 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
             first=("step", "min"), n=("n_runs", "min"), of=("of_runs", "first")).reset_index().itertuples():
         A.flags.add(f"{r.method} on {r.task}: from {r.first:,.0f} env steps the curve rests on fewer runs "
                     f"(down to {r.n} of {r.of}); drawn dashed")
+    # main figures: base methods; variants (ablations) have their own figure
+    main_methods = set(runs[runs["variant"] == runs["algorithm"]]["method"]) or set(runs["method"])
     for domain in sorted(own["domain"].unique()):
         tasks = sorted(own[own["domain"] == domain]["task"].unique())
-        png = figures.curves_figure(curves[curves["task"].isin(tasks)], tasks, colors, fig_dir, f"curves_{domain}",
+        png = figures.curves_figure(curves[curves["task"].isin(tasks) & curves["method"].isin(main_methods)], tasks, colors, fig_dir, f"curves_{domain}",
                                     DOMAIN_TITLES.get(domain, domain) + ": evaluation success",
                                     ncols=5 if len(tasks) > 4 else len(tasks))
         A.fig("curves", f"{DOMAIN_TITLES.get(domain, domain)}: mean evaluation success over seeds, "

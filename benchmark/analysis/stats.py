@@ -57,12 +57,29 @@ def _rs(seed: int) -> np.random.RandomState:
     return np.random.RandomState(seed)
 
 
+class _seeded:
+    """rliable's bootstraps draw their indices from numpy's global RNG (``np.random.choice``), whatever
+    ``random_state`` says; seed it for the call and put the caller's state back afterwards."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def __enter__(self):
+        self.state = np.random.get_state()
+        np.random.seed(self.seed)
+        self.w = warnings.catch_warnings()
+        self.w.__enter__()
+        warnings.simplefilter("ignore", FutureWarning)   # arch: random_state is deprecated (rliable's call)
+        warnings.simplefilter("ignore", RuntimeWarning)  # empty slices in resamples
+
+    def __exit__(self, *exc):
+        self.w.__exit__(*exc)
+        np.random.set_state(self.state)
+
+
 def _interval_estimates(score_dict, func, reps: int, seed: int):
-    """rliable.library.get_interval_estimates (percentile, 95%) with a fixed random state; arch's
-    deprecation warning about random_state (rliable's call) and empty-slice warnings are silenced."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
+    """rliable.library.get_interval_estimates (percentile, 95%), reproducible for a given seed."""
+    with _seeded(seed):
         return rly.get_interval_estimates(score_dict, func, reps=reps, random_state=_rs(seed))
 
 
@@ -191,9 +208,7 @@ def aggregates(score_dict: dict[str, np.ndarray], reps: int = 2000, seed: int = 
 
 def performance_profiles(score_dict: dict[str, np.ndarray], taus: np.ndarray, reps: int = 2000, seed: int = 0):
     """rliable score distributions: ({method: fraction of runs with score > tau}, {method: (2, len(taus)) CIs})."""
-    np.random.seed(seed)  # create_performance_profile takes no random_state; it draws from numpy's global RNG
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
+    with _seeded(seed):
         return rly.create_performance_profile(score_dict, taus, reps=reps)
 
 
