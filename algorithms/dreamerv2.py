@@ -50,7 +50,7 @@ class DreamerV2Config(WorldModelConfig):
     lam: float = 0.95
     slow_target_every: int = 100
     # Diagnostics written into the run directory (0 turns them off)
-    diag_every_episodes: int = 10  # online episodes between open-loop GIFs / reward predictions
+    diag_every_evals: int = 1  # write them at every n-th evaluation (on_eval)
     diag_episodes: int = 4  # dataset episodes used for them
     diag_context: int = 5  # frames observed before the open-loop prediction
 
@@ -59,9 +59,9 @@ class DreamerV2Config(WorldModelConfig):
         "cpu": dict(deter=96, hidden=96, stoch=16, classes=16, enc_channels=(8, 16, 32, 64), enc_mlp=(128, 128),
                     dec_mlp=(128, 128), dec_in=128, dec_channels=(32, 16, 8, 3), reward_mlp=(128, 128),
                     discount_mlp=(128, 128), actor_mlp=(128, 128), critic_mlp=(128, 128), batch=6, length=32,
-                    horizon=10, model_lr=3e-4, diag_every_episodes=5),
+                    horizon=10, model_lr=3e-4),
         "smoke": dict(_SMALL, actor_mlp=(16,), critic_mlp=(16,), batch=2, length=5, horizon=3,
-                      diag_every_episodes=2, diag_episodes=2, diag_context=2),
+                      diag_episodes=2, diag_context=2),
     }
 
 
@@ -88,8 +88,7 @@ class DreamerV2Agent:
         self.critic_opt = ClippedAdam(self.critic.parameters(), c.critic_lr, c.opt_eps, c.grad_clip, c.weight_decay)
         self.gen = torch.Generator(device=self.device).manual_seed(context.seed + 1)
         self.updates = 0
-        self.online_episodes = 0
-        self.phase = "offline"
+        self.evals = 0
         self.diag_episodes: list[dict] = []
         if use_compile:
             self.wm.compile()
@@ -163,21 +162,16 @@ class DreamerV2Agent:
 
     # -- hooks: diagnostics ---------------------------------------------------------------------------
     def on_episode(self, episode, online):
-        if not online:
-            if len(self.diag_episodes) < self.config.diag_episodes:
-                self.diag_episodes.append(episode)
-            return
-        self.online_episodes += 1
-        every = self.config.diag_every_episodes
-        # updates == 0: the protocol is replaying stored episodes on resume (state not loaded yet).
-        if every and self.updates > 0 and self.online_episodes % every == 0:
-            self.write_diagnostics("online")
+        if not online and len(self.diag_episodes) < self.config.diag_episodes:
+            self.diag_episodes.append(episode)  # the first dataset episodes (views into the store)
 
-    def on_phase(self, phase):
-        # The protocol also calls this when a run resumes; only the real offline -> online switch writes.
-        if phase == "online" and self.phase == "offline" and self.config.diag_every_episodes:
-            self.write_diagnostics("offline")  # the end of offline pre-training (paper Fig. 4)
-        self.phase = phase
+    def on_eval(self, episodes):
+        """After each evaluation: reward predictions, reconstructions and the open-loop GIF."""
+        every = self.config.diag_every_evals
+        if every:
+            self.evals += 1
+            if (self.evals - 1) % every == 0:
+                self.write_diagnostics("offline" if episodes == 0 else "online")
 
     def write_diagnostics(self, phase: str) -> None:
         if self.context.run_dir is None or not self.diag_episodes:
@@ -193,7 +187,7 @@ class DreamerV2Agent:
                        "critic": self.critic.state_dict(), "target_critic": self.target_critic.state_dict(),
                        "wm_opt": self.wm_opt.state_dict(), "actor_opt": self.actor_opt.state_dict(),
                        "critic_opt": self.critic_opt.state_dict(), "gen": self.gen.get_state(),
-                       "updates": self.updates, "online_episodes": self.online_episodes, "phase": self.phase,
+                       "updates": self.updates, "evals": self.evals,
                        "meta": {"obs_shape": tuple(self.context.obs_shape), "action_dim": self.context.action_dim}})
 
     def load_state_dict(self, d):
@@ -205,7 +199,7 @@ class DreamerV2Agent:
         self.actor_opt.load_state_dict(d["actor_opt"])
         self.critic_opt.load_state_dict(d["critic_opt"])
         self.gen.set_state(d["gen"])
-        self.updates, self.online_episodes, self.phase = d["updates"], d["online_episodes"], d["phase"]
+        self.updates, self.evals = d["updates"], d["evals"]
 
 
 register("dreamerv2", DreamerV2Config, DreamerV2Agent)
