@@ -1,0 +1,488 @@
+"""MOTO (Rafailov et al., arXiv 2401.03306): model-based offline pre-training and online fine-tuning from
+pixels -- the paper's own method (Section 4, Appendix B and C.3; SPEC section 3).
+
+World model: the shared RSSM (``algorithms/world_model.py``) with M = 7 prior heads, trained on
+sequences of 16 x 50 with the ELBO of Eq. 1 (one uniformly drawn head per time step, ``WorldModel.loss``).
+Per update (Algorithm 1, lines 2-6):
+
+Eq. 2  u(s_t, a_t) = std_i { l^i(z_{t+1}) }: std over members of the next-step prior logits, averaged
+       over the latent's logits; the logits come from the same batched matmul that gives the sampled
+       member's prior (``RSSM.img_step(return_ensemble=True)``), so the uncertainty is free.   ``uncertainty``
+Eq. 3  r^(s_t, a_t, s_{t+1}) = r(s_{t+1}) - alpha u(s_t, a_t),  alpha = 10.                 ``penalised_reward``
+Eq. 4  from every start state s^0_j (posterior of a real sequence): a^t ~ pi(. | s^t),
+       s^{t+1} ~ p(. | s^t, a^t), r^{t+1} = r^(s^t, a^t, s^{t+1}),  t = 0 .. H-1.                ``MOTOAgent.rollout``
+Eq. 5  V_0(s^t) = min(Q1(s^t, a^t), Q2(s^t, a^t));
+       V_K(s^t) = sum_{k=1..K} gamma^{k-1} r^{t+k} + gamma^K V_0(s^{t+K});                      ``value_expansion``
+       V(s^t) = (1 - lambda) sum_{k=1..H-t-1} lambda^{k-1} V_k(s^t) + lambda^{H-t-1} V_{H-t}(s^t)  ``lambda_mixture``
+Eq. 6  Vhat(s) = lambda V(s) + (1 - lambda) V_0(s);  L_model = -1/(HT) sum_{t<H, j} Vhat(s^t_j),
+       differentiated through the critics and the dynamics (both frozen).                     ``MOTOAgent.train_agent``
+Eq. 7  L^model_Qi = 1/(HT) sum_{t<H, j} (Vbar(s^t_j) - Q_i(s^t_j, a^t_j))^2,  Vbar = Eq. 5 with the target
+       critics.                                                                               ``model_critic_loss``
+Eq. 8  L^data_Qi = 1/(T-1) sum_j (r_{j+1} + gamma Vhat'(s^0_{j+1}) - Q_i(s^0_j, a_j))^2 on real states,
+       real actions and real rewards; Vhat' = Eq. 6's mixture with the target critics.        ``data_critic_loss``
+Eq. 9  L_Qi = L^model_Qi + L^data_Qi.
+Eq. 10 L_pi = L_model + beta L_reg,  L_reg = -mean log pi(a_t | s_t) over transitions of goal-reaching
+       trajectories (filtered BC: MetaWorld success; Kitchen partial the first three objects), beta = 10.  ``bc_loss``
+Eq. 12 (diagnostic) eps_u ~= 1/(H (T-H)) sum_{j, t} u(s^t_j, a_{j+t}): H-step model rollouts of expert
+       actions from the posterior states of the first T-H steps of expert episodes.           ``expected_uncertainty``
+
+The sequence layout (``algorithms/contract.py``): action[t] is the action *into* frame t and reward[t]
+the reward into frame t, so a real transition (s_t, a_t, r_{t+1}, s_{t+1}) pairs the posterior state
+of frame t with action[t + 1] and reward[t + 1] (``real_transitions``).
+
+"Agent batch 128" (C.3) is read as the actor-critic's batch of start states: from each of the B model
+sequences a window of T = agent_batch // B consecutive posterior states (a random offset per sequence,
+drawn from the agent's generator) starts the H-step rollouts -- B x T = 16 x 8 = 128 rollouts, and
+T is the T of Eqs. 6-8 (Eq. 8 then uses the T - 1 real transitions inside each window, whose next state's
+Vhat' is the first value of the next rollout). With agent_batch >= B x L every posterior state starts a
+rollout (T = L, DreamerV2's choice). Filtered BC gets its own goal-filtered request (bc_batch x bc_length
+= 4 x 32 = 128 frames, 124 transitions), whose posterior states come from the model (no gradient).
+
+Kept from DreamerV2 ("everything else: DreamerV2 defaults"): the actor's entropy bonus eta (added to
+Eq. 6, ``actor_ent``), hard target copies every 100 updates, Adam with eps 1e-5, clipping 100.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from algorithms import RunContext, Sequences, register, register_variant
+from algorithms.dreamerv2 import DreamerV2Config
+from algorithms.torch_nets import (Actor, ClippedAdam, batch_to_device, frozen, mlp, resolve_device_options,
+                                   to_cpu)
+from algorithms.world_model import WorldModel, WorldModelConfig
+
+
+@dataclass(frozen=True)
+class MOTOConfig(DreamerV2Config):
+    """DreamerV2's fields (the baseline shares MOTO's hyperparameters, C.3) plus MOTO's own. The world
+    model's preset is DreamerV2's base config (deter/hidden 1024); ``dmc_vision``'s (200) is
+    ``moto-dmc``."""
+
+    ensemble: int = 7  # prior heads M (C.3)
+    alpha: float = 10.0  # Eq. 3: uncertainty penalty ("disagreement penalty factor", C.3)
+    beta: float = 10.0  # Eq. 10: filtered-BC weight ("filtered behavioral cloning factor", C.3)
+    agent_batch: int = 128  # rollout start states per update (C.3; see the module docstring)
+    bc_batch: int = 4  # goal-filtered sequences for L_reg ...
+    bc_length: int = 32  # ... of this length: 4 x 32 = 128 frames
+    diag_horizon: int = 0  # H of Eq. 12 (0: the imagination horizon)
+
+    PROFILES = {
+        # DreamerV2's cpu sizes (the comparison runs at equal sizes); agent batch stays the paper's 128.
+        "cpu": dict(DreamerV2Config.PROFILES["cpu"], bc_batch=2, bc_length=32),
+        "smoke": dict(DreamerV2Config.PROFILES["smoke"], agent_batch=6, bc_batch=2, bc_length=4),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# The paper's equations, as functions of tensors (tested one by one in tests/test_moto.py)
+
+
+def uncertainty(rssm, stats_all: torch.Tensor) -> torch.Tensor:
+    """Eq. 2: u(s_t, a_t) = std over the M members of the prior logits of z_{t+1}; (M, ..., P) -> (...)."""
+    return rssm.ensemble_disagreement(stats_all)
+
+
+def penalised_reward(reward: torch.Tensor, u: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Eq. 3: r^(s_t, a_t, s_{t+1}) = r(s_{t+1}) - alpha u(s_t, a_t)."""
+    return reward - alpha * u
+
+
+def value_expansion(reward: torch.Tensor, v0: torch.Tensor, gamma: float, t: int) -> torch.Tensor:
+    """Eq. 5 (left): V_K(s^t) for K = 1 .. H-t, as a (H-t, N) tensor (row K-1).
+
+    reward (H, N): reward[i] = r^{i+1}, the (penalised) reward into state i+1;  v0 (H+1, N): V_0(s^0..s^H).
+        V_K(s^t) = sum_{k=1..K} gamma^{k-1} r^{t+k} + gamma^K V_0(s^{t+K})"""
+    H = reward.shape[0]
+    n = H - t
+    powers = gamma ** torch.arange(n + 1, device=reward.device, dtype=reward.dtype)  # gamma^0 .. gamma^n
+    partial = torch.cumsum(powers[:n, None] * reward[t:], 0)  # row K-1: sum_{k=1..K} gamma^{k-1} r^{t+k}
+    return partial + powers[1:, None] * v0[t + 1:]
+
+
+def lambda_mixture(reward: torch.Tensor, v0: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """Eq. 5: V(s^t) = (1 - lambda) sum_{k=1..H-t-1} lambda^{k-1} V_k(s^t) + lambda^{H-t-1} V_{H-t}(s^t),
+    for t = 0 .. H-1 -> (H, N). (Equal to the recursive TD(lambda) return with bootstrap V_0.)"""
+    H = reward.shape[0]
+    out = []
+    for t in range(H):
+        vk = value_expansion(reward, v0, gamma, t)  # (H-t, N)
+        n = H - t
+        weights = [(1.0 - lam) * lam ** (k - 1) for k in range(1, n)] + [lam ** (n - 1)]
+        w = torch.tensor(weights, device=reward.device, dtype=reward.dtype)
+        out.append((w[:, None] * vk).sum(0))
+    return torch.stack(out)
+
+
+def mixed_value(v: torch.Tensor, v0: torch.Tensor, lam: float) -> torch.Tensor:
+    """Eq. 6 (prelude): Vhat(s) = lambda V(s) + (1 - lambda) V_0(s)."""
+    return lam * v + (1.0 - lam) * v0
+
+
+def model_critic_loss(q: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """Eq. 7: sum over critics i of 1/(HT) sum_{t, j} (Vbar(s^t_j) - Q_i(s^t_j, a^t_j))^2; q: [(H, N)]."""
+    return sum(((target - qi) ** 2).mean() for qi in q)
+
+
+def real_transitions(feat: torch.Tensor, batch: dict, offset: torch.Tensor, T: int) -> dict:
+    """The real transitions inside each window of T frames starting at ``offset`` (B,) of a sequence
+    batch: state s_j = posterior of frame o+j, action a_j = action[o+j+1] (the action *into* frame
+    o+j+1 is the one taken at o+j), reward r_{j+1} = reward[o+j+1], discount of frame o+j+1;
+    j = 0 .. T-2. ``mask`` is False where frame o+j+1 starts an episode. Returns (B, T-1, ..) tensors."""
+    idx = offset[:, None] + torch.arange(T, device=offset.device)[None]  # (B, T) frames of the window
+
+    def take(x, i):
+        return torch.take_along_dim(x, i.reshape(*i.shape, *([1] * (x.dim() - 2))), 1)
+
+    nxt = idx[:, 1:]
+    return {"feat": take(feat, idx[:, :-1]), "action": take(batch["action"].float(), nxt),
+            "reward": take(batch["reward"].float(), nxt), "discount": take(batch["discount"].float(), nxt),
+            "mask": ~take(batch["is_first"].bool(), nxt)}
+
+
+def data_critic_loss(q: list[torch.Tensor], reward: torch.Tensor, discount: torch.Tensor, vhat_next: torch.Tensor,
+                     gamma: float, mask: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: sum over critics of 1/(T-1) sum_j (r_{j+1} + gamma Vhat'(s^0_{j+1}) - Q_i(s^0_j, a_j))^2, on real
+    rewards and Q at real actions (q: [(B, T-1)]); ``discount`` is 0 after a true terminal."""
+    target = (reward + gamma * discount * vhat_next).detach()
+    m = mask.float()
+    return sum((m * (target - qi) ** 2).sum() / m.sum().clamp_min(1.0) for qi in q)
+
+
+def bc_loss(actor, feat: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Eq. 10's L_reg: -mean log pi(a_t | s_t) over the transitions (frame t, action[t+1]) of goal-reaching
+    episodes (rows whose ``episode_goal`` is False contribute nothing; the request is goal-filtered)."""
+    dist = actor(feat[:, :-1].detach())
+    logp = dist.log_prob(batch["action"][:, 1:].float())  # (B, L-1)
+    m = (batch["episode_goal"][:, 1:].bool() & ~batch["is_first"][:, 1:].bool()).float()
+    return -(m * logp).sum() / m.sum().clamp_min(1.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The agent
+
+
+class QCritic(torch.nn.Module):
+    """Q(s, a): an MLP on [features, action]."""
+
+    def __init__(self, feat_dim: int, action_dim: int, layers, act):
+        super().__init__()
+        self.net = mlp(feat_dim + action_dim, tuple(layers), 1, act)
+
+    def forward(self, feat, action):
+        return self.net(torch.cat([feat, action.to(feat.dtype)], -1)).squeeze(-1).float()
+
+
+class MOTOAgent:
+    def __init__(self, config: MOTOConfig, context: RunContext):
+        self.config, self.context = config, context
+        c = config
+        self.device = torch.device(context.device)
+        self.amp, use_compile = resolve_device_options(self.device, c.precision, c.compile)
+        self.requests = {"model": Sequences(c.batch, c.length)}
+        if c.beta > 0:  # filtered BC: sequences of goal-reaching episodes only (the store's goal filter)
+            self.requests["bc"] = Sequences(c.bc_batch, c.bc_length, filter="goal")
+        self.act_stack = 1
+        with torch.random.fork_rng(devices=[]):  # initialisation depends on the seed only
+            torch.manual_seed(context.seed)
+            self.wm = WorldModel(WorldModelConfig.of(c), context.obs_shape, context.action_dim)
+            feat = self.wm.rssm.feat_dim
+            self.actor = Actor(feat, context.action_dim, c.actor_mlp, c.act, c.actor_min_std, c.actor_init_std)
+            self.critics = torch.nn.ModuleList([QCritic(feat, context.action_dim, c.critic_mlp, c.act)
+                                                for _ in range(2)])
+        self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
+        for m in (self.wm, self.actor, self.critics, self.target_critics):
+            m.to(self.device)
+        self.wm_opt = ClippedAdam(self.wm.parameters(), c.model_lr, c.opt_eps, c.grad_clip, c.weight_decay)
+        self.actor_opt = ClippedAdam(self.actor.parameters(), c.actor_lr, c.opt_eps, c.grad_clip, c.weight_decay)
+        self.critic_opt = ClippedAdam(self.critics.parameters(), c.critic_lr, c.opt_eps, c.grad_clip,
+                                      c.weight_decay)
+        self.gen = torch.Generator(device=self.device).manual_seed(context.seed + 1)
+        self.updates = 0
+        # diagnostics (Fig. 4, Fig. 6): expert episodes kept from the dataset, online returns since the last one
+        self.evals, self.online_episodes, self.env_steps = 0, 0, 0
+        self.recent_returns: list[float] = []
+        self.expert_episodes: list[dict] = []
+        self.first_episodes: list[dict] = []
+        self.expert_returns: list[float] = []
+        self.expert_lengths: list[int] = []
+        self._goal_fn, self.action_repeat = _task_rules(context.task)
+        if use_compile:
+            self.wm.compile()
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    # -- training ---------------------------------------------------------------------------------
+    def update(self, batches):
+        b = batch_to_device(batches["model"], self.device,
+                            keys=("image", "action", "reward", "discount", "is_first", "is_terminal"))
+        with self._autocast():
+            wm_loss, metrics, post = self.wm.loss(b, self.gen)  # Eq. 1
+        metrics["model_grad_norm"] = self.wm_opt.step(wm_loss)
+        post = {k: v.detach() for k, v in post.items()}
+        bc = None
+        if "bc" in batches:
+            bc = batch_to_device(batches["bc"], self.device, keys=("image", "action", "is_first", "episode_goal"))
+        metrics.update(self.train_agent(post, b, bc))
+        self.updates += 1
+        return metrics
+
+    def start_window(self, B: int, L: int) -> tuple[torch.Tensor, int]:
+        """Offsets (B,) and length T of the windows of posterior states that start rollouts (agent batch)."""
+        T = min(L, max(2, self.config.agent_batch // B))
+        if T >= L:
+            return torch.zeros(B, dtype=torch.long, device=self.device), L
+        offset = torch.randint(0, L - T + 1, (B,), generator=self.gen, device=self.device)
+        return offset, T
+
+    def rollout(self, start: dict, horizon: int, alpha: float) -> dict:
+        """Eq. 4 with Eq. 3's rewards: time-first feat (H+1, N, F), action (H+1, N, A) with action[t] = a^t
+        taken *at* state t (a^H for V_0(s^H)), reward (H, N) r^{t+1} penalised, uncertainty (H, N)
+        u(s^t, a^t), entropy (H, N) of pi(. | s^t). Gradients flow through actions and dynamics."""
+        entropies = []
+
+        def policy(feat):
+            dist = self.actor(feat)
+            entropies.append(dist.entropy())
+            return dist.rsample(self.gen)
+
+        rssm = self.wm.rssm
+        seq = rssm.imagine(policy, start, horizon, self.gen, return_ensemble=True)
+        feat = seq["feat"]
+        last_action = self.actor(feat[-1].detach()).rsample(self.gen)  # a^H ~ pi(. | s^H)
+        action = torch.cat([seq["action"][1:], last_action[None].to(seq["action"].dtype)])
+        u = uncertainty(rssm, seq["ensemble"])  # (H, N): member logits of z_{t+1} given (s^t, a^t)
+        reward = self.wm.predict_reward(feat[1:])  # r(s^{t+1})
+        penalty_u = u if alpha else u.detach()  # (no gradient through an unused std)
+        return {"feat": feat, "action": action, "reward": penalised_reward(reward, penalty_u, alpha),
+                "model_reward": reward, "uncertainty": u, "entropy": torch.stack(entropies)}
+
+    def _v0(self, critics, feat, action):
+        """Eq. 5: V_0 = min(Q1, Q2) and the per-critic values."""
+        q = [critic(feat, action) for critic in critics]
+        return torch.minimum(q[0], q[1]), q
+
+    def train_agent(self, post: dict, batch: dict, bc_batch: dict | None) -> dict:
+        c = self.config
+        if self.updates % c.slow_target_every == 0:  # DreamerV2: hard copies at update 0, 100, 200, ...
+            self.target_critics.load_state_dict(self.critics.state_dict())
+        B, L = post["deter"].shape[:2]
+        offset, T = self.start_window(B, L)
+        idx = offset[:, None] + torch.arange(T, device=self.device)[None]
+        start = {k: torch.take_along_dim(v, idx.reshape(B, T, 1), 1).flatten(0, 1) for k, v in post.items()}
+        metrics = {}
+        # Actor: Eqs. 4-6 and 10, through the frozen critics and dynamics.
+        with frozen(self.wm, self.critics), self._autocast():
+            roll = self.rollout(start, c.horizon, c.alpha)
+            v0, _ = self._v0(self.critics, roll["feat"], roll["action"])  # (H+1, N)
+            v = lambda_mixture(roll["reward"], v0, c.discount, c.lam)  # Eq. 5
+            vhat = mixed_value(v, v0[:-1], c.lam)  # Eq. 6
+            model_loss = -vhat.mean()  # Eq. 6: -1/(HT) sum_{t<H, j} Vhat(s^t_j)
+            actor_loss = model_loss - c.actor_ent * roll["entropy"].mean()
+            if bc_batch is not None:
+                with torch.no_grad():  # posterior states of goal-reaching sequences, from the model
+                    bc_post, _ = self.wm.rssm.observe(self.wm.encode(bc_batch["image"]), bc_batch["action"].float(),
+                                                      bc_batch["is_first"], generator=self.gen)
+                reg = bc_loss(self.actor, self.wm.rssm.feat(bc_post), bc_batch)
+                actor_loss = actor_loss + c.beta * reg  # Eq. 10
+                metrics["bc_loss"] = reg.detach()
+        metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss)
+        # Critics: Eqs. 7-9. Targets from the target critics (no gradients).
+        feat, action = roll["feat"].detach(), roll["action"].detach()
+        reward = roll["reward"].detach()
+        with torch.no_grad(), self._autocast():
+            tv0, _ = self._v0(self.target_critics, feat, action)
+            tv = lambda_mixture(reward, tv0, c.discount, c.lam)  # Vbar (Eq. 5, target critics)
+            tvhat = mixed_value(tv, tv0[:-1], c.lam)  # Vhat' for Eq. 8
+        with self._autocast():
+            _, q = self._v0(self.critics, feat[:-1], action[:-1])
+            loss_model = model_critic_loss(q, tv)  # Eq. 7
+            real = real_transitions(self.wm.rssm.feat(post), batch, offset, T)
+            q_real = [critic(real["feat"], real["action"]) for critic in self.critics]
+            vhat_next = tvhat[0].reshape(B, T)[:, 1:]  # Vhat'(s^0_{j+1}): the first state of rollout j+1
+            loss_data = data_critic_loss(q_real, real["reward"], real["discount"], vhat_next, c.discount,
+                                         real["mask"])  # Eq. 8
+            critic_loss = loss_model + loss_data  # Eq. 9
+        metrics["critic_grad_norm"] = self.critic_opt.step(critic_loss)
+        metrics.update({"actor_loss": actor_loss.detach(), "actor_model_loss": model_loss.detach(),
+                        "critic_loss": critic_loss.detach(), "critic_model_loss": loss_model.detach(),
+                        "critic_data_loss": loss_data.detach(), "actor_ent": roll["entropy"].mean().detach(),
+                        "imag_reward": roll["model_reward"].mean().detach(),
+                        "imag_uncertainty": roll["uncertainty"].mean().detach(),
+                        "q_value": q[0].mean().detach(), "q_real": q_real[0].mean().detach()})
+        return metrics
+
+    # -- acting -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs, state, explore: bool):
+        rssm = self.wm.rssm
+        image = torch.as_tensor(np.ascontiguousarray(obs[-1:])).to(self.device)
+        first = state is None
+        if first:
+            latent = rssm.initial(1, self.device)
+            prev_action = torch.zeros(1, self.context.action_dim, device=self.device)
+        else:
+            latent, prev_action = state
+        with self._autocast():
+            embed = self.wm.encode(image)
+            latent = rssm.obs_step(latent, prev_action, embed, torch.tensor([first], device=self.device), self.gen)
+            dist = self.actor(rssm.feat(latent))
+        action = dist.rsample(self.gen) if explore else dist.mode()
+        latent = {k: v.float() for k, v in latent.items()}
+        return action[0].cpu().numpy().astype(np.float32), (latent, action.float())
+
+    # -- hooks: diagnostics -----------------------------------------------------------------------
+    def on_episode(self, episode, online):
+        if online:  # (on resume these replays are overwritten by load_state_dict)
+            self.online_episodes += 1
+            self.env_steps += len(episode["action"]) * self.action_repeat
+            self.recent_returns.append(float(np.sum(episode["reward"][:self._expert_horizon()])))
+            return
+        if len(self.first_episodes) < self.config.diag_episodes:
+            self.first_episodes.append(episode)
+        if self._goal_fn(episode):  # expert episodes: dataset episodes that reach the task's goal
+            self.expert_returns.append(float(np.sum(episode["reward"])))
+            self.expert_lengths.append(len(episode["action"]))
+            if len(self.expert_episodes) < self.config.diag_episodes:
+                self.expert_episodes.append(episode)
+
+    def _expert_horizon(self) -> int | None:
+        """Online returns are summed over the expert episodes' median length (MetaWorld demos are 100
+        agent steps, online episodes 200), so J(expert) - J(policy) compares equal horizons."""
+        return int(np.median(self.expert_lengths)) if self.expert_lengths else None
+
+    def on_eval(self, episodes):
+        every = self.config.diag_every_evals
+        if every:
+            self.evals += 1
+            if (self.evals - 1) % every == 0:
+                self.write_diagnostics("offline" if episodes == 0 else "online")
+
+    def write_diagnostics(self, phase: str, run_dir=None) -> dict:
+        """Fig. 4 / A.1 reward predictions (data and policy) of expert episodes and Eq. 12's expected
+        uncertainty into ``<run_dir>/diagnostics/`` (formats: ``benchmark/analysis/diagnostics.py``)."""
+        run_dir = run_dir or self.context.run_dir
+        episodes = self.expert_episodes or self.first_episodes
+        if run_dir is None or not episodes:
+            return {}
+        from algorithms import wm_diagnostics as diag
+
+        c = self.config
+        paths = diag.write_run_diagnostics(self.wm, episodes, run_dir, self.updates, phase, context=c.diag_context,
+                                           seed=self.context.seed, actor=self.actor)
+        gen = torch.Generator(device=self.device).manual_seed(
+            int(np.random.SeedSequence([self.context.seed, self.updates, 12]).generate_state(1)[0]))
+        eps_u = expected_uncertainty(self.wm, self.expert_episodes, c.diag_horizon or c.horizon, gen)
+        gap = None
+        if self.recent_returns and self.expert_returns:  # J(expert) - J(policy), policy = online episodes
+            gap = float(np.mean(self.expert_returns) - np.mean(self.recent_returns))
+        row = {"grad_step": self.updates, "phase": phase, "episodes": self.online_episodes,
+               "env_steps": self.env_steps, "expected_uncertainty": eps_u, "performance_gap": gap,
+               "eval_success": None, "policy_return_source": "online_episodes" if gap is not None else "",
+               "policy_episodes": len(self.recent_returns)}
+        path = Path(run_dir) / "diagnostics" / "uncertainty.csv"
+        diag._replace_rows(path, UNCERTAINTY_COLUMNS, [row], self.updates, phase)
+        self.recent_returns = []
+        return {**paths, "uncertainty": path}
+
+    # -- state ------------------------------------------------------------------------------------
+    def state_dict(self):
+        return to_cpu({"wm": self.wm.state_dict(), "actor": self.actor.state_dict(),
+                       "critics": self.critics.state_dict(), "target_critics": self.target_critics.state_dict(),
+                       "wm_opt": self.wm_opt.state_dict(), "actor_opt": self.actor_opt.state_dict(),
+                       "critic_opt": self.critic_opt.state_dict(), "gen": self.gen.get_state(),
+                       "updates": self.updates, "evals": self.evals, "online_episodes": self.online_episodes,
+                       "env_steps": self.env_steps, "recent_returns": list(self.recent_returns),
+                       "meta": {"obs_shape": tuple(self.context.obs_shape), "action_dim": self.context.action_dim}})
+
+    def load_state_dict(self, d):
+        self.wm.load_state_dict(d["wm"])
+        self.actor.load_state_dict(d["actor"])
+        self.critics.load_state_dict(d["critics"])
+        self.target_critics.load_state_dict(d["target_critics"])
+        self.wm_opt.load_state_dict(d["wm_opt"])
+        self.actor_opt.load_state_dict(d["actor_opt"])
+        self.critic_opt.load_state_dict(d["critic_opt"])
+        self.gen.set_state(d["gen"])
+        self.updates, self.evals = d["updates"], d["evals"]
+        self.online_episodes, self.env_steps = d["online_episodes"], d["env_steps"]
+        self.recent_returns = list(d["recent_returns"])
+
+
+UNCERTAINTY_COLUMNS = ["grad_step", "phase", "episodes", "env_steps", "expected_uncertainty", "performance_gap",
+                       "eval_success", "policy_return_source", "policy_episodes"]
+
+
+def _task_rules(task: str):
+    """(does an episode reach the task's goal?, action repeat) from the task spec; without a known task:
+    the episode's success flags, action repeat 1."""
+    try:
+        from benchmark.tasks import get_task
+
+        spec = get_task(task)
+        return spec.reaches_goal, spec.action_repeat
+    except (ImportError, KeyError):
+        return (lambda ep: bool(np.any(ep["success"]))), 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Diagnostics on a model (or a checkpoint)
+
+
+@torch.no_grad()
+def expected_uncertainty(wm, episodes: list[dict], horizon: int, generator: torch.Generator | None = None) -> float | None:
+    """Eq. 12: eps_u ~= E[1/(H (T-H)) sum_{j, t} u(s^t_j, a_{j+t})]. Posterior states s_j of frames
+    j = 0 .. T-H-1 of each expert episode (T actions) start H-step rollouts of the expert's actions
+    a_j .. a_{j+H-1}; u is Eq. 2 on the prior logits of each step. Mean over every (j, t) of every episode."""
+    from algorithms.wm_diagnostics import episode_tensors
+
+    rssm = wm.rssm
+    total, count = 0.0, 0
+    for ep in episodes:
+        T = len(ep["action"])
+        n = T - horizon
+        if n < 1:
+            continue
+        b = episode_tensors(wm, ep)  # action[:, t] is the action into frame t
+        post, _ = rssm.observe(wm.encode(b["image"][:, :n]), b["action"][:, :n], b["is_first"][:, :n],
+                               generator=generator)
+        state = {k: v[0] for k, v in post.items()}  # (n, ..): s_0 .. s_{n-1}
+        taken = b["action"][0, 1:]  # taken[t]: the expert's action at frame t
+        for t in range(horizon):
+            state, stats_all = rssm.img_step(state, taken[t:t + n], generator, return_ensemble=True)
+            u = uncertainty(rssm, stats_all)  # u(s^t_j, a_{j+t}) for every j
+            total += float(u.sum())
+            count += u.numel()
+    return total / count if count else None
+
+
+def write_checkpoint_diagnostics(run_dir, episodes: list[dict] | None = None, device: str = "cpu") -> dict:
+    """The diagnostics of a run's final checkpoint (``load_agent``), written into its run directory. Without
+    ``episodes``: the goal-reaching episodes of the run's dataset are the expert episodes."""
+    import json
+
+    from algorithms.wm_diagnostics import load_agent
+
+    run_dir = Path(run_dir)
+    agent = load_agent(run_dir, device)
+    if episodes is None:
+        from benchmark.datasets.format import iter_episodes
+
+        episodes = iter_episodes(Path(json.loads((run_dir / "config.json").read_text())["dataset"]["path"]))
+    for ep in episodes:
+        agent.on_episode(ep, False)
+    return agent.write_diagnostics("offline" if agent.online_episodes == 0 else "online", run_dir)
+
+
+register("moto", MOTOConfig, MOTOAgent)
+# Ablations (paper Fig. 3 right): each changes exactly one flag of MOTO.
+register_variant("moto-no-unc", "moto", alpha=0.0)
+register_variant("moto-no-bc", "moto", beta=0.0)
+register_variant("moto-no-bc-no-unc", "moto", alpha=0.0, beta=0.0)
+# DreamerV2's dmc_vision preset for the world model (SPEC section 3: "make both reachable").
+register_variant("moto-dmc", "moto", deter=200, hidden=200, free_nats=1.0, actor_ent=1e-4)

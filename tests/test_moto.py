@@ -1,0 +1,294 @@
+"""MOTO (algorithms/moto.py): the paper's equations one by one, the ablation variants, filtered BC's data,
+and the agent on the protocol at smoke size (exact resume after a kill, diagnostics the analysis reads)."""
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import algorithms
+from algorithms import moto
+from algorithms.contract import RunContext
+from algorithms.torch_nets import lambda_return
+from algorithms.world_model import RSSM, WorldModelConfig
+from benchmark.protocol import Runner
+from benchmark.replay import BatchSampler, EpisodeStore
+from benchmark.tasks import Schedule, get_task
+from conftest import make_episode
+
+SMALL = dict(deter=8, hidden=8, stoch=3, classes=4)
+
+
+def smoke_agent(obs=(16, 16, 3), **kw):
+    cfg = algorithms.make_config("moto", "smoke", enc_kernels=(4, 3), enc_channels=(4, 4), dec_channels=(4, 3),
+                                 dec_kernels=(7, 4), **kw)
+    return algorithms.make_agent("moto", cfg, RunContext(obs_shape=obs, action_dim=4, seed=0, total_updates=10,
+                                                         task="metaworld/drawer-open"))
+
+
+def seq_batch(B, L, seed=0, size=16, goal=True):
+    rng = np.random.default_rng(seed)
+    b = {"image": rng.integers(0, 256, (B, L, size, size, 3), dtype=np.uint8),
+         "action": rng.uniform(-1, 1, (B, L, 4)).astype(np.float32),
+         "reward": rng.uniform(size=(B, L)).astype(np.float32), "discount": np.ones((B, L), np.float32),
+         "is_first": np.zeros((B, L), bool), "is_terminal": np.zeros((B, L), bool),
+         "episode_goal": np.full((B, L), goal)}
+    b["is_first"][:, 0] = True
+    b["action"][:, 0] = 0.0
+    b["reward"][:, 0] = 0.0
+    return b
+
+
+# -- Eq. 2 and Eq. 3 ------------------------------------------------------------------------------------
+
+
+def test_disagreement_is_zero_when_members_share_weights_and_positive_otherwise():
+    torch.manual_seed(0)
+    rssm = RSSM(WorldModelConfig(**SMALL, ensemble=5), embed_dim=6, action_dim=2)
+    deter = torch.randn(9, 8)
+    u = moto.uncertainty(rssm, rssm.prior(deter, "all"))
+    assert u.shape == (9,) and bool((u > 0).all())
+    with torch.no_grad():
+        for layer in (rssm.prior_hidden, rssm.prior_out):
+            layer.weight.copy_(layer.weight[:1].expand_as(layer.weight))
+            layer.bias.copy_(torch.randn_like(layer.bias[:1]).expand_as(layer.bias))
+    state = {"deter": torch.randn(9, 8), "stoch": torch.rand(9, 12), "stats": torch.zeros(9, 12)}
+    _, stats_all = rssm.img_step(state, torch.randn(9, 2), return_ensemble=True)
+    # Zero up to float rounding: the batched matmul may round identical members' products differently in
+    # the last bit (seen: 6e-9 in one row), against disagreements of order 0.1 above.
+    assert moto.uncertainty(rssm, stats_all).abs().max() < 1e-6
+    assert moto.uncertainty(rssm, rssm.prior(deter, "all")).abs().max() < 1e-6
+    assert u.min() > 1e-2
+
+
+def test_penalty_lowers_imagined_rewards_by_exactly_alpha_times_u():
+    agent = smoke_agent()
+    g = torch.Generator().manual_seed(3)
+    start = {"deter": torch.randn(5, 16, generator=g), "stoch": torch.rand(5, 16, generator=g),
+             "stats": torch.zeros(5, 16)}
+    state = agent.gen.get_state()
+    plain = agent.rollout(start, 3, alpha=0.0)
+    agent.gen.set_state(state)
+    penalised = agent.rollout(start, 3, alpha=10.0)
+    assert torch.equal(plain["feat"], penalised["feat"])  # the penalty changes rewards, not the dynamics
+    assert torch.equal(plain["model_reward"], plain["reward"])
+    u = penalised["uncertainty"]
+    assert u.shape == (3, 5) and bool((u > 0).all())
+    assert torch.equal(penalised["reward"], plain["reward"] - 10.0 * u)
+    assert torch.equal(moto.penalised_reward(torch.tensor([1.0]), torch.tensor([0.25]), 10.0), torch.tensor([-1.5]))
+
+
+# -- Eqs. 5-8 ------------------------------------------------------------------------------------------------
+
+
+def test_value_expansion_and_lambda_mixture_against_a_hand_computed_example():
+    reward = torch.tensor([[1.0], [2.0], [3.0]])  # r^1, r^2, r^3
+    v0 = torch.tensor([[10.0], [20.0], [30.0], [40.0]])  # V_0(s^0) .. V_0(s^3)
+    g, lam = 0.5, 0.5
+    # V_K(s^0): 1 + .5*20 = 11;  1 + .5*2 + .25*30 = 9.5;  1 + .5*2 + .25*3 + .125*40 = 7.75
+    assert moto.value_expansion(reward, v0, g, 0)[:, 0].tolist() == [11.0, 9.5, 7.75]
+    assert moto.value_expansion(reward, v0, g, 1)[:, 0].tolist() == [17.0, 13.5]
+    assert moto.value_expansion(reward, v0, g, 2)[:, 0].tolist() == [23.0]
+    # V(s^0) = .5 (11 + .5 * 9.5) + .25 * 7.75;  V(s^1) = .5 * 17 + .5 * 13.5;  V(s^2) = V_1(s^2)
+    v = moto.lambda_mixture(reward, v0, g, lam)
+    assert v[:, 0].tolist() == [9.8125, 15.25, 23.0]
+    assert moto.mixed_value(v, v0[:-1], lam)[:, 0].tolist() == [9.90625, 17.625, 26.5]
+    # the mixture equals the recursive TD(lambda) return bootstrapped with V_0
+    r, v0 = torch.randn(15, 7, dtype=torch.float64), torch.randn(16, 7, dtype=torch.float64)
+    torch.testing.assert_close(moto.lambda_mixture(r, v0, 0.99, 0.95),
+                               lambda_return(r, v0, torch.full_like(r, 0.99), 0.95))
+
+
+def test_real_transitions_pair_state_t_with_the_next_frames_action_and_reward():
+    B, L, T = 2, 6, 3
+    b = {"action": torch.arange(B * L, dtype=torch.float32).reshape(B, L, 1).repeat(1, 1, 4),  # frame id
+         "reward": 1000 + torch.arange(B * L, dtype=torch.float32).reshape(B, L),
+         "discount": torch.ones(B, L), "is_first": torch.zeros(B, L, dtype=torch.bool)}
+    b["is_first"][0, 2] = True  # a (hypothetical) episode start inside row 0's window
+    feat = torch.arange(B * L, dtype=torch.float32).reshape(B, L, 1)
+    real = moto.real_transitions(feat, b, torch.tensor([1, 3]), T)
+    assert real["feat"][..., 0].tolist() == [[1, 2], [9, 10]]  # frames o+j
+    assert real["action"][..., 0].tolist() == [[2, 3], [10, 11]]  # action[o+j+1]: taken at o+j
+    assert real["reward"].tolist() == [[1002, 1003], [1010, 1011]]  # reward[o+j+1]
+    assert real["mask"].tolist() == [[False, True], [True, True]]
+    # Eq. 8 by hand: targets r + gamma d Vhat'(next); masked entries do not count
+    q = [torch.zeros(2, 2), torch.ones(2, 2)]
+    loss = moto.data_critic_loss(q, torch.tensor([[9.0, 1.0], [1.0, 1.0]]), torch.tensor([[1.0, 1.0], [1.0, 0.0]]),
+                                 torch.full((2, 2), 2.0), 0.5, torch.tensor([[False, True], [True, True]]))
+    targets = torch.tensor([2.0, 2.0, 1.0])
+    assert loss.item() == pytest.approx(((targets ** 2).mean() + ((targets - 1) ** 2).mean()).item())
+
+
+def test_the_data_critic_loss_uses_real_rewards_and_real_actions():
+    """Two identical agents on batches that differ only in real rewards (or only in real actions): the
+    model-based critic loss (Eq. 7) is unchanged, the data loss (Eq. 8) moves."""
+    post_batch = seq_batch(2, 5)
+
+    def losses(change):
+        agent = smoke_agent()
+        b = {k: torch.as_tensor(v) for k, v in seq_batch(2, 5).items()}
+        change(b)
+        g = torch.Generator().manual_seed(0)
+        post = {"deter": torch.randn(2, 5, 16, generator=g), "stoch": torch.rand(2, 5, 16, generator=g),
+                "stats": torch.zeros(2, 5, 16)}
+        m = agent.train_agent(post, b, None)
+        return m["critic_model_loss"].item(), m["critic_data_loss"].item()
+
+    base = losses(lambda b: None)
+    rewards = losses(lambda b: b["reward"].add_(5.0))
+    actions = losses(lambda b: b["action"].mul_(-1.0))
+    first_action = losses(lambda b: b["action"][:, 0].add_(7.0))  # the action into frame 0: never taken
+    assert rewards[0] == base[0] and rewards[1] != base[1]
+    assert actions[0] == base[0] and actions[1] != base[1]
+    assert first_action == base
+    assert post_batch["reward"].shape == (2, 5)
+
+
+# -- Eq. 10: filtered BC -----------------------------------------------------------------------------------
+
+
+def test_filtered_bc_touches_only_goal_reaching_trajectories():
+    agent = smoke_agent()
+    assert agent.requests["bc"].filter == "goal"
+    # the store's goal filter: sequences come from the goal-reaching episode only
+    store = EpisodeStore()
+    goal_ep = make_episode(T=12, size=16, seed=1)
+    other = make_episode(T=12, size=16, seed=2, success=np.zeros(12, bool))
+    store.add(other)
+    store.add(goal_ep)
+    store.add(make_episode(T=12, size=16, seed=3, success=np.zeros(12, bool)))
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        b = store.sample(agent.requests["bc"], rng)
+        assert b["episode_goal"].all()
+        for row in b["image"]:
+            assert any(np.array_equal(row[0], f) for f in goal_ep["image"])
+    # the loss itself: rows of episodes that miss the goal contribute nothing
+    feat = torch.randn(2, 4, agent.wm.rssm.feat_dim)
+    batch = {k: torch.as_tensor(v) for k, v in seq_batch(2, 4).items()}
+    batch["episode_goal"][1] = False
+    base = moto.bc_loss(agent.actor, feat, batch)
+    moved = dict(batch, action=batch["action"].clone())
+    moved["action"][1] = torch.rand(4, 4) * 2 - 1
+    assert moto.bc_loss(agent.actor, feat, moved).item() == base.item()
+    moved["action"][0, 2] = -moved["action"][0, 2]
+    assert moto.bc_loss(agent.actor, feat, moved).item() != base.item()
+    assert not smoke_agent(beta=0.0).requests.keys() - {"model"}  # no BC, no BC batch
+
+
+# -- variants -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", ["paper", "cpu", "smoke"])
+def test_each_ablation_differs_from_moto_only_in_its_flag(profile):
+    full = dataclasses.asdict(algorithms.make_config("moto", profile))
+    assert (full["alpha"], full["beta"], full["ensemble"]) == (10.0, 10.0, 7)
+    expected = {"moto-no-unc": {"alpha": 0.0}, "moto-no-bc": {"beta": 0.0},
+                "moto-no-bc-no-unc": {"alpha": 0.0, "beta": 0.0}}
+    for name, flags in expected.items():
+        cfg = dataclasses.asdict(algorithms.make_config(name, profile))
+        assert {k: v for k, v in cfg.items() if full[k] != v} == flags
+        assert algorithms.get(name).base_algo == "moto"
+    paper = algorithms.make_config("moto", "paper")
+    assert (paper.model_lr, paper.actor_lr, paper.critic_lr, paper.batch, paper.length, paper.agent_batch,
+            paper.horizon, paper.discount, paper.lam) == (1e-4, 8e-5, 8e-5, 16, 50, 128, 15, 0.99, 0.95)
+
+
+# -- on the protocol ---------------------------------------------------------------------------------------
+
+TIME_COLUMNS = {"steps_per_s", "wall_time"}
+SCHEDULE = Schedule(offline_steps=4, updates_per_episode=2, online_steps=6, eval_every_episodes=1, eval_episodes=1)
+
+
+def make_runner(out, data_dir, **kw):
+    spec = get_task("metaworld/drawer-open")
+    cfg = algorithms.make_config("moto", "smoke", diag_episodes=1)
+    kw = {"log_every": 2, "offline_checkpoint_every": 2, "checkpoint_every": 1, "progress": False, **kw}
+    return Runner(spec, "moto", cfg, SCHEDULE, 0, out, data_dir / spec.name, {"episode_length": 4}, **kw)
+
+
+def rows(path):
+    with open(path / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
+
+
+def params(run_dir):
+    from benchmark.results import load_checkpoint
+
+    agent = load_checkpoint(run_dir)["agent"]
+    return np.concatenate([v.numpy().ravel() for part in ("wm", "actor", "critics", "target_critics")
+                           for v in agent[part].values()])
+
+
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory, drawer_open_data):
+    out = tmp_path_factory.mktemp("moto-whole") / "run"
+    make_runner(out, drawer_open_data).run()
+    return out
+
+
+def test_kill_and_resume_is_bit_exact(tmp_path, drawer_open_data, monkeypatch, whole_run):
+    real = BatchSampler.batch
+
+    def dying(self, s, *args):
+        if s == 7:  # online, half-way through the second episode's updates
+            raise KeyboardInterrupt(f"killed at step {s}")
+        return real(self, s, *args)
+
+    monkeypatch.setattr(BatchSampler, "batch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        make_runner(tmp_path / "cut", drawer_open_data).run()
+    monkeypatch.undo()
+    assert len(rows(tmp_path / "cut")) < len(rows(whole_run))
+    torch.manual_seed(12345)  # the resumed process starts with other global RNG states
+    np.random.seed(999)
+    make_runner(tmp_path / "cut", drawer_open_data).run()
+    assert rows(tmp_path / "cut") == rows(whole_run)
+    np.testing.assert_array_equal(params(tmp_path / "cut"), params(whole_run))
+    for name in ("uncertainty.csv", "reward_prediction.csv"):
+        assert (tmp_path / "cut" / "diagnostics" / name).read_text() == (whole_run / "diagnostics" / name).read_text()
+    r = [x for x in rows(whole_run) if x["phase"] != "eval"]
+    assert all(x["bc_loss"] and x["critic_data_loss"] and float(x["imag_uncertainty"]) > 0 for x in r)
+
+
+def test_diagnostics_are_written_in_the_analysis_formats_and_from_the_checkpoint(whole_run):
+    from benchmark.analysis.diagnostics import read_reward_prediction, read_uncertainty
+
+    evals = [int(x["grad_step"]) for x in rows(whole_run) if x["phase"] == "eval"]
+    assert evals == [4, 6, 8, 10]
+    path = whole_run / "diagnostics" / "uncertainty.csv"
+    with open(path, newline="") as f:
+        raw = list(csv.DictReader(f))
+    assert [int(r["grad_step"]) for r in raw] == evals and [int(r["episodes"]) for r in raw] == [0, 1, 2, 3]
+    assert [int(r["env_steps"]) for r in raw] == [0, 8, 16, 24]  # 4 agent steps x action repeat 2
+    assert raw[0]["performance_gap"] == ""  # no policy episodes yet at the end of offline training
+    df = read_uncertainty(path)  # rows with both Eq. 12's estimate and a performance gap
+    assert len(df) == 3 and (df["expected_uncertainty"] > 0).all()
+    rp = read_reward_prediction(whole_run / "diagnostics" / "reward_prediction.csv")
+    assert set(rp["grad_step"]) == {4} and set(rp["source"]) == {"data", "policy"}
+    # functions on a checkpoint: rewriting at the final step replaces that step's rows
+    moto.write_checkpoint_diagnostics(whole_run)
+    with open(path, newline="") as f:
+        again = list(csv.DictReader(f))
+    assert [int(r["grad_step"]) for r in again] == evals
+    assert float(again[-1]["expected_uncertainty"]) > 0
+
+
+def test_expected_uncertainty_rolls_expert_actions_from_the_first_T_minus_H_states():
+    agent = smoke_agent()
+    ep = make_episode(T=6, size=16)
+    calls = []
+    real_step = agent.wm.rssm.img_step
+
+    def spy(state, action, *a, **kw):
+        calls.append((state["deter"].shape[0], action.clone()))
+        return real_step(state, action, *a, **kw)
+
+    agent.wm.rssm.img_step = spy
+    eps = moto.expected_uncertainty(agent.wm, [ep], horizon=2, generator=torch.Generator().manual_seed(0))
+    assert eps > 0 and len(calls) == 2
+    assert all(n == 4 for n, _ in calls)  # j = 0 .. T-H-1
+    torch.testing.assert_close(calls[0][1], torch.as_tensor(ep["action"][0:4]))  # a_{j+0}
+    torch.testing.assert_close(calls[1][1], torch.as_tensor(ep["action"][1:5]))  # a_{j+1}
+    assert moto.expected_uncertainty(agent.wm, [ep], horizon=6) is None  # too short for H
