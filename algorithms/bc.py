@@ -1,13 +1,22 @@
-"""Behaviour cloning from pixels, as the paper's JAXRL2 baseline (Appendix C.4).
+"""Behaviour cloning from pixels, as the paper's JAXRL2 baseline (Appendix C.4; the authors' fork
+khatch31/jaxrl2: ``jaxrl2/agents/pixel_bc/``, ``offline_pixels_config.py:bc``).
 
-Policy: a Gaussian with unit standard deviation whose mean is the network output,
-pi(a|s) = N(a; mu(s), I). Loss (negative log-likelihood, up to a constant):
+Policy: a Gaussian with unit standard deviation whose mean is the network output squashed by tanh
+(jaxrl2's UnitStdNormalPolicy, apply_tanh=True), pi(a|s) = N(a; tanh(f(s)), I). Loss (negative
+log-likelihood, up to the constant d/2 log 2 pi):
 
-    L(theta) = 1/B sum_i 1/2 ||a_i - mu_theta(aug(s_i))||^2
+    L(theta) = 1/B sum_i 1/2 ||a_i - mu_theta(aug(s_i))||^2                                    (BC-1)
 
 with aug = random shift (4-pixel edge padding, per sample), Adam at 3e-4 with cosine decay over
-the run's updates. Acting returns clip(mu(s), -1, 1); exploring adds unit-std noise (the policy's
-own sample).
+the run's updates. Acting: the mean when evaluating (``eval_actions``), a sample mu + N(0, I) when
+exploring (``sample_actions``).
+
+Online phase. The fork has no BC fine-tuning: only CQL and IQL have ``*_trainer_episode_tune.py``
+scripts (SAC is the CQL one with alpha 0); BC was trained by ``baselines/BC_trainer.py``, offline
+only, on the dataset. So by default (``data="offline"``) BC keeps cloning the dataset while the
+protocol collects its online episodes: the episodes count as environment steps but are never cloned
+(cloning them, ``data="all"``, teaches the policy its own exploration noise and collapses it).
+``data="goal"`` is filtered BC: the dataset plus the online episodes that reach the goal.
 """
 from __future__ import annotations
 
@@ -15,11 +24,9 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
-from algorithms import RunContext, Transitions, register
-from algorithms.jax_nets import PixelMLP, fold_frames, random_shift
+from algorithms import RunContext, register
+from algorithms.jax_nets import JaxLearner, MeanHead, PixelNet, adam, fold_frames, init_params, random_shift
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,8 @@ class BCConfig:
     hidden: tuple[int, ...] = (256, 256)
     augment_pad: int = 4
     cosine_decay_steps: int = 0  # 0: the run's total updates (jaxrl2's per-run decay_steps); <0: constant lr
-    data: str = "all"  # which episodes to clone: all / offline / goal (filtered BC)
+    tanh_mean: bool = True  # jaxrl2's UnitStdNormalPolicy default
+    data: str = "offline"  # which episodes to clone: offline (the fork: no BC fine-tuning) / all / goal (filtered BC)
 
     PROFILES = {
         "cpu": dict(batch_size=64, channels=(16, 32, 32, 32)),
@@ -41,58 +49,38 @@ class BCConfig:
 
 
 def bc_loss(mean: jnp.ndarray, actions: jnp.ndarray) -> jnp.ndarray:
-    """-log N(a; mean, I) averaged over the batch, without the constant d/2 log(2 pi)."""
+    """(BC-1): -log N(a; mean, I) averaged over the batch, without the constant d/2 log(2 pi)."""
     return 0.5 * jnp.mean(jnp.sum((actions - mean) ** 2, axis=-1))
 
 
-class BCAgent:
-    def __init__(self, config: BCConfig, context: RunContext):
-        self.config = config
-        k = config.framestack
-        self.requests = {"bc": Transitions(config.batch_size, framestack=k, filter=config.data)}
-        self.act_stack = k
-        self.net = PixelMLP(config.channels, config.latent, config.hidden, context.action_dim)
-        key, init_key = jax.random.split(jax.random.PRNGKey(context.seed))
-        H, W, C = context.obs_shape
-        params = self.net.init(init_key, jnp.zeros((1, H, W, C * k), jnp.uint8))
-        decay = config.cosine_decay_steps or context.total_updates
-        lr = optax.cosine_decay_schedule(config.lr, decay) if decay > 0 else config.lr
-        self.tx = optax.adam(lr)
-        self.state = {"params": params, "opt": self.tx.init(params), "key": key}
-        self._update = jax.jit(self._update_fn)
-        self._mean = jax.jit(lambda p, o: self.net.apply(p, fold_frames(o)))
+class BCAgent(JaxLearner):
+    request_name = "bc"
+    batch_keys = ("frames", "action")
 
-    def _update_fn(self, state, frames, actions):
+    def __init__(self, config: BCConfig, context: RunContext):
+        self._setup(config, context, data_filter=config.data)
+        self.net = PixelNet(MeanHead(config.hidden, context.action_dim, config.tanh_mean), config.channels,
+                            config.latent)
+        key = jax.random.PRNGKey(context.seed)
+        H, W, C = context.obs_shape
+        params = init_params(self.net, (context.seed, 1), jnp.zeros((1, H, W, C * config.framestack), jnp.uint8))
+        decay = config.cosine_decay_steps or context.total_updates
+        self.tx = adam(config.lr, max(decay, 0))
+        self.state = {"params": params, "opt": self.tx.init(params), "key": key}
+
+    def _update_fn(self, state, b):
         key, aug_key = jax.random.split(state["key"])
-        obs = fold_frames(frames[:, :-1])  # frames t-k+1..t (the last one is next_obs's)
+        obs = fold_frames(b["frames"][:, :-1])  # frames t-k+1..t (the last one is next_obs's)
         if self.config.augment_pad:
             obs = random_shift(aug_key, obs, self.config.augment_pad)
-
-        def loss_fn(p):
-            return bc_loss(self.net.apply(p, obs), actions)
-
-        loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+        loss, grads = jax.value_and_grad(lambda p: bc_loss(self.net.apply(p, obs), b["action"]))(state["params"])
         updates, opt = self.tx.update(grads, state["opt"], state["params"])
-        return {"params": optax.apply_updates(state["params"], updates), "opt": opt, "key": key}, loss
+        params = jax.tree_util.tree_map(jnp.add, state["params"], updates)
+        return {"params": params, "opt": opt, "key": key}, {"bc_loss": loss}
 
-    def update(self, batches):
-        b = batches["bc"]
-        self.state, loss = self._update(self.state, b["frames"], b["action"])
-        return {"bc_loss": loss}  # a device scalar: read only at log points
-
-    def act(self, obs, state=None, explore: bool = False):
-        mean = np.asarray(self._mean(self.state["params"], obs[None]))[0]
-        if explore:
-            key, noise_key = jax.random.split(self.state["key"])
-            self.state["key"] = key
-            mean = mean + np.asarray(jax.random.normal(noise_key, mean.shape))
-        return np.clip(mean, -1.0, 1.0).astype(np.float32), state
-
-    def state_dict(self):
-        return jax.tree_util.tree_map(np.asarray, self.state)
-
-    def load_state_dict(self, d):
-        self.state = jax.tree_util.tree_map(jnp.asarray, d)
+    def _act_fn(self, state, obs, key, explore):
+        mean = self.net.apply(state["params"], fold_frames(obs))
+        return mean + jax.random.normal(key, mean.shape) if explore else mean
 
 
 register("bc", BCConfig, BCAgent)
