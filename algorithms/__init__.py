@@ -36,6 +36,11 @@ BUILTIN: dict[str, str] = {
     "iql": "algorithms.iql",
     "dreamerv2": "algorithms.dreamerv2",
     "dreamerv2-dmc": "algorithms.dreamerv2",
+    "moto": "algorithms.moto",
+    "moto-no-unc": "algorithms.moto",
+    "moto-no-bc": "algorithms.moto",
+    "moto-no-bc-no-unc": "algorithms.moto",
+    "moto-dmc": "algorithms.moto",
 }
 
 
