@@ -55,12 +55,22 @@ def cmd_generate(args) -> None:
 
     from benchmark.datasets import metaworld as gen
 
+    if args.tasks.strip() in ("kitchen", "kitchen/scripted"):
+        return cmd_generate_kitchen(args)
+    if args.workers != 1 or args.episode_length is not None:
+        raise DatasetError("--workers and --episode-length are for `generate kitchen`; MetaWorld datasets are "
+                           "generated in one process with the task's episode length")
+    args.episodes = 10 if args.episodes is None else args.episodes
+    args.action_noise = 0.0 if args.action_noise is None else args.action_noise
+    if args.episodes < 1:
+        raise DatasetError(f"--episodes must be at least 1, got {args.episodes}")
     root = _data_dir(args)
     tasks = resolve_tasks(args.tasks)
     not_mw = [t for t in tasks if get_task(t).domain != "metaworld"]
     if not_mw:
-        raise DatasetError(f"{not_mw} cannot be generated: Kitchen data comes from demonstrations; "
-                           f"use `python -m benchmark.datasets import kitchen --format ... --source ...`")
+        raise DatasetError(f"{not_mw} cannot be generated one task at a time: `generate kitchen` writes the "
+                           f"scripted Kitchen data (kitchen/scripted-mixed, kitchen/scripted-partial); the "
+                           f"paper's demonstrations are imported with `import kitchen --format ... --source ...`")
     rows = []
     for name in tasks:
         spec = get_task(name)
@@ -88,6 +98,63 @@ def cmd_generate(args) -> None:
     print()
     print_table(rows, ["dataset", "episodes", "attempts", "transitions", "mean_return", "success",
                        "paper_episodes", "paper_transitions", "paper_return", "paper_success"])
+
+
+def cmd_generate_kitchen(args) -> None:
+    from tqdm import tqdm
+
+    from benchmark.datasets import kitchen_scripted as gen
+
+    episodes = gen.PAPER_EPISODES if args.episodes is None else args.episodes
+    noise = gen.DEFAULT_NOISE if args.action_noise is None else args.action_noise
+    if episodes < 1:
+        raise DatasetError(f"--episodes must be at least 1, got {episodes}")
+    if args.workers < 1:
+        raise DatasetError(f"--workers must be at least 1, got {args.workers}")
+    if not 0.0 <= noise <= 1.0:
+        raise DatasetError(f"--action-noise must be between 0 and 1, got {noise}")
+    steps = gen.EPISODE_LENGTH if args.episode_length is None else args.episode_length
+    if steps < 1:
+        raise DatasetError(f"--episode-length must be at least 1, got {steps}")
+    root = _data_dir(args)
+    paths = {t: root / name for t, name in gen.NAMES.items()}
+    for p in paths.values():
+        if p.exists() and not args.overwrite:
+            raise DatasetError(f"{p} already exists; pass --overwrite to replace it")
+    generator = {"name": gen.GENERATOR, "version": gen.GENERATOR_VERSION, "episode_length": steps,
+                 "action_repeat": 1, "note": "scripted demonstrator, not the paper's relay-policy-learning data"}
+    writers = {t: DatasetWriter(p, task=f"kitchen/{t}", generator=generator, seed=args.seed, overwrite=args.overwrite)
+               for t, p in paths.items()}
+    t0 = time.time()
+    try:
+        with tqdm(desc="kitchen/scripted", unit="frame", total=episodes * (steps + 1), disable=args.quiet) as bar:
+            extra = gen.generate(writers, episodes=episodes, seed=args.seed, noise=noise, workers=args.workers,
+                                 steps=steps, progress=bar)
+        manifests = {t: w.commit(**extra) for t, w in writers.items()}
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    wall = time.time() - t0
+    frames = episodes * (steps + 1)
+    print(f"kitchen/scripted: {episodes} episodes, {frames} frames in {wall:.0f} s ({frames / wall:.1f} frames/s, "
+          f"{args.workers} worker(s)) -> {', '.join(str(p) for p in paths.values())}")
+    print_table([_kitchen_row(str(paths[t].relative_to(root)), m) for t, m in manifests.items()] + [_kitchen_paper_row()],
+                KITCHEN_COLUMNS)
+
+
+KITCHEN_COLUMNS = ["dataset", "episodes", "transitions", "mean_return", "success", "objects_per_episode"]
+
+
+def _kitchen_row(name: str, m: dict) -> dict:
+    return {**_stats_row(name, m), "objects_per_episode": m.get("objects_per_episode", float("nan"))}
+
+
+def _kitchen_paper_row() -> dict:
+    p = get_task("kitchen/mixed").paper_dataset
+    return {"dataset": "paper (relay-policy-learning)", "episodes": p["episodes"], "transitions": p["transitions"],
+            "mean_return": p["mean_return"], "success": p["success_rate"],
+            "objects_per_episode": p.get("objects_per_episode", float("nan"))}
 
 
 def _paper(spec) -> dict:
@@ -186,6 +253,11 @@ def cmd_stats(args) -> None:
         rows.append(row)
     print_table(rows, ["dataset", "episodes", "transitions", "mean_return", "success",
                        "paper_episodes", "paper_transitions", "paper_return", "paper_success"])
+    kitchen = [(r["dataset"], read_manifest(root / r["dataset"])) for r in rows]
+    kitchen = [(name, m) for name, m in kitchen if str(m.get("task", "")).startswith("kitchen/")]
+    if kitchen:  # Kitchen data next to the paper's (same demonstrations serve both tasks)
+        print()
+        print_table([_kitchen_row(name, m) for name, m in kitchen] + [_kitchen_paper_row()], KITCHEN_COLUMNS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,11 +267,19 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", parents=[common], help="generate MetaWorld datasets with scripted experts")
-    g.add_argument("tasks", help="'metaworld', task names (metaworld/door-open) or a comma-separated list")
-    g.add_argument("--episodes", type=int, default=10, help="successful episodes per task (paper: 9-10)")
+    g = sub.add_parser("generate", parents=[common], help="generate datasets with scripted experts "
+                       "(MetaWorld tasks, or 'kitchen': kitchen/scripted-mixed and kitchen/scripted-partial)")
+    g.add_argument("tasks", help="'metaworld', task names (metaworld/door-open), a comma-separated list, or 'kitchen'")
+    g.add_argument("--episodes", type=int, default=None,
+                   help="MetaWorld: successful episodes per task (default 10, paper: 9-10); "
+                        "kitchen: episodes (default 563, the paper's count)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--action-noise", type=float, default=0.0, help="std of Gaussian noise on expert actions")
+    g.add_argument("--action-noise", type=float, default=None,
+                   help="std of Gaussian noise on expert actions (default: MetaWorld 0, kitchen 0.1)")
+    g.add_argument("--workers", type=int, default=1,
+                   help="kitchen: rendering processes (the dataset's bytes do not depend on this)")
+    g.add_argument("--episode-length", type=int, default=None,
+                   help="kitchen: steps per episode (default 280, the task's; shorter only for quick looks)")
     g.add_argument("--max-attempts", type=int, default=None, help="give up after this many episodes (default 5x)")
     g.add_argument("--overwrite", action="store_true")
     g.set_defaults(func=cmd_generate)
