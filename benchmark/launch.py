@@ -76,7 +76,7 @@ CLUSTER_ONLY_KEYS = {"setup": "shell lines run before the job (e.g. module load,
                      "exclude": "nodes to avoid", "additional": "extra sbatch options, {name: value}",
                      "job_name": "job name (default moto-<sweep name>)"}
 SWEEP_KEYS = ("name", "figure", "description", "algos", "tasks", "seeds", "profile", "dataset", "runs_per_job",
-              "groups", "estimate")
+              "groups")
 GROUP_KEYS = ("algos", "tasks", "seeds", "profile", "dataset", "runs_per_job", "name")
 
 
@@ -209,8 +209,7 @@ def load_sweep(path: str | Path) -> dict:
         datasets = merged.get("dataset")
         for ds in (datasets if isinstance(datasets, list) else [datasets]):
             groups.append({**merged, "dataset": ds, "name": g.get("name", f"group {i}")})
-    return {"name": data.get("name") or Path(path).stem, "figure": data.get("figure", ""), "groups": groups,
-            "estimate": data.get("estimate") or {}}
+    return {"name": data.get("name") or Path(path).stem, "figure": data.get("figure", ""), "groups": groups}
 
 
 _SWEPT = ("--algos", "--tasks", "--seeds", "--profile", "--dataset")
