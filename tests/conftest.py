@@ -22,3 +22,13 @@ def data_dir(tmp_path, monkeypatch):
     d = tmp_path / "data"
     monkeypatch.setenv("BENCHMARK_DATA_DIR", str(d))
     return d
+
+
+@pytest.fixture(scope="session")
+def drawer_open_data(tmp_path_factory):
+    """A data dir holding ``metaworld/drawer-open`` with 2 scripted demonstrations, made once per session."""
+    from benchmark.datasets.__main__ import main as datasets_cli
+
+    d = tmp_path_factory.mktemp("drawer-open-data")
+    assert datasets_cli(["generate", "metaworld/drawer-open", "--episodes", "2", "--quiet", "--data-dir", str(d)]) == 0
+    return d

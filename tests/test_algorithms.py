@@ -99,13 +99,9 @@ register("{name}", ZeroConfig, ZeroAgent)
 """
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from benchmark.datasets.__main__ import main as datasets_cli
-
-    d = tmp_path_factory.mktemp("data")
-    assert datasets_cli(["generate", "metaworld/drawer-open", "--episodes", "1", "--quiet", "--data-dir", str(d)]) == 0
-    return d
+@pytest.fixture
+def tiny_data(drawer_open_data):
+    return drawer_open_data
 
 
 def _run_cli(args, **env):

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import algorithms
-from benchmark.datasets.__main__ import main as datasets_cli
 from benchmark.protocol import NonFiniteLoss, Runner
 from benchmark.replay import BatchSampler
 from benchmark.run import main as run_cli
@@ -14,11 +13,9 @@ from benchmark.tasks import Schedule, get_task
 TIME_COLUMNS = {"steps_per_s", "wall_time"}
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    assert datasets_cli(["generate", "metaworld/drawer-open", "--episodes", "2", "--quiet", "--data-dir", str(d)]) == 0
-    return d
+@pytest.fixture
+def data_dir(drawer_open_data):
+    return drawer_open_data
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,9 @@ PLUGIN = str(REPO / "tests" / "slow_bc.py")
 TIME_COLUMNS = {"steps_per_s", "wall_time"}
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    assert datasets_cli(["generate", "metaworld/drawer-open", "--episodes", "1", "--quiet", "--data-dir", str(d)]) == 0
-    return d
+@pytest.fixture
+def data_dir(drawer_open_data):
+    return drawer_open_data
 
 
 def cli_args(out, data_dir, profile="smoke"):
@@ -65,9 +63,9 @@ def n_rows(d, phase=None):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, data_dir):
+def reference(tmp_path_factory, drawer_open_data):
     out = tmp_path_factory.mktemp("ref")
-    p = start(out, data_dir, delay="0")
+    p = start(out, drawer_open_data, delay="0")
     assert p.wait(timeout=600) == 0, p.stderr.read()
     return rows(run_dir(out))
 
