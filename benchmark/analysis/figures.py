@@ -116,9 +116,13 @@ def aggregates_figure(table: pd.DataFrame, colors: dict, out_dir: Path, name: st
                        for b in ("lo", "hi")]) for m in methods}
     fig, axes = plot_utils.plot_interval_estimates(pe, ie, metric_names=metrics, algorithms=methods,
                                                    colors=colors, xlabel="final success rate",
-                                                   subfigure_width=3.2, row_height=0.4,
-                                                   xlabel_y_coordinate=-0.5 / max(1, len(methods)) - 0.1)
-    fig.suptitle(title, y=1.05)
+                                                   subfigure_width=3.2, row_height=max(0.45, 2.0 / len(methods)),
+                                                   xlabel_y_coordinate=-0.25, labelsize="large",
+                                                   ticklabelsize="medium")
+    for ax in np.atleast_1d(axes):
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_xticks([0, 0.5, 1.0])
+    fig.suptitle(title, y=1.12)
     return save(fig, out_dir, name)
 
 

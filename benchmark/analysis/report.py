@@ -17,6 +17,7 @@ def _fmt(v) -> str:
     if isinstance(v, (float, np.floating)):
         if math.isnan(v):
             return ""
+        v = v + 0.0  # no "-0"
         return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
     return str(v)
 
@@ -38,7 +39,8 @@ def html_table(df: pd.DataFrame, index: bool = False, raw: set[str] = frozenset(
     for row in df.itertuples(index=False):
         cells = [(str(v) if c in raw else html.escape(_fmt(v))) for c, v in zip(df.columns, row)]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+            f"</table></div>")
 
 
 def sparkline(steps: np.ndarray, values: np.ndarray, xmax: float, w: int = 160, h: int = 40) -> str:
@@ -57,7 +59,7 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;font-size:.85em;margin:.6em 0}td,th{border:1px solid #ddd;padding:2px 6px;
 text-align:left;vertical-align:middle}th{background:#f0f0f0}figure{margin:1em 0}figure img{max-width:100%;
 border:1px solid #eee}figcaption{font-size:.9em;color:#444}.muted{color:#888}.flag{color:#a60}
-.status{font-weight:bold}nav a{margin-right:1em}img.gif{width:64px;height:64px;image-rendering:pixelated}"""
+.status{font-weight:bold}.scroll{overflow-x:auto}nav a{margin-right:1em}img.gif{width:64px;height:64px;image-rendering:pixelated}"""
 
 
 def write(A) -> None:
@@ -118,8 +120,15 @@ def write(A) -> None:
         if key == "aggregates":
             for name, t in A.tables.items():
                 if name.startswith(("aggregates_", "poi_")):
-                    H.append(f"<p>{html.escape(name.replace('_', ' '))}</p>" + html_table(t))
-                    M += [name.replace("_", " "), "", md_table(t), ""]
+                    t = _wide_aggregates(t) if name.startswith("aggregates_") else \
+                        t.assign(**{"P(X > Y) [95% CI]": [f"{r.value:.3g} [{r.lo:.3g}, {r.hi:.3g}]"
+                                                          for r in t.itertuples()]})[["domain", "x", "y",
+                                                                                     "P(X > Y) [95% CI]"]]
+                    title = (f"{t['domain'].iloc[0]}: " if len(t) else "") + (
+                        "final success, value [95% CI]" if name.startswith("aggregates_") else
+                        "probability of improvement")
+                    H.append(f"<p>{html.escape(title)}</p>" + html_table(t.drop(columns=["domain"])))
+                    M += [title, "", md_table(t.drop(columns=["domain"])), ""]
         for caption, png in A.figures.get(key, []):
             pdf = png[:-4] + ".pdf"
             H.append(f"<figure><img src='{html.escape(png)}' alt='{html.escape(caption)}'><figcaption>"
@@ -142,11 +151,11 @@ def write(A) -> None:
             gif = (f"<img class='gif' src='gifs/{html.escape(r.run.replace('/', '__'))}.gif' alt='last evaluation'>"
                    if r.last_gif else "<span class='muted'>no GIF</span>")
             color = STATUS_COLORS.get(r.status, "#888")
-            rows.append(dict(run=html.escape(r.run), method=html.escape(r.method), task=html.escape(task),
-                             dataset=html.escape(str(r.dataset)), seed=r.seed,
+            rows.append(dict(run=html.escape(r.run),
                              status=f"<span class='status' style='color:{color}'>{html.escape(r.status)}</span>",
-                             env_steps=_fmt(r.last_env_steps), evals=r.evals,
-                             last_success=_fmt(r.last_eval_success), curve=spark, gif=gif))
+                             curve=spark, gif=gif, last_success=_fmt(r.last_eval_success),
+                             env_steps=_fmt(r.last_env_steps), evals=r.evals, method=html.escape(r.method),
+                             dataset=html.escape(str(r.dataset)) if r.dataset != task else "", seed=r.seed))
     rt = pd.DataFrame(rows)
     H.append(html_table(rt, raw=set(rt.columns)))
     M.append(md_table(runs[["run", "method", "task", "dataset", "seed", "status", "last_env_steps", "evals",
@@ -154,6 +163,20 @@ def write(A) -> None:
     H.append("</body></html>")
     (out / "report.html").write_text("\n".join(H))
     (out / "report.md").write_text("\n".join(M) + "\n")
+
+
+def _wide_aggregates(t: pd.DataFrame) -> pd.DataFrame:
+    """One row per method: each metric as 'value [lo, hi]', then runs and tasks."""
+    from benchmark.analysis.figures import method_order
+
+    rows = []
+    for m in method_order(t["method"].unique()):
+        g = t[t["method"] == m]
+        row = {"domain": g["domain"].iloc[0], "method": m}
+        row.update({r.metric: f"{r.value:.3g} [{r.lo:.3g}, {r.hi:.3g}]" for r in g.itertuples()})
+        row.update(runs=int(g["runs"].iloc[0]), tasks=int(g["tasks"].iloc[0]))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _tables(A, H: list, M: list) -> None:
