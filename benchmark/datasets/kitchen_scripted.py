@@ -32,22 +32,25 @@ CHAIN_OBJECTS = ("microwave", "kettle", "bottom burner", "top burner", "light sw
 
 
 def draw_order(rng: np.random.Generator) -> list[str]:
-    """Four objects in the order the demonstrator visits them.
+    """Four objects, visited in D4RL's task order (microwave, kettle, bottom burner, top burner, light switch,
+    slide cabinet), as the relay-policy-learning demonstrations mostly do.
 
-    As in the paper's data: a quarter of the episodes do the "mixed" task's four objects in D4RL's order,
-    a quarter do the "partial" task's first three (microwave, kettle, bottom burner) and one object
-    outside it, the rest four random objects - but never all four "partial" objects in one episode.
+    As in the paper's data: a quarter of the episodes do the "mixed" task's four objects, a quarter the
+    "partial" task's first three (microwave, kettle, bottom burner) and one object outside it, the rest four
+    random objects - but never all four "partial" objects in one episode.
     """
     u = rng.random()
     if u < 0.25:
-        return list(MIXED)
-    if u < 0.5:
+        chosen = list(MIXED)
+    elif u < 0.5:
         rest = [o for o in CHAIN_OBJECTS if o not in PARTIAL]
-        return list(PARTIAL[:3]) + [rest[rng.integers(len(rest))]]
-    while True:
-        order = [CHAIN_OBJECTS[i] for i in rng.permutation(len(CHAIN_OBJECTS))[:4]]
-        if set(order) != set(PARTIAL):
-            return order
+        chosen = list(PARTIAL[:3]) + [rest[rng.integers(len(rest))]]
+    else:
+        while True:
+            chosen = [CHAIN_OBJECTS[i] for i in rng.permutation(len(CHAIN_OBJECTS))[:4]]
+            if set(chosen) != set(PARTIAL):
+                break
+    return sorted(chosen, key=CHAIN_OBJECTS.index)
 
 
 def episode_plan(seed: int, index: int, noise: float = DEFAULT_NOISE, steps: int = EPISODE_LENGTH) -> dict[str, Any]:

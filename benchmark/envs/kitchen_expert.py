@@ -30,7 +30,7 @@ OPEN, CLOSE = 1.0, -1.0
 _QPOS = {"bottom burner": 11, "top burner": 15, "light switch": 17, "slide cabinet": 19, "hinge cabinet": 21,
          "microwave": 22}
 # Where each plan drives its joint (past the goal, inside the joint range, so noise keeps it within 0.3).
-_TARGET = {"bottom burner": -1.05, "top burner": -1.05, "light switch": -0.62, "slide cabinet": 0.40,
+_TARGET = {"bottom burner": -0.98, "top burner": -1.02, "light switch": -0.62, "slide cabinet": 0.40,
            "hinge cabinet": 1.50, "microwave": -0.90}
 _GOAL = {"bottom burner": -0.88, "top burner": -0.92, "light switch": -0.69, "slide cabinet": 0.37,
          "hinge cabinet": 1.45, "microwave": -0.75}
@@ -47,6 +47,9 @@ LEAD = 0.3  # door pulls aim this far (rad) ahead of the door's angle
 PSPEED = 0.4  # m/s while pulling a door
 LZ = 0.0  # height of the light-switch push relative to the lever
 LSP = 0.4  # m/s while pushing the lever
+# Between objects the arm returns (in joint space) to this posture: the controller's own solution for the
+# hand at (-0.30, 0.35, 2.15) with the start orientation, central to the seven objects.
+HUB_Q = np.array([-0.406, -1.623, 1.608, -2.872, 0.215, 1.636, 1.378])
 
 
 def _rot_z(a: float) -> np.ndarray:
@@ -186,14 +189,18 @@ class KitchenExpert:
                 a = float(d.qpos[qi])
                 history.append(a)
                 stalled = len(history) > 6 and abs(a - history[-7]) < 0.015  # at the edge of the arm's reach
-                if sign * (a - target) >= 0 or d.qpos[7] + d.qpos[8] < 0.006 or stalled:  # or the handle slipped
+                there = sign * (a - target) >= 0 or abs(a - _GOAL[obj]) < 0.15
+                if there or d.qpos[7] + d.qpos[8] < 0.006 or stalled:  # or the handle slipped
                     break
                 lead = a + sign * LEAD
                 lead = min(lead, target) if sign > 0 else max(lead, target)
                 yield self.control(on_arc(lead, 0.01), rot(lead), CLOSE, speed=PSPEED)
             yield from self._hold(OPEN, 2)
             a = float(d.qpos[qi])
-            yield from self._move(on_arc(a, -0.08), rot(a), OPEN, tol=0.03, max_steps=8)
+            yield from self._move(on_arc(a, -0.08), rot(a), OPEN, tol=0.03, max_steps=5)
+        # Clear the open door (back, away from it) before going on, or the fingers push it shut again.
+        a = float(d.qpos[qi])
+        yield from self._move(on_arc(a, -0.10) + [0.0, -0.10, 0.06], rot(a), OPEN, tol=0.04, max_steps=6)
 
     def _knob(self, obj: str, site: str) -> Iterator[np.ndarray]:
         """Pinch the knob's vertical tab and turn the wrist about the knob's axis (-y)."""
@@ -201,7 +208,7 @@ class KitchenExpert:
         qi = _QPOS[obj]
         c = self._site(site)
         yield from self._move(c + [0.0, -0.09, 0.0], self.R0, OPEN, tol=0.03, max_steps=35)
-        yield from self._move(c + [0.0, -0.025, 0.0], self.R0, OPEN, tol=0.008, max_steps=15, speed=0.5)
+        yield from self._move(c + [0.0, -0.025, 0.0], self.R0, OPEN, tol=0.012, max_steps=12, speed=0.5)
         yield from self._hold(CLOSE, 2)
         for _ in range(40):
             a = float(d.qpos[qi])
@@ -210,7 +217,7 @@ class KitchenExpert:
             yield self.control(c + [0.0, -0.025, 0.0], _rot_y(-(a - 0.45)) @ self.R0, CLOSE)
         yield from self._hold(OPEN, 2)
         p, R = self.ee()
-        yield from self._move(p + [0.0, -0.08, 0.0], R, OPEN, tol=0.03, max_steps=8)
+        yield from self._move(p + [0.0, -0.08, 0.0], R, OPEN, tol=0.03, max_steps=5)
 
     def _light(self) -> Iterator[np.ndarray]:
         """Push the lever's right side to the left with closed fingers (again if the hand slipped over it)."""
@@ -231,7 +238,7 @@ class KitchenExpert:
                     break
                 yield self.control(c + [-0.15, -0.015, LZ], self.R0, CLOSE, speed=LSP)
         p, R = self.ee()
-        yield from self._move(p + [0.0, -0.08, 0.0], R, CLOSE, tol=0.03, max_steps=8)
+        yield from self._move(p + [0.0, -0.08, 0.0], R, CLOSE, tol=0.03, max_steps=5)
 
     def _slide(self) -> Iterator[np.ndarray]:
         """Grasp the slide cabinet's vertical handle and pull it to the right."""
@@ -249,7 +256,7 @@ class KitchenExpert:
                                CLOSE, speed=0.5)
         yield from self._hold(OPEN, 2)
         p, R = self.ee()
-        yield from self._move(p + [0.0, -0.08, 0.0], R, OPEN, tol=0.03, max_steps=8)
+        yield from self._move(p + [0.0, -0.08, 0.0], R, OPEN, tol=0.03, max_steps=5)
 
     def _kettle(self) -> Iterator[np.ndarray]:
         """Grasp the handle with the fingers vertical, lift, carry to the top-left burner, set down."""
@@ -272,7 +279,7 @@ class KitchenExpert:
         yield from self._move(goal_h + [0.0, -0.04, 0.02], R, CLOSE, tol=0.02, max_steps=6, speed=0.4)
         yield from self._hold(OPEN, 2)
         p, _ = self.ee()
-        yield from self._move(p + [0.0, -0.08, 0.03], R, OPEN, tol=0.03, max_steps=8)
+        yield from self._move(p + [0.0, -0.08, 0.03], R, OPEN, tol=0.03, max_steps=5)
 
     def object_plan(self, obj: str) -> Iterator[np.ndarray]:
         if obj == "microwave":
@@ -296,12 +303,33 @@ class KitchenExpert:
                 raise ValueError(f"unknown kitchen object {o!r}; known: {', '.join(OBJECTS)}")
         return self._chain(list(objects))
 
+    def _to_hub(self, tol: float = 0.35, max_steps: int = 10) -> Iterator[np.ndarray]:
+        """Joint-space move (all joints together) to the hub posture, from where every plan starts well."""
+        self.events.append((self.steps, "hub posture"))
+        for _ in range(max_steps):
+            err = HUB_Q - self.data.qpos[:7]
+            if np.abs(err).max() < tol:
+                return
+            self.steps += 1
+            action = np.empty(9)
+            action[:7] = 8.0 * err / ACTION_SCALE
+            peak = np.abs(action[:7]).max()
+            if peak > 1.0:
+                action[:7] /= peak
+            action[7:] = OPEN
+            if self.noise > 0:
+                action[:7] += self.noise * self.rng.standard_normal(7)
+            yield np.clip(action, -1.0, 1.0).astype(np.float32)
+
     def _chain(self, objects) -> Iterator[np.ndarray]:
         if self.home_q is None:
+            self.start_q = self.data.qpos[:7].copy()
             self.home_q = self.data.qpos[:7].copy()
             self.home_q[1] = HOME_Q1  # the start posture leans the shoulder against its limit
             self.R0 = self.ee()[1]
-        for o in objects:
+        for i, o in enumerate(objects):
+            if i > 0:
+                yield from self._to_hub()
             yield from self.object_plan(o)
         p, R = self.ee()
         while True:
