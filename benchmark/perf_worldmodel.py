@@ -79,8 +79,9 @@ def main(argv=None) -> int:
                 loss, _, _ = agent.wm.loss(b, agent.gen)
             agent.wm_opt.step(loss)
 
-        wm_s = _seconds(wm_step, args.steps)
-        full_s = _seconds(lambda: agent.update(batch), args.steps)
+        agent.update(batch)  # warm-up (allocations; compilation where on)
+        wm_s = _seconds(wm_step, args.steps, warmup=0)
+        full_s = _seconds(lambda: agent.update(batch), args.steps, warmup=0)
         rows.append({"prior heads": members, "params (wm / all)": f"{wm_params / 1e6:.1f}M / {n_params / 1e6:.1f}M",
                      "wm step (s)": round(wm_s, 3), "wm steps/s": round(1 / wm_s, 3),
                      "full step (s)": round(full_s, 3), "full steps/s": round(1 / full_s, 3)})
