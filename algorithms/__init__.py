@@ -31,6 +31,9 @@ ENTRY_POINT_GROUP = "moto_benchmark.algorithms"
 # name -> module that registers it (imported on first use).
 BUILTIN: dict[str, str] = {
     "bc": "algorithms.bc",
+    "sac": "algorithms.sac",
+    "cql": "algorithms.cql",
+    "iql": "algorithms.iql",
     "dreamerv2": "algorithms.dreamerv2",
     "dreamerv2-dmc": "algorithms.dreamerv2",
     "moto": "algorithms.moto",
@@ -38,9 +41,6 @@ BUILTIN: dict[str, str] = {
     "moto-no-bc": "algorithms.moto",
     "moto-no-bc-no-unc": "algorithms.moto",
     "moto-dmc": "algorithms.moto",
-    "sac": "algorithms.sac",
-    "cql": "algorithms.cql",
-    "iql": "algorithms.iql",
     "lompo": "algorithms.lompo",
     "combo": "algorithms.combo",
 }
