@@ -162,7 +162,7 @@ def store_main(data_dir, task: str) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["render", "store", "learners", "worldmodel"],
+    p.add_argument("what", choices=["render", "store", "learners", "worldmodel", "latent"],
                    help="render: env speed; store: episode-store memory and sampling; learners: model-free "
                         "updates/s; worldmodel: world-model and agent steps/s")
     p.add_argument("--data-dir", default=None)
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     args, rest = p.parse_known_args(argv)
     import os
 
-    if args.what in ("learners", "worldmodel"):  # each in its own module (they import JAX / torch)
+    if args.what in ("learners", "worldmodel", "latent"):  # each in its own module (they import JAX / torch)
         import importlib
 
         return importlib.import_module(f"benchmark.perf_{args.what}").main(rest)
