@@ -199,7 +199,7 @@ class DreamerV2Agent:
         self.actor_opt.load_state_dict(d["actor_opt"])
         self.critic_opt.load_state_dict(d["critic_opt"])
         self.gen.set_state(d["gen"])
-        self.updates, self.evals = d["updates"], d["evals"]
+        self.updates, self.evals = d["updates"], d.get("evals", 0)
 
 
 register("dreamerv2", DreamerV2Config, DreamerV2Agent)
