@@ -159,24 +159,29 @@ def store_main(data_dir, task: str) -> int:
     return 0
 
 
+DELEGATED = ("learners", "worldmodel", "latent")  # each in its own module (they import JAX / torch)
+
+
 def main(argv=None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:  # everything after the name is the sub-benchmark's own options
+        import importlib
+
+        return importlib.import_module(f"benchmark.perf_{argv[0]}").main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["render", "store", "learners", "worldmodel", "latent"],
                    help="render: env speed; store: episode-store memory and sampling; learners: model-free "
-                        "updates/s; worldmodel: world-model and agent steps/s")
+                        "updates/s; worldmodel: world-model and agent steps/s; latent: LOMPO/COMBO updates/s "
+                        "(the last three take their own options: python -m benchmark.perf learners --help)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--tasks", default="metaworld/door-open,kitchen/mixed")
     p.add_argument("--steps", type=int, default=200)
-    args, rest = p.parse_known_args(argv)
+    args = p.parse_args(argv)
     import os
 
-    if args.what in ("learners", "worldmodel", "latent"):  # each in its own module (they import JAX / torch)
-        import importlib
-
-        return importlib.import_module(f"benchmark.perf_{args.what}").main(rest)
-    if rest:
-        p.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.what == "store":
         from pathlib import Path
 
