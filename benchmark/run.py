@@ -92,7 +92,12 @@ def plan(args, resolve: bool = True) -> list[dict]:
     runs, verified = [], set()
     for task in tasks:
         spec = get_task(task)
-        dataset = data_dir / (args.dataset or task)
+        name = args.dataset or task
+        per_task = f"{name}-{task.split('/', 1)[1]}"  # e.g. kitchen/scripted -> kitchen/scripted-mixed
+        if args.dataset and not (data_dir / name / "manifest.json").exists() and \
+                (data_dir / per_task / "manifest.json").exists():
+            name = per_task
+        dataset = data_dir / name
         if not (dataset / "manifest.json").exists():
             how = (f"python -m benchmark.datasets generate {task}" if spec.domain == "metaworld"
                    else "python -m benchmark.datasets import kitchen --format {d4rl,minari,npz} --source ...")
@@ -113,7 +118,8 @@ def plan(args, resolve: bool = True) -> list[dict]:
                 runs.append({"spec": spec, "algo": algo, "cfg": cfg, "schedule": schedule, "seed": seed,
                              "dataset": dataset, "env_overrides": env_overrides_for(spec, args.profile),
                              "device": device, "imports": list(args.imports),
-                             "dir": results.run_dir(args.out, task, algo, seed, args.profile, args.dataset)})
+                             "dir": results.run_dir(args.out, task, algo, seed, args.profile,
+                                                    name if args.dataset else None)})
     return runs
 
 
@@ -215,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"hours per run), cpu = small nets and few steps (minutes), smoke = seconds (tests)")
     p.add_argument("--out", default="results", help="results folder; one run directory per task/algo/seed")
     p.add_argument("--data-dir", default=None, help="datasets folder; unset: $BENCHMARK_DATA_DIR, else the checkout's datasets/")
-    p.add_argument("--dataset", default=None, help="dataset name under --data-dir instead of the task's own "
+    p.add_argument("--dataset", default=None, help="dataset name under --data-dir instead of the task's own; "
+                                                    "NAME-<task> is used where NAME holds none (kitchen/scripted -> "
+                                                    "kitchen/scripted-mixed for kitchen/mixed) "
                                                     "(e.g. kitchen/mixed-100ep-seed0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: cuda where an NVIDIA driver is found)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE_OR_FILE",

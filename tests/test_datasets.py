@@ -177,3 +177,38 @@ def test_cli_errors_exit_non_zero_with_a_message(tmp_path, capsys):
     assert cli(["stats", "--data-dir", str(tmp_path)]) == 2
     assert "generate metaworld" in capsys.readouterr().err
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_bad_places_and_numbers_are_one_line_errors_that_leave_nothing(tmp_path, capsys):
+    assert cli(["generate", "metaworld/drawer-open", "--episodes", "1", "--quiet", "--data-dir", "/proc/not-here"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write") and len(err.strip().splitlines()) == 1
+    assert cli(["generate", "metaworld/drawer-open", "--max-attempts", "0", "--data-dir", str(tmp_path)]) == 2
+    assert "--max-attempts must be at least" in capsys.readouterr().err
+    # a failed import leaves no folder behind, empty or half-written
+    data = tmp_path / "data"
+    assert cli(["import", "kitchen", "--format", "d4rl", "--source", str(tmp_path / "missing.hdf5"),
+                "--data-dir", str(data)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not data.exists() or not any(data.rglob("*"))
+
+
+def test_sigterm_during_generation_leaves_no_temporary_folder(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "benchmark.datasets", "generate", "metaworld/drawer-open",
+                          "--episodes", "10", "--quiet", "--data-dir", str(tmp_path)],
+                         stderr=subprocess.PIPE, text=True, env={**os.environ})
+    folder = tmp_path / "metaworld"
+    t = time.time()
+    while not (folder.exists() and any(folder.glob(".drawer-open.tmp-*/episodes/*.npz"))):
+        assert time.time() - t < 300 and p.poll() is None, "generation never started writing"
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "interrupted (SIGTERM)" in err
+    assert not list(tmp_path.rglob(".*tmp*")) and not (folder / "drawer-open").exists()

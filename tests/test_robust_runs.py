@@ -163,3 +163,21 @@ def test_bad_inputs_are_one_line_errors_with_nothing_written(tmp_path, data_dir,
     err = capsys.readouterr().err
     assert "invalid dataset" in err and episode.name in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_dataset_name_resolves_per_task_when_it_has_no_manifest_itself(tmp_path):
+    import numpy as np
+    from conftest import make_episode
+
+    from benchmark.datasets import DatasetWriter
+
+    for t in ("mixed", "partial"):  # what `generate kitchen` writes: one dataset per task
+        with DatasetWriter(tmp_path / f"kitchen/scripted-{t}", task=f"kitchen/{t}", generator={"name": "test"},
+                           seed=0) as w:
+            w.add(make_episode(T=3, size=64, action_dim=9, objects_done=np.zeros((3, 4), bool)))
+    args = build_parser().parse_args(["--algos", "bc", "--tasks", "kitchen", "--profile", "smoke", "--out",
+                                      str(tmp_path / "out"), "--data-dir", str(tmp_path), "--dataset",
+                                      "kitchen/scripted", "--dry-run"])
+    runs = plan(args, resolve=False)
+    assert [r["dataset"].name for r in runs] == ["scripted-mixed", "scripted-partial"]
+    assert runs[0]["dir"].parent.name == "smoke@kitchen-scripted-mixed"

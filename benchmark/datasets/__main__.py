@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -64,6 +66,10 @@ def cmd_generate(args) -> None:
     args.action_noise = 0.0 if args.action_noise is None else args.action_noise
     if args.episodes < 1:
         raise DatasetError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.max_attempts is not None and args.max_attempts < args.episodes:
+        raise DatasetError(f"--max-attempts must be at least --episodes ({args.episodes}), got {args.max_attempts}")
+    if not 0.0 <= args.action_noise <= 1.0:
+        raise DatasetError(f"--action-noise must be between 0 and 1, got {args.action_noise}")
     root = _data_dir(args)
     tasks = resolve_tasks(args.tasks)
     not_mw = [t for t in tasks if get_task(t).domain != "metaworld"]
@@ -132,7 +138,7 @@ def cmd_generate_kitchen(args) -> None:
                                  steps=steps, progress=bar)
         manifests = {t: w.commit(**extra) for t, w in writers.items()}
     except BaseException:
-        for w in writers.values():
+        for w in reversed(list(writers.values())):  # the last made first: shared parent folders empty out
             w.abort()
         raise
     wall = time.time() - t0
@@ -181,10 +187,10 @@ def cmd_import(args) -> None:
     for t, p in paths.items():
         if p.exists() and not args.overwrite:
             raise DatasetError(f"{p} already exists; pass --overwrite to replace it")
+    if args.limit < 0:
+        raise DatasetError(f"--limit must be 0 (all) or a positive number of episodes, got {args.limit}")
     generator = {"name": imp.GENERATOR, "version": imp.GENERATOR_VERSION, "source_format": args.format,
                  "source": str(args.source), **({"image_key": args.image_key} if args.image_key else {})}
-    writers = {t: DatasetWriter(p, task=f"kitchen/{t}", generator=generator, seed=None, overwrite=args.overwrite)
-               for t, p in paths.items()}
     if args.image_key:
         objects = tuple(dict.fromkeys(o for t in tasks for o in KITCHEN_TASKS[t]))
         raw = imp.read_npz(args.source, image_key=args.image_key, objects=objects)
@@ -193,13 +199,16 @@ def cmd_import(args) -> None:
     if args.limit:
         raw = (ep for i, ep in zip(range(args.limit), raw))
     t0 = time.time()
+    writers = {}
     try:
+        for t, p in paths.items():
+            writers[t] = DatasetWriter(p, task=f"kitchen/{t}", generator=generator, seed=None, overwrite=args.overwrite)
         with tqdm(desc=f"{'read' if args.image_key else 'render'} {args.format}", unit="frame",
                   disable=args.quiet) as bar:
             n = imp.import_episodes(raw, writers, progress=bar)
         manifests = {t: w.commit() for t, w in writers.items()}
     except BaseException:
-        for w in writers.values():
+        for w in reversed(list(writers.values())):  # the last made first: shared parent folders empty out
             w.abort()
         raise
     print(f"imported {n} episodes in {time.time() - t0:.0f} s")
@@ -315,14 +324,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: half-written datasets are removed
     try:
         args.func(args)
     except (DatasetError, KeyError, ValueError, RuntimeError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. an unwritable --data-dir
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot write{where}: {exc.strerror or exc}; choose another --data-dir", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({exc.args[0] if exc.args else 'SIGINT'}): nothing half-written was kept", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -117,6 +117,8 @@ class DatasetWriter:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise DatasetError(f"{self.path} already exists; pass --overwrite to replace it")
+        # Folders made here, removed again by abort() if nothing else went into them.
+        self._made = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -183,6 +185,11 @@ class DatasetWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
+        for folder in self._made:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): keep it
+                break
 
     def __enter__(self):
         return self
