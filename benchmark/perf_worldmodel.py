@@ -37,24 +37,19 @@ def _agent(algo, device, **overrides):
     return algorithms.make_agent(algo, cfg, ctx)
 
 
-def _seconds(fn, steps, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+def _time(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmark.perf worldmodel", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", default="dreamerv2", help="dreamerv2 (base sizes) or dreamerv2-dmc (deter 200)")
-    p.add_argument("--steps", type=int, default=3, help="timed steps per measurement (median), after 1 warm-up")
+    p.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (median), after 1 warm-up")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--length", type=int, default=50)
     p.add_argument("--ensemble", type=int, default=7, help="members of the ensemble compared with one")
@@ -65,30 +60,36 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     batch = _batch(args.batch, args.length, 4, rng)
-    rows = []
-    for members in (1, args.ensemble):
-        agent = _agent(args.algo, args.device, ensemble=members, batch=args.batch, length=args.length)
-        n_params = sum(p.numel() for m in (agent.wm, agent.actor, agent.critic) for p in m.parameters())
-        wm_params = sum(p.numel() for p in agent.wm.parameters())
+    from algorithms.torch_nets import batch_to_device
 
-        def wm_step():
-            from algorithms.torch_nets import batch_to_device
+    agents = {m: _agent(args.algo, args.device, ensemble=m, batch=args.batch, length=args.length)
+              for m in (1, args.ensemble)}
 
-            b = batch_to_device(batch["model"], agent.device)
-            with agent._autocast():
-                loss, _, _ = agent.wm.loss(b, agent.gen)
-            agent.wm_opt.step(loss)
+    def wm_step(agent):
+        b = batch_to_device(batch["model"], agent.device)
+        with agent._autocast():
+            loss, _, _ = agent.wm.loss(b, agent.gen)
+        agent.wm_opt.step(loss)
 
+    for agent in agents.values():
         agent.update(batch)  # warm-up (allocations; compilation where on)
-        wm_s = _seconds(wm_step, args.steps, warmup=0)
-        full_s = _seconds(lambda: agent.update(batch), args.steps, warmup=0)
-        rows.append({"prior heads": members, "params (wm / all)": f"{wm_params / 1e6:.1f}M / {n_params / 1e6:.1f}M",
+    times = {(m, k): [] for m in agents for k in ("wm", "full")}
+    for _ in range(args.repeats):  # interleaved, so load changes on a shared machine hit both alike
+        for m, agent in agents.items():
+            times[m, "wm"].append(_time(lambda: wm_step(agent)))
+        for m, agent in agents.items():
+            times[m, "full"].append(_time(lambda: agent.update(batch)))
+    rows = []
+    for m, agent in agents.items():
+        n_params = sum(p.numel() for mod in (agent.wm, agent.actor, agent.critic) for p in mod.parameters())
+        wm_params = sum(p.numel() for p in agent.wm.parameters())
+        wm_s, full_s = float(np.median(times[m, "wm"])), float(np.median(times[m, "full"]))
+        rows.append({"prior heads": m, "params (wm / all)": f"{wm_params / 1e6:.1f}M / {n_params / 1e6:.1f}M",
                      "wm step (s)": round(wm_s, 3), "wm steps/s": round(1 / wm_s, 3),
                      "full step (s)": round(full_s, 3), "full steps/s": round(1 / full_s, 3)})
-        del agent
     one, ens = rows
     print(f"{args.algo}, batch {args.batch} x {args.length}, 64x64 frames, device {args.device}, "
-          f"{torch.get_num_threads()} threads, median of {args.steps} steps")
+          f"{torch.get_num_threads()} threads, median of {args.repeats} steps, interleaved")
     print_table(rows, list(rows[0]))
     print(f"ensemble cost: {args.ensemble} prior heads / 1 = {ens['full step (s)'] / one['full step (s)']:.3f}x "
           f"(full step), {ens['wm step (s)'] / one['wm step (s)']:.3f}x (world-model step)  [target <= 1.3x]")
