@@ -19,8 +19,9 @@ from benchmark.datasets.__main__ import print_table
 from benchmark.perf_worldmodel import _agent, _batch
 
 
-def _time(fn, steps: int) -> tuple[float, float]:
-    fn()  # warm-up
+def _time(fn, steps: int, warmup: bool = True) -> tuple[float, float]:
+    if warmup:
+        fn()
     wall, cpu = [], []
     for _ in range(steps):
         t, c = time.perf_counter(), time.process_time()
@@ -40,10 +41,7 @@ def rows(steps: int = 2, batch: int = 16, length: int = 50, device: str = "cpu",
     out = []
     for name, overrides in ((baseline, {}), (algo, {}), (algo, {"ensemble": 1})):
         agent = _agent(name, device, batch=batch, length=length, **overrides)
-        batches = {"model": data}
-        if "bc" in agent.requests:
-            r = agent.requests["bc"]
-            batches["bc"] = {k: v[:r.batch, :r.length].copy() for k, v in data.items()}
+        batches = with_bc_batch({"model": data}, agent)
         wall, cpu = _time(lambda: agent.update(batches), steps)
         out.append({"agent": name, "prior heads": agent.wm.rssm.members, "full step wall (s)": round(wall, 3),
                     "full step CPU (s)": round(cpu, 3)})
@@ -53,6 +51,33 @@ def rows(steps: int = 2, batch: int = 16, length: int = 50, device: str = "cpu",
         r["CPU vs baseline"] = round(r["full step CPU (s)"] / base["full step CPU (s)"], 3)
         r["wall vs baseline"] = round(r["full step wall (s)"] / base["full step wall (s)"], 3)
     return out
+
+
+def with_bc_batch(batches: dict, agent) -> dict:
+    """The model batch plus the goal-filtered BC batch MOTO requests (cut from the model batch)."""
+    if "bc" not in agent.requests:
+        return batches
+    r, data = agent.requests["bc"], batches["model"]
+    bc = {k: v[:r.batch, :r.length].copy() for k, v in data.items()}
+    bc["episode_goal"] = np.ones(bc["is_first"].shape, bool)
+    return {**batches, "bc": bc}
+
+
+def moto_step_ratio(baseline, batches: dict, baseline_algo: str, device: str, batch: int, length: int,
+                    repeats: int) -> str:
+    """MOTO's full update timed interleaved with an already built DreamerV2 agent's (wall seconds);
+    the line ``benchmark.perf worldmodel`` prints."""
+    algo = "moto-dmc" if baseline_algo.endswith("-dmc") else "moto"
+    agent = _agent(algo, device, batch=batch, length=length)
+    mb = with_bc_batch(batches, agent)
+    agent.update(mb)  # warm-up
+    t_base, t_moto = [], []
+    for _ in range(repeats):
+        t_base.append(_time(lambda: baseline.update(batches), 1, warmup=False)[0])
+        t_moto.append(_time(lambda: agent.update(mb), 1, warmup=False)[0])
+    m, d = float(np.median(t_moto)), float(np.median(t_base))
+    return (f"{algo} full step (7 prior heads, {agent.config.agent_batch} rollouts, twin critics, filtered BC): "
+            f"{m:.3f} s = {m / d:.3f}x {baseline_algo}'s full step ({d:.3f} s), interleaved  [target <= 1.5x]")
 
 
 def main(argv=None) -> int:

@@ -55,6 +55,7 @@ def main(argv=None) -> int:
     p.add_argument("--ensemble", type=int, default=7, help="members of the ensemble compared with one")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-moto", action="store_true", help="skip MOTO's full step (timed next to DreamerV2's)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -97,6 +98,10 @@ def main(argv=None) -> int:
           f"{PYDREAMER_CPU['world-model step (s)']} s, full step {PYDREAMER_CPU['full step (s)']} s -> "
           f"world-model step speed ratio ours/pydreamer = {PYDREAMER_CPU['world-model step (s)'] / one['wm step (s)']:.2f}x "
           f"[target >= 1.2x; not a side-by-side run at equal sizes]")
+    if not args.no_moto:  # MOTO's full step (benchmark/perf_moto.py has more: CPU time, MOTO with one head)
+        from benchmark.perf_moto import moto_step_ratio
+
+        print(moto_step_ratio(agents[1], batch, args.algo, args.device, args.batch, args.length, args.repeats))
     return 0
 
 
