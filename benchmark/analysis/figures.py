@@ -121,7 +121,8 @@ def aggregates_figure(table: pd.DataFrame, colors: dict, out_dir: Path, name: st
                                                    ticklabelsize="medium")
     for ax in np.atleast_1d(axes):
         ax.set_xlim(-0.02, 1.02)
-        ax.set_xticks([0, 0.5, 1.0])
+        ax.set_xticks([0, 0.5, 1.0], ["0", "0.5", "1"])  # short labels: neighbouring panels' ends don't collide
+    fig.subplots_adjust(wspace=0.25)
     fig.suptitle(title, y=1.12)
     return save(fig, out_dir, name)
 
