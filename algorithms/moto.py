@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from algorithms import RunContext, Sequences, register, register_variant
-from algorithms.dreamerv2 import DreamerV2Config
+from algorithms.dreamerv2 import DreamerV2Agent, DreamerV2Config
 from algorithms.torch_nets import (Actor, ClippedAdam, batch_to_device, frozen, mlp, resolve_device_options,
                                    to_cpu)
 from algorithms.world_model import WorldModel, WorldModelConfig
@@ -318,23 +318,8 @@ class MOTOAgent:
         return metrics
 
     # -- acting -----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def act(self, obs, state, explore: bool):
-        rssm = self.wm.rssm
-        image = torch.as_tensor(np.ascontiguousarray(obs[-1:])).to(self.device)
-        first = state is None
-        if first:
-            latent = rssm.initial(1, self.device)
-            prev_action = torch.zeros(1, self.context.action_dim, device=self.device)
-        else:
-            latent, prev_action = state
-        with self._autocast():
-            embed = self.wm.encode(image)
-            latent = rssm.obs_step(latent, prev_action, embed, torch.tensor([first], device=self.device), self.gen)
-            dist = self.actor(rssm.feat(latent))
-        action = dist.rsample(self.gen) if explore else dist.mode()
-        latent = {k: v.float() for k, v in latent.items()}
-        return action[0].cpu().numpy().astype(np.float32), (latent, action.float())
+    # The same recurrent filtering and actor as DreamerV2's (uses wm, actor, gen, device, _autocast).
+    act = DreamerV2Agent.act
 
     # -- hooks: diagnostics -----------------------------------------------------------------------
     def on_episode(self, episode, online):
