@@ -159,7 +159,7 @@ def store_main(data_dir, task: str) -> int:
     return 0
 
 
-DELEGATED = ("learners", "worldmodel", "latent")  # each in its own module (they import JAX / torch)
+DELEGATED = ("learners", "worldmodel", "latent", "run")  # each in its own module (they import JAX / torch)
 
 
 def main(argv=None) -> int:
@@ -172,10 +172,11 @@ def main(argv=None) -> int:
         return importlib.import_module(f"benchmark.perf_{argv[0]}").main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["render", "store", "learners", "worldmodel", "latent"],
+    p.add_argument("what", choices=["render", "store", "learners", "worldmodel", "latent", "run"],
                    help="render: env speed; store: episode-store memory and sampling; learners: model-free "
-                        "updates/s; worldmodel: world-model and agent steps/s; latent: LOMPO/COMBO updates/s "
-                        "(the last three take their own options: python -m benchmark.perf learners --help)")
+                        "updates/s; worldmodel: world-model and agent steps/s; latent: LOMPO/COMBO updates/s; "
+                        "run: the whole protocol timed and a full run's hours projected "
+                        "(the last four take their own options: python -m benchmark.perf learners --help)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--tasks", default="metaworld/door-open,kitchen/mixed")
     p.add_argument("--steps", type=int, default=200)

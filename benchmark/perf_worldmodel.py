@@ -56,6 +56,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-moto", action="store_true", help="skip MOTO's full step (timed next to DreamerV2's)")
+    p.add_argument("--precision", default="auto", help="auto (bf16 autocast on CUDA), bf16 or fp32 (default: auto)")
+    p.add_argument("--compile", default="auto", help="auto (torch.compile on CUDA), on or off (default: auto)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -63,7 +65,8 @@ def main(argv=None) -> int:
     batch = _batch(args.batch, args.length, 4, rng)
     from algorithms.torch_nets import batch_to_device
 
-    agents = {m: _agent(args.algo, args.device, ensemble=m, batch=args.batch, length=args.length)
+    agents = {m: _agent(args.algo, args.device, ensemble=m, batch=args.batch, length=args.length,
+                         precision=args.precision, compile=args.compile)
               for m in (1, args.ensemble)}
 
     def wm_step(agent):
@@ -90,6 +93,7 @@ def main(argv=None) -> int:
                      "full step (s)": round(full_s, 3), "full steps/s": round(1 / full_s, 3)})
     one, ens = rows
     print(f"{args.algo}, batch {args.batch} x {args.length}, 64x64 frames, device {args.device}, "
+          f"precision {args.precision}, compile {args.compile} (amp {agents[1].amp}), "
           f"{torch.get_num_threads()} threads, median of {args.repeats} steps, interleaved")
     print_table(rows, list(rows[0]))
     print(f"ensemble cost: {args.ensemble} prior heads / 1 = {ens['full step (s)'] / one['full step (s)']:.3f}x "

@@ -19,3 +19,37 @@ def test_datasets_cli_help_and_bad_subcommand():
     assert run("benchmark.datasets", "--help").returncode == 0
     out = run("benchmark.datasets", "explode")
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_perf_run_times_the_protocol_and_projects_hours(drawer_open_data, tmp_path):
+    out = run("benchmark.perf", "run", "--algos", "bc,dreamerv2", "--profile", "smoke", "--data-dir",
+              str(drawer_open_data), "--offline", "4", "--log-every", "2", "--episodes", "3", "--eval-episodes", "1",
+              "--set", "compile=off", "--keep", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    table = [line.split() for line in out.stdout.splitlines() if line.startswith(("bc ", "dreamerv2 "))]
+    assert [r[0] for r in table] == ["bc", "dreamerv2"]
+    for r in table:
+        assert float(r[1]) > 0 and float(r[2]) > 0  # offline updates/s, seconds per online episode
+    # the runs are real: each wrote its metrics (offline windows, 3 online episodes, 2 evaluations)
+    for algo in ("bc", "dreamerv2"):
+        (metrics,) = tmp_path.glob(f"metaworld/drawer-open/{algo}/smoke/seed_0/metrics.csv")
+        phases = [line.split(",")[0] for line in metrics.read_text().splitlines()[1:]]
+        assert phases.count("online") == 3 and phases.count("eval") == 2
+    bad = run("benchmark.perf", "run", "--episodes", "2")
+    assert bad.returncode == 2 and "--episodes must be at least 3" in bad.stderr
+
+
+def test_device_options_defaults_and_errors():
+    import pytest
+    import torch
+
+    from algorithms.torch_nets import resolve_device_options
+
+    cpu = torch.device("cpu")
+    assert resolve_device_options(cpu, "auto", "auto") == (False, False)  # fp32, no compile: measured fastest
+    assert resolve_device_options(cpu, "bf16", "on") == (True, True)
+    assert resolve_device_options(cpu, "tf32", "off") == (False, False)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_device_options(cpu, "fp16", "auto")
+    with pytest.raises(ValueError, match="compile must be one of"):
+        resolve_device_options(cpu, "auto", "yes")

@@ -1,0 +1,138 @@
+"""``python -m benchmark.perf run``: the real protocol, timed, and a full run's hours projected.
+
+For each algorithm it runs the protocol (``benchmark.run``'s own ``execute``: real environment,
+real dataset, real checkpoints) at a profile's network sizes (default ``paper``) on a truncated
+schedule: ``--offline`` gradient steps, then ``--episodes`` online episodes with the task's own
+G updates after each, one evaluation of ``--eval-episodes`` episodes before the online phase and
+one at its end. From the run's ``metrics.csv`` it reads
+
+* offline updates/s (the log windows after the first, which holds the compile/warm-up);
+* seconds per online episode (collection + G updates + the episode's checkpoint; windows after
+  the first, which holds the offline evaluation);
+* seconds per evaluation episode;
+
+and projects the task's full schedule for that profile (offline steps, online episodes,
+evaluations every K episodes) in hours, plus the first window's warm-up once. The projection
+assumes the per-update cost stays flat as the replay grows (it does for these learners: batches
+are fixed-size) and the policy's episode cost stays flat (it does: fixed episode length).
+
+Use it to size SLURM jobs (``--time-min``) and to compare machines: run it on the GPU node you
+will use. Each algorithm runs in a fresh temporary folder (``--keep DIR`` keeps them).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import dataclasses
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def measure(algo: str, task: str, profile: str, device: str, data_dir: str | None, out: Path, offline: int,
+            episodes: int, eval_episodes: int, log_every: int, overrides: dict | None = None) -> dict:
+    from benchmark import run as runmod
+    from benchmark.protocol import Runner
+    from benchmark.profiles import schedule_for
+    from benchmark.tasks import get_task
+
+    args = runmod.build_parser().parse_args(
+        ["--algos", algo, "--tasks", task, "--profile", profile, "--device", device, "--out", str(out)]
+        + (["--data-dir", data_dir] if data_dir else []))
+    (r,) = runmod.plan(args)
+    if overrides:
+        import algorithms
+
+        r["cfg"] = algorithms.make_config(algo, profile, **overrides)
+    spec = get_task(task)
+    full = schedule_for(spec, profile)
+    G = full.updates_per_episode
+    r["schedule"] = dataclasses.replace(full, offline_steps=offline, online_steps=episodes * G,
+                                        eval_every_episodes=episodes, eval_episodes=eval_episodes)
+    r["dir"].mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    runner = Runner(r["spec"], algo, r["cfg"], r["schedule"], r["seed"], r["dir"], r["dataset"], r["env_overrides"],
+                    device=r["device"], progress=False, log_every=log_every)
+    runner.run()
+    total = time.time() - t0
+    rows = _rows(r["dir"] / "metrics.csv")
+    off = [float(x["steps_per_s"]) for x in rows if x["phase"] == "offline"]
+    on_rows = [x for x in rows if x["phase"] == "online"]
+    on_walls = [float(x["wall_time"]) for x in on_rows]
+    evals = [i for i, x in enumerate(rows) if x["phase"] == "eval"]
+    # the first offline window holds compilation; the first online window holds the offline evaluation
+    offline_rate = statistics.median(off[1:]) if len(off) > 1 else off[0]
+    per_episode = statistics.median(b - a for a, b in zip(on_walls, on_walls[1:])) if len(on_walls) > 2 else float("nan")
+    last_eval = evals[-1]
+    eval_s = (float(rows[last_eval]["wall_time"]) - float(rows[last_eval - 1]["wall_time"])) / eval_episodes
+    warmup = (log_every / off[0] - log_every / offline_rate) if off else 0.0
+    n_evals = 1 + full.online_episodes // full.eval_every_episodes
+    projected = (full.offline_steps / offline_rate + full.online_episodes * per_episode
+                 + n_evals * full.eval_episodes * eval_s + max(warmup, 0.0))
+    return {"algo": algo, "offline upd/s": round(offline_rate, 2), "s/online episode": round(per_episode, 2),
+            "G": G, "s/eval episode": round(eval_s, 2), "warm-up s": round(max(warmup, 0.0), 1),
+            "measured s": round(total, 1), "full run h": round(projected / 3600, 2)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmark.perf run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algos", default="moto,dreamerv2", help="comma-separated algorithms (default: %(default)s)")
+    p.add_argument("--task", default="metaworld/drawer-open", help="one task (default: %(default)s)")
+    p.add_argument("--profile", default="paper", help="network sizes and full schedule: paper, cpu or smoke "
+                                                        "(default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--data-dir", default=None, help="datasets folder (default: $BENCHMARK_DATA_DIR, else datasets/)")
+    p.add_argument("--offline", type=int, default=300, help="offline gradient steps timed (default: %(default)s)")
+    p.add_argument("--log-every", type=int, default=100, help="updates per offline timing window (default: %(default)s)")
+    p.add_argument("--episodes", type=int, default=4, help="online episodes timed (default: %(default)s)")
+    p.add_argument("--eval-episodes", type=int, default=2, help="episodes per timed evaluation (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field of every algorithm that has it, e.g. --set compile=off "
+                        "(repeatable; values are read as Python literals, else strings)")
+    p.add_argument("--keep", default=None, help="keep the run folders under this folder (default: a temporary one)")
+    args = p.parse_args(argv)
+    if args.offline < args.log_every:
+        p.error(f"--offline ({args.offline}) must be at least --log-every ({args.log_every})")
+    if args.episodes < 3:
+        p.error("--episodes must be at least 3 (the first online episode's window holds the offline evaluation)")
+    overrides = {}
+    for item in args.set:
+        if "=" not in item:
+            p.error(f"--set {item!r}: expected FIELD=VALUE, e.g. --set compile=off")
+        k, v = item.split("=", 1)
+        try:
+            overrides[k.strip()] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            overrides[k.strip()] = v
+    from benchmark.datasets.__main__ import print_table
+    from benchmark.run import resolve_device
+
+    device = resolve_device(args.device)
+    print(f"task {args.task}, profile {args.profile}, device {device}; timed: {args.offline} offline updates, "
+          f"{args.episodes} online episodes, evaluations of {args.eval_episodes} episodes", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.keep) if args.keep else Path(tmp)
+        for algo in [a.strip() for a in args.algos.split(",") if a.strip()]:
+            import algorithms
+
+            fields = {f.name for f in dataclasses.fields(algorithms.get(algo).config_cls)}
+            mine = {k: v for k, v in overrides.items() if k in fields}
+            rows.append(measure(algo, args.task, args.profile, device, args.data_dir, root, args.offline,
+                                args.episodes, args.eval_episodes, args.log_every, mine))
+            print(rows[-1], flush=True)
+    print_table(rows, list(rows[0]))
+    print("full run h: the task's whole schedule for this profile at these rates, one run on this machine")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
