@@ -46,8 +46,10 @@ Hooks (optional)
     episode after it is stored (LOMPO/COMBO encode real data into their latent buffer here).
     ``on_phase(phase)``: "offline" at the start, "online" before the first online episode (after a
     resume: the phase the run is in).
-    ``on_eval(episodes)``: after each evaluation (e.g. to write diagnostics or an open-loop video
-    into ``context.run_dir``); ``episodes`` is the number of online episodes so far.
+    ``on_eval(episodes, eval_episodes)``: after each evaluation (e.g. to write diagnostics or an
+    open-loop video into ``context.run_dir``); ``episodes`` is the number of online episodes so
+    far, ``eval_episodes`` the evaluation's episodes (dicts as in ``on_episode``: image, action,
+    reward, success, terminal).
 
 State
     ``state_dict()`` / ``load_state_dict(d)``: small state, pickled into every checkpoint. It must

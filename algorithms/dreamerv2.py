@@ -165,7 +165,7 @@ class DreamerV2Agent:
         if not online and len(self.diag_episodes) < self.config.diag_episodes:
             self.diag_episodes.append(episode)  # the first dataset episodes (views into the store)
 
-    def on_eval(self, episodes):
+    def on_eval(self, episodes, eval_episodes=()):
         """After each evaluation: reward predictions, reconstructions and the open-loop GIF."""
         every = self.config.diag_every_evals
         if every:

@@ -341,16 +341,18 @@ class MOTOAgent:
         agent steps, online episodes 200), so J(expert) - J(policy) compares equal horizons."""
         return int(np.median(self.expert_lengths)) if self.expert_lengths else None
 
-    def on_eval(self, episodes):
+    def on_eval(self, episodes, eval_episodes=()):
         every = self.config.diag_every_evals
         if every:
             self.evals += 1
             if (self.evals - 1) % every == 0:
-                self.write_diagnostics("offline" if episodes == 0 else "online")
+                self.write_diagnostics("offline" if episodes == 0 else "online", eval_episodes=eval_episodes)
 
-    def write_diagnostics(self, phase: str, run_dir=None) -> dict:
+    def write_diagnostics(self, phase: str, run_dir=None, eval_episodes=()) -> dict:
         """Fig. 4 / A.1 reward predictions (data and policy) of expert episodes and Eq. 12's expected
-        uncertainty into ``<run_dir>/diagnostics/`` (formats: ``benchmark/analysis/diagnostics.py``)."""
+        uncertainty into ``<run_dir>/diagnostics/`` (formats: ``benchmark/analysis/diagnostics.py``).
+        The performance gap J(expert) - J(policy) takes J(policy) from ``eval_episodes`` (the
+        evaluation that triggered this), else from the online episodes since the last write."""
         run_dir = run_dir or self.context.run_dir
         episodes = self.expert_episodes or self.first_episodes
         if run_dir is None or not episodes:
@@ -363,13 +365,18 @@ class MOTOAgent:
         gen = torch.Generator(device=self.device).manual_seed(
             int(np.random.SeedSequence([self.context.seed, self.updates, 12]).generate_state(1)[0]))
         eps_u = expected_uncertainty(self.wm, self.expert_episodes, c.diag_horizon or c.horizon, gen)
-        gap = None
-        if self.recent_returns and self.expert_returns:  # J(expert) - J(policy), policy = online episodes
-            gap = float(np.mean(self.expert_returns) - np.mean(self.recent_returns))
+        gap, source, returns, success = None, "", [], None
+        if eval_episodes:  # J(policy): the evaluation's returns over the expert horizon
+            source, success = "eval_episodes", float(np.mean([np.any(e["success"]) for e in eval_episodes]))
+            returns = [float(np.sum(e["reward"][:self._expert_horizon()])) for e in eval_episodes]
+        elif self.recent_returns:
+            source, returns = "online_episodes", list(self.recent_returns)
+        if returns and self.expert_returns:
+            gap = float(np.mean(self.expert_returns) - np.mean(returns))
         row = {"grad_step": self.updates, "phase": phase, "episodes": self.online_episodes,
                "env_steps": self.env_steps, "expected_uncertainty": eps_u, "performance_gap": gap,
-               "eval_success": None, "policy_return_source": "online_episodes" if gap is not None else "",
-               "policy_episodes": len(self.recent_returns)}
+               "eval_success": success, "policy_return_source": source if gap is not None else "",
+               "policy_episodes": len(returns)}
         path = Path(run_dir) / "diagnostics" / "uncertainty.csv"
         diag._replace_rows(path, UNCERTAINTY_COLUMNS, [row], self.updates, phase)
         self.recent_returns = []

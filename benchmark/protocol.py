@@ -146,6 +146,7 @@ class Runner:
                 self.progress_bar.note(phase=f"eval {i + 1}/{n}")
             eps.append(self.rollout(env, agent, False, episode_seed(self.seed, EVAL, index * 1000 + i)))
         self.last_eval_episode = eps[0] if eps else None
+        self.last_eval_episodes = eps
         return {"eval_success": float(np.mean([e["success"].any() for e in eps])),
                 "eval_return": float(np.mean([e["reward"].sum() for e in eps]))}
 
@@ -262,7 +263,7 @@ class Runner:
         if self.live is not None and self.last_eval_episode is not None:
             self.live.gif(self.last_eval_episode["image"], self.c["episodes"])
         if hasattr(self.agent, "on_eval"):
-            self.agent.on_eval(self.c["episodes"])
+            self.agent.on_eval(self.c["episodes"], self.last_eval_episodes)
 
     def run(self) -> dict:
         """Run (or resume) to the end, or until ``request_stop``; returns the counters. After a stop

@@ -276,9 +276,13 @@ def test_diagnostics_are_written_in_the_analysis_formats_and_from_the_checkpoint
         raw = list(csv.DictReader(f))
     assert [int(r["grad_step"]) for r in raw] == evals and [int(r["episodes"]) for r in raw] == [0, 1, 2]
     assert [int(r["env_steps"]) for r in raw] == [0, 8, 16]  # 4 agent steps x action repeat 2
-    assert raw[0]["performance_gap"] == ""  # no policy episodes yet at the end of offline training
+    # J(policy) comes from the evaluation that triggered each row, the offline one included
+    assert [r["policy_return_source"] for r in raw] == ["eval_episodes"] * 3
+    assert [float(r["eval_success"]) for r in raw] == [float(x["eval_success"]) for x in rows(whole_run)
+                                                       if x["phase"] == "eval"]
+    assert all(int(r["policy_episodes"]) == 1 for r in raw)  # the smoke profile's eval_episodes
     df = read_uncertainty(path)  # rows with both Eq. 12's estimate and a performance gap
-    assert len(df) == 2 and (df["expected_uncertainty"] > 0).all()
+    assert len(df) == 3 and (df["expected_uncertainty"] > 0).all()
     rp = read_reward_prediction(whole_run / "diagnostics" / "reward_prediction.csv")
     assert set(rp["grad_step"]) == {4} and set(rp["source"]) == {"data", "policy"}
     # functions on a checkpoint: rewriting at the final step replaces that step's rows
