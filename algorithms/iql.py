@@ -30,35 +30,18 @@ import jax
 import jax.numpy as jnp
 
 from algorithms import RunContext, register
-from algorithms.jax_nets import (JaxLearner, MeanHead, PixelNet, TwinQ, ValueHead, adam, bootstrap_mask,
-                                 fold_frames, gaussian_log_prob, init_params, soft_update, split_frames)
+from algorithms.jax_nets import (JaxLearner, MeanHead, PixelActorCriticConfig, PixelNet, TwinQ, ValueHead, adam,
+                                 bootstrap_mask, fold_frames, gaussian_log_prob, init_params, soft_update,
+                                 split_frames)
 from algorithms.sac import critic_loss, reduce_heads
 
 
 @dataclass(frozen=True)
-class IQLConfig:
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
+class IQLConfig(PixelActorCriticConfig):
     value_lr: float = 3e-4
-    batch_size: int = 256
-    framestack: int = 3
-    discount: float = 0.99
-    tau: float = 0.005
     expectile: float = 0.5  # the paper's (and the fork config's) value; upstream examples use 0.7
     inverse_temperature: float = 3.0  # jaxrl2's A_scaling
     max_weight: float = 100.0
-    critic_reduction: str = "min"
-    channels: tuple[int, ...] = (32, 64, 128, 256)
-    latent: int = 50
-    hidden: tuple[int, ...] = (256, 256)
-    augment_pad: int = 4
-    cosine_decay_steps: int = 0  # 0: the run's total updates; <0: constant actor lr
-    last_is_terminal: str = "all"  # all / offline / none: see algorithms.jax_nets.bootstrap_mask
-
-    PROFILES = {
-        "cpu": dict(batch_size=64, channels=(16, 32, 32, 32)),
-        "smoke": dict(batch_size=8, channels=(4, 4, 4, 4), latent=8, hidden=(16, 16)),
-    }
 
 
 def expectile_loss(diff: jnp.ndarray, expectile: float) -> jnp.ndarray:

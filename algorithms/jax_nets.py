@@ -6,6 +6,7 @@ VALID, ReLU, on pixels / 255 with the frame stack folded into channels; then Den
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import flax.linen as nn
@@ -218,6 +219,31 @@ def bootstrap_mask(discount, is_last, online, last_is_terminal: str):
     else:
         raise ValueError(f"last_is_terminal must be all/offline/none, got {last_is_terminal!r}")
     return discount * (1.0 - cut.astype(jnp.float32))
+
+
+@dataclass(frozen=True)
+class PixelActorCriticConfig:
+    """The fields (and defaults: the paper's values) that the pixel actor-critic learners share; SAC,
+    CQL and IQL extend it with their own. Every learner's own fields come after these."""
+
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    batch_size: int = 256
+    framestack: int = 3
+    discount: float = 0.99
+    tau: float = 0.005
+    critic_reduction: str = "min"  # over the target heads
+    channels: tuple[int, ...] = (32, 64, 128, 256)
+    latent: int = 50
+    hidden: tuple[int, ...] = (256, 256)
+    augment_pad: int = 4
+    cosine_decay_steps: int = 0  # 0: the run's total updates; <0: constant actor lr
+    last_is_terminal: str = "all"  # all / offline / none: see bootstrap_mask
+
+    PROFILES = {
+        "cpu": dict(batch_size=64, channels=(16, 32, 32, 32)),
+        "smoke": dict(batch_size=8, channels=(4, 4, 4, 4), latent=8, hidden=(16, 16)),
+    }
 
 
 class JaxLearner:

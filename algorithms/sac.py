@@ -44,35 +44,18 @@ import jax
 import jax.numpy as jnp
 
 from algorithms import RunContext, register
-from algorithms.jax_nets import (JaxLearner, PixelNet, TanhGaussianHead, TwinQ, adam, bootstrap_mask, fold_frames, init_params,
-                                 soft_update, split_frames, tanh_gaussian, tanh_gaussian_sample)
+from algorithms.jax_nets import (JaxLearner, PixelActorCriticConfig, PixelNet, TanhGaussianHead, TwinQ, adam,
+                                 bootstrap_mask, fold_frames, init_params, soft_update, split_frames, tanh_gaussian,
+                                 tanh_gaussian_sample)
 
 
 @dataclass(frozen=True)
-class SACConfig:
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
+class SACConfig(PixelActorCriticConfig):
     temp_lr: float = 3e-4
-    batch_size: int = 256
-    framestack: int = 3
-    discount: float = 0.99
-    tau: float = 0.005
     init_temperature: float = 1.0
     target_entropy: float | None = None  # None: -|A| / 2 (jaxrl2's CQL learner)
     backup_entropy: bool = False
-    critic_reduction: str = "min"  # over the target heads in (SAC-1)
     actor_reduction: str = "mean"  # over the heads in the actor loss (SAC-3), as the fork's cql/actor_updater
-    channels: tuple[int, ...] = (32, 64, 128, 256)
-    latent: int = 50
-    hidden: tuple[int, ...] = (256, 256)
-    augment_pad: int = 4
-    cosine_decay_steps: int = 0  # 0: the run's total updates; <0: constant actor lr
-    last_is_terminal: str = "all"  # all / offline / none: see algorithms.jax_nets.bootstrap_mask
-
-    PROFILES = {
-        "cpu": dict(batch_size=64, channels=(16, 32, 32, 32)),
-        "smoke": dict(batch_size=8, channels=(4, 4, 4, 4), latent=8, hidden=(16, 16)),
-    }
 
 
 def reduce_heads(qs: jnp.ndarray, how: str) -> jnp.ndarray:
