@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from algorithms import RunContext, Sequences, register, register_variant
-from algorithms.torch_nets import (Actor, ClippedAdam, batch_to_device, frozen, lambda_return, mlp,
-                                   resolve_device_options, to_cpu)
+from algorithms.torch_nets import (Actor, ClippedAdam, batch_to_device, frozen, lambda_return, load_parts, mlp,
+                                   resolve_device_options, save_parts, to_cpu)
 from algorithms.world_model import WorldModel, WorldModelConfig
 
 _SMALL = dict(deter=16, hidden=16, stoch=4, classes=4, enc_channels=(4, 4, 4, 4), enc_mlp=(16,),
@@ -182,23 +182,17 @@ class DreamerV2Agent:
                                    context=self.config.diag_context, seed=self.context.seed, actor=self.actor)
 
     # -- state ------------------------------------------------------------------------------------
+    def _parts(self) -> dict:
+        """The modules, optimisers and generator a checkpoint holds, under their keys."""
+        return {"wm": self.wm, "actor": self.actor, "critic": self.critic, "target_critic": self.target_critic,
+                "wm_opt": self.wm_opt, "actor_opt": self.actor_opt, "critic_opt": self.critic_opt, "gen": self.gen}
+
     def state_dict(self):
-        return to_cpu({"wm": self.wm.state_dict(), "actor": self.actor.state_dict(),
-                       "critic": self.critic.state_dict(), "target_critic": self.target_critic.state_dict(),
-                       "wm_opt": self.wm_opt.state_dict(), "actor_opt": self.actor_opt.state_dict(),
-                       "critic_opt": self.critic_opt.state_dict(), "gen": self.gen.get_state(),
-                       "updates": self.updates, "evals": self.evals,
+        return to_cpu({**save_parts(self._parts()), "updates": self.updates, "evals": self.evals,
                        "meta": {"obs_shape": tuple(self.context.obs_shape), "action_dim": self.context.action_dim}})
 
     def load_state_dict(self, d):
-        self.wm.load_state_dict(d["wm"])
-        self.actor.load_state_dict(d["actor"])
-        self.critic.load_state_dict(d["critic"])
-        self.target_critic.load_state_dict(d["target_critic"])
-        self.wm_opt.load_state_dict(d["wm_opt"])
-        self.actor_opt.load_state_dict(d["actor_opt"])
-        self.critic_opt.load_state_dict(d["critic_opt"])
-        self.gen.set_state(d["gen"])
+        load_parts(self._parts(), d)
         self.updates, self.evals = d["updates"], d.get("evals", 0)
 
 

@@ -44,7 +44,7 @@ import torch
 
 from algorithms import RunContext, Sequences, register
 from algorithms.latent_sac import LatentBuffer, LatentSAC, disagreement, mixed_batch
-from algorithms.torch_nets import ClippedAdam, batch_to_device, resolve_device_options, to_cpu
+from algorithms.torch_nets import ClippedAdam, batch_to_device, load_parts, resolve_device_options, save_parts, to_cpu
 from algorithms.world_model import WorldModel, WorldModelConfig
 
 _SMALL = dict(deter=16, hidden=16, stoch=4, enc_channels=(4, 4, 4, 4), enc_mlp=(), dec_mlp=(), dec_in=16,
@@ -284,22 +284,21 @@ class LompoAgent:
         return action[0].cpu().numpy().astype(np.float32), (latent, action)
 
     # -- state --------------------------------------------------------------------------------------------
+    def _parts(self) -> dict:
+        """The modules, optimiser and generators a checkpoint holds, under their keys (the SAC's
+        optimisers go under ``sac_opt``)."""
+        return {"wm": self.wm, "sac": self.sac, "wm_opt": self.wm_opt, "gen": self.gen, "cpu_gen": self.cpu_gen}
+
     def state_dict(self):
         # save(dir) ran just before: the buffers' rows up to ``total`` are on disk now
         self.committed = {"real": self.real.total, "model": self.model.total}
-        return to_cpu({"wm": self.wm.state_dict(), "sac": self.sac.state_dict(), "wm_opt": self.wm_opt.state_dict(),
-                       "sac_opt": self.sac.opt_state(), "gen": self.gen.get_state(),
-                       "cpu_gen": self.cpu_gen.get_state(), "updates": self.updates,
+        return to_cpu({**save_parts(self._parts()), "sac_opt": self.sac.opt_state(), "updates": self.updates,
                        "committed": dict(self.committed), "encoded": self.encoded,
                        "drift_rows": list(self.drift_rows)})
 
     def load_state_dict(self, d):
-        self.wm.load_state_dict(d["wm"])
-        self.sac.load_state_dict(d["sac"])
-        self.wm_opt.load_state_dict(d["wm_opt"])
+        load_parts(self._parts(), d)
         self.sac.load_opt_state(d["sac_opt"])
-        self.gen.set_state(d["gen"])
-        self.cpu_gen.set_state(d["cpu_gen"])
         self.updates, self.encoded = d["updates"], d["encoded"]
         self.committed = dict(d["committed"])
         self.drift_rows = [tuple(x) for x in d["drift_rows"]]

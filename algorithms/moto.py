@@ -52,8 +52,8 @@ import torch
 
 from algorithms import RunContext, Sequences, register, register_variant
 from algorithms.dreamerv2 import DreamerV2Agent, DreamerV2Config
-from algorithms.torch_nets import (Actor, ClippedAdam, batch_to_device, frozen, mlp, resolve_device_options,
-                                   to_cpu)
+from algorithms.torch_nets import (Actor, ClippedAdam, batch_to_device, frozen, load_parts, mlp,
+                                   resolve_device_options, save_parts, to_cpu)
 from algorithms.world_model import WorldModel, WorldModelConfig
 
 
@@ -383,24 +383,19 @@ class MOTOAgent:
         return {**paths, "uncertainty": path}
 
     # -- state ------------------------------------------------------------------------------------
+    def _parts(self) -> dict:
+        """The modules, optimisers and generator a checkpoint holds, under their keys."""
+        return {"wm": self.wm, "actor": self.actor, "critics": self.critics, "target_critics": self.target_critics,
+                "wm_opt": self.wm_opt, "actor_opt": self.actor_opt, "critic_opt": self.critic_opt, "gen": self.gen}
+
     def state_dict(self):
-        return to_cpu({"wm": self.wm.state_dict(), "actor": self.actor.state_dict(),
-                       "critics": self.critics.state_dict(), "target_critics": self.target_critics.state_dict(),
-                       "wm_opt": self.wm_opt.state_dict(), "actor_opt": self.actor_opt.state_dict(),
-                       "critic_opt": self.critic_opt.state_dict(), "gen": self.gen.get_state(),
-                       "updates": self.updates, "evals": self.evals, "online_episodes": self.online_episodes,
-                       "env_steps": self.env_steps, "recent_returns": list(self.recent_returns),
+        return to_cpu({**save_parts(self._parts()), "updates": self.updates, "evals": self.evals,
+                       "online_episodes": self.online_episodes, "env_steps": self.env_steps,
+                       "recent_returns": list(self.recent_returns),
                        "meta": {"obs_shape": tuple(self.context.obs_shape), "action_dim": self.context.action_dim}})
 
     def load_state_dict(self, d):
-        self.wm.load_state_dict(d["wm"])
-        self.actor.load_state_dict(d["actor"])
-        self.critics.load_state_dict(d["critics"])
-        self.target_critics.load_state_dict(d["target_critics"])
-        self.wm_opt.load_state_dict(d["wm_opt"])
-        self.actor_opt.load_state_dict(d["actor_opt"])
-        self.critic_opt.load_state_dict(d["critic_opt"])
-        self.gen.set_state(d["gen"])
+        load_parts(self._parts(), d)
         self.updates, self.evals = d["updates"], d["evals"]
         self.online_episodes, self.env_steps = d["online_episodes"], d["env_steps"]
         self.recent_returns = list(d["recent_returns"])

@@ -170,6 +170,22 @@ def to_cpu(tree):
     return tree
 
 
+def save_parts(parts: dict) -> dict:
+    """A checkpoint's ``{key: state}`` of named parts: modules and optimisers (their ``state_dict``) and
+    torch generators (their ``get_state``), in ``parts``' order; tensors stay where they are."""
+    return {key: part.get_state() if isinstance(part, torch.Generator) else part.state_dict()
+            for key, part in parts.items()}
+
+
+def load_parts(parts: dict, state: dict) -> None:
+    """Loads what ``save_parts(parts)`` saved into the same named parts, in ``parts``' order."""
+    for key, part in parts.items():
+        if isinstance(part, torch.Generator):
+            part.set_state(state[key])
+        else:
+            part.load_state_dict(state[key])
+
+
 def resolve_device_options(device: torch.device, precision: str, compile: str) -> tuple[bool, bool]:
     """(bf16 autocast on?, torch.compile on?) from a config's ``precision`` and ``compile``.
 
