@@ -282,19 +282,25 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
     return A
 
 
+def _read_diagnostic(A: Analysis, g: pd.DataFrame, column: str, read) -> pd.DataFrame:
+    """The runs' ``diagnostics/<column>.csv`` (path in ``column``) read with ``read`` and stacked, with a
+    ``run`` column; a file that cannot be read is flagged and left out."""
+    parts = []
+    for r in g.itertuples():
+        try:
+            parts.append(read(getattr(r, column)).assign(run=r.run))
+        except (ValueError, OSError, pd.errors.ParserError) as e:
+            A.flags.add(f"{r.run}: {column}.csv unreadable ({e})")
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
 def _diagnostics(A: Analysis, runs: pd.DataFrame, ref: pd.DataFrame, fig_dir: Path) -> None:
     with_rp = runs[runs["reward_prediction"] != ""]
     if with_rp.empty:
         A.note("diagnostics", "No run wrote diagnostics/reward_prediction.csv: no model-generalisation figure "
                               "(paper Fig. 4). World-model agents write it; the format is in the README.")
     for (method, task), g in with_rp.groupby(["method", "task"]):
-        parts = []
-        for r in g.itertuples():
-            try:
-                parts.append(diagnostics.read_reward_prediction(r.reward_prediction).assign(run=r.run))
-            except (ValueError, OSError, pd.errors.ParserError) as e:
-                A.flags.add(f"{r.run}: reward_prediction.csv unreadable ({e})")
-        df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        df = _read_diagnostic(A, g, "reward_prediction", diagnostics.read_reward_prediction)
         if df.empty:
             continue
         rr = ref[(ref["task"] == task) & (ref["variant"] == g["variant"].iloc[0]) & (ref["figure"] == "fig4")]
@@ -308,13 +314,7 @@ def _diagnostics(A: Analysis, runs: pd.DataFrame, ref: pd.DataFrame, fig_dir: Pa
     if with_u.empty:
         A.note("diagnostics", "No run wrote diagnostics/uncertainty.csv: no performance-gap figure (paper Fig. 6).")
     for (method, task), g in with_u.groupby(["method", "task"]):
-        parts = []
-        for r in g.itertuples():
-            try:
-                parts.append(diagnostics.read_uncertainty(r.uncertainty).assign(run=r.run))
-            except (ValueError, OSError, pd.errors.ParserError) as e:
-                A.flags.add(f"{r.run}: uncertainty.csv unreadable ({e})")
-        df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        df = _read_diagnostic(A, g, "uncertainty", diagnostics.read_uncertainty)
         if df.empty:
             continue
         png = figures.uncertainty_figure(df, fig_dir, f"uncertainty_{method}_{task}".replace("/", "-")
