@@ -1,6 +1,11 @@
+import csv
+from pathlib import Path
+
 import benchmark.envs  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
 import numpy as np
 import pytest
+
+TIME_COLUMNS = {"steps_per_s", "wall_time"}
 
 
 def make_episode(T=5, size=8, action_dim=4, seed=0, **extra):
@@ -15,6 +20,20 @@ def make_episode(T=5, size=8, action_dim=4, seed=0, **extra):
     ep["success"][-1] = True
     ep.update(extra)
     return ep
+
+
+def metric_rows(run_dir):
+    """A run's metrics.csv rows without the wall-clock columns (what an exact resume reproduces)."""
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
+
+
+def checkpoint_params(run_dir, parts):
+    """The parameters of the named parts of the agent in a run's checkpoint, as one flat array."""
+    from benchmark.results import load_checkpoint
+
+    agent = load_checkpoint(run_dir)["agent"]
+    return np.concatenate([v.numpy().ravel() for part in parts for v in agent[part].values()])
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """DreamerV2 on the protocol (smoke sizes): exact resume after a kill, diagnostics in the run directory,
 acting resets and carries its latent, the actor trains through the frozen model, the CLI smoke run."""
-import csv
 import json
 
 import numpy as np
@@ -13,8 +12,8 @@ from benchmark.protocol import Runner
 from benchmark.replay import BatchSampler
 from benchmark.run import main as run_cli
 from benchmark.tasks import Schedule, get_task
+from conftest import checkpoint_params, metric_rows as rows
 
-TIME_COLUMNS = {"steps_per_s", "wall_time"}
 SCHEDULE = Schedule(offline_steps=6, updates_per_episode=2, online_steps=8, eval_every_episodes=2, eval_episodes=1)
 
 
@@ -32,17 +31,8 @@ def make_runner(out, data_dir, **kw):
     return Runner(spec, "dreamerv2", cfg, SCHEDULE, 0, out, data_dir / spec.name, {"episode_length": 5}, **kw)
 
 
-def rows(path):
-    with open(path / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
-
-
 def params(run_dir):
-    from benchmark.results import load_checkpoint
-
-    agent = load_checkpoint(run_dir)["agent"]
-    return np.concatenate([v.numpy().ravel() for part in ("wm", "actor", "critic", "target_critic")
-                           for v in agent[part].values()])
+    return checkpoint_params(run_dir, ("wm", "actor", "critic", "target_critic"))
 
 
 @pytest.fixture(scope="module")

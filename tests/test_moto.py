@@ -16,7 +16,7 @@ from algorithms.world_model import RSSM, WorldModelConfig
 from benchmark.protocol import Runner, resolved_config
 from benchmark.replay import BatchSampler, EpisodeStore
 from benchmark.tasks import Schedule, get_task
-from conftest import make_episode
+from conftest import checkpoint_params, make_episode, metric_rows as rows
 
 SMALL = dict(deter=8, hidden=8, stoch=3, classes=4)
 
@@ -207,7 +207,6 @@ def test_each_ablation_differs_from_moto_only_in_its_flag(profile):
 
 # -- on the protocol ---------------------------------------------------------------------------------------
 
-TIME_COLUMNS = {"steps_per_s", "wall_time"}
 SCHEDULE = Schedule(offline_steps=4, updates_per_episode=2, online_steps=4, eval_every_episodes=1, eval_episodes=1)
 
 
@@ -222,17 +221,8 @@ def make_runner(out, data_dir, **kw):
     return runner
 
 
-def rows(path):
-    with open(path / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
-
-
 def params(run_dir):
-    from benchmark.results import load_checkpoint
-
-    agent = load_checkpoint(run_dir)["agent"]
-    return np.concatenate([v.numpy().ravel() for part in ("wm", "actor", "critics", "target_critics")
-                           for v in agent[part].values()])
+    return checkpoint_params(run_dir, ("wm", "actor", "critics", "target_critics"))
 
 
 @pytest.fixture(scope="module")
