@@ -28,6 +28,32 @@ def metric_rows(run_dir):
         return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
 
 
+def kill_and_resume(monkeypatch, runner, cut_dir, whole_run, kill_step):
+    """Runs ``runner()`` (a Runner writing to ``cut_dir``) until the replay's batch ``kill_step`` raises
+    KeyboardInterrupt, then once more from its checkpoint in a process whose global RNGs are elsewhere;
+    the resumed run's metrics must equal the uninterrupted ``whole_run``'s."""
+    import torch
+
+    from benchmark.replay import BatchSampler
+
+    real = BatchSampler.batch
+
+    def dying(self, s, *args):
+        if s == kill_step:
+            raise KeyboardInterrupt(f"killed at step {s}")
+        return real(self, s, *args)
+
+    monkeypatch.setattr(BatchSampler, "batch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        runner().run()
+    monkeypatch.undo()
+    assert len(metric_rows(cut_dir)) < len(metric_rows(whole_run))
+    torch.manual_seed(12345)  # the resumed process starts with other global RNG states
+    np.random.seed(999)
+    runner().run()
+    assert metric_rows(cut_dir) == metric_rows(whole_run)
+
+
 def checkpoint_params(run_dir, parts):
     """The parameters of the named parts of the agent in a run's checkpoint, as one flat array."""
     from benchmark.results import load_checkpoint

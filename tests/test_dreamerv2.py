@@ -9,10 +9,9 @@ import torch
 import algorithms
 from benchmark.datasets.__main__ import main as datasets_cli
 from benchmark.protocol import Runner
-from benchmark.replay import BatchSampler
 from benchmark.run import main as run_cli
 from benchmark.tasks import Schedule, get_task
-from conftest import checkpoint_params, metric_rows as rows
+from conftest import checkpoint_params, kill_and_resume, metric_rows as rows
 
 SCHEDULE = Schedule(offline_steps=6, updates_per_episode=2, online_steps=8, eval_every_episodes=2, eval_episodes=1)
 
@@ -44,22 +43,8 @@ def whole_run(tmp_path_factory, data_dir):
 
 @pytest.mark.parametrize("kill_step", [3, 11], ids=["offline", "online"])
 def test_kill_and_resume_is_bit_exact(tmp_path, data_dir, monkeypatch, whole_run, kill_step):
-    real = BatchSampler.batch
-
-    def dying(self, s, *args):
-        if s == kill_step:
-            raise KeyboardInterrupt(f"killed at step {s}")
-        return real(self, s, *args)
-
-    monkeypatch.setattr(BatchSampler, "batch", dying)
-    with pytest.raises(KeyboardInterrupt):
-        make_runner(tmp_path / "cut", data_dir).run()
-    monkeypatch.undo()
-    assert len(rows(tmp_path / "cut")) < len(rows(whole_run))
-    torch.manual_seed(12345)  # the resumed process starts with other global RNG states
-    np.random.seed(999)
-    make_runner(tmp_path / "cut", data_dir).run()
-    assert rows(tmp_path / "cut") == rows(whole_run)
+    kill_and_resume(monkeypatch, lambda: make_runner(tmp_path / "cut", data_dir), tmp_path / "cut", whole_run,
+                    kill_step)
     np.testing.assert_array_equal(params(tmp_path / "cut"), params(whole_run))
     r = rows(whole_run)
     assert all(float(x["image_loss"]) > 0 and x["actor_loss"] for x in r if x["phase"] != "eval")

@@ -14,9 +14,9 @@ from algorithms.contract import RunContext
 from algorithms.torch_nets import lambda_return
 from algorithms.world_model import RSSM, WorldModelConfig
 from benchmark.protocol import Runner, resolved_config
-from benchmark.replay import BatchSampler, EpisodeStore
+from benchmark.replay import EpisodeStore
 from benchmark.tasks import Schedule, get_task
-from conftest import checkpoint_params, make_episode, metric_rows as rows
+from conftest import checkpoint_params, kill_and_resume, make_episode, metric_rows as rows
 
 SMALL = dict(deter=8, hidden=8, stoch=3, classes=4)
 
@@ -233,22 +233,8 @@ def whole_run(tmp_path_factory, drawer_open_data):
 
 
 def test_kill_and_resume_is_bit_exact(tmp_path, drawer_open_data, monkeypatch, whole_run):
-    real = BatchSampler.batch
-
-    def dying(self, s, *args):
-        if s == 5:  # online, half-way through the first episode's updates
-            raise KeyboardInterrupt(f"killed at step {s}")
-        return real(self, s, *args)
-
-    monkeypatch.setattr(BatchSampler, "batch", dying)
-    with pytest.raises(KeyboardInterrupt):
-        make_runner(tmp_path / "cut", drawer_open_data).run()
-    monkeypatch.undo()
-    assert len(rows(tmp_path / "cut")) < len(rows(whole_run))
-    torch.manual_seed(12345)  # the resumed process starts with other global RNG states
-    np.random.seed(999)
-    make_runner(tmp_path / "cut", drawer_open_data).run()
-    assert rows(tmp_path / "cut") == rows(whole_run)
+    kill_and_resume(monkeypatch, lambda: make_runner(tmp_path / "cut", drawer_open_data), tmp_path / "cut",
+                    whole_run, 5)  # online, half-way through the first episode's updates
     np.testing.assert_array_equal(params(tmp_path / "cut"), params(whole_run))
     for name in ("uncertainty.csv", "reward_prediction.csv"):
         assert (tmp_path / "cut" / "diagnostics" / name).read_text() == (whole_run / "diagnostics" / name).read_text()
