@@ -29,9 +29,10 @@ def metric_rows(run_dir):
 
 
 def kill_and_resume(monkeypatch, runner, cut_dir, whole_run, kill_step):
-    """Runs ``runner()`` (a Runner writing to ``cut_dir``) until the replay's batch ``kill_step`` raises
-    KeyboardInterrupt, then once more from its checkpoint in a process whose global RNGs are elsewhere;
-    the resumed run's metrics must equal the uninterrupted ``whole_run``'s."""
+    """Runs ``runner()`` (a Runner writing to ``cut_dir``) until the batch of gradient step ``kill_step`` is
+    needed, where it is killed (KeyboardInterrupt, as Ctrl-C would), then once more from its checkpoint in
+    a process whose global RNGs are elsewhere; the resumed run's metrics must equal the uninterrupted
+    ``whole_run``'s: nothing lost, nothing twice, same numbers."""
     import torch
 
     from benchmark.replay import BatchSampler

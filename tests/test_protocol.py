@@ -1,4 +1,3 @@
-import csv
 import json
 
 import numpy as np
@@ -6,11 +5,9 @@ import pytest
 
 import algorithms
 from benchmark.protocol import NonFiniteLoss, Runner
-from benchmark.replay import BatchSampler
 from benchmark.run import main as run_cli
 from benchmark.tasks import Schedule, get_task
-
-TIME_COLUMNS = {"steps_per_s", "wall_time"}
+from conftest import kill_and_resume, metric_rows as rows
 
 
 @pytest.fixture
@@ -25,11 +22,6 @@ def torch_algo():
     algorithms.register("tiny-torch", TinyTorchConfig, TinyTorchAgent)
     yield "tiny-torch"
     del algorithms.REGISTRY["tiny-torch"]
-
-
-def rows(path):
-    with open(path / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
 
 
 SCHEDULE = Schedule(offline_steps=6, updates_per_episode=2, online_steps=8, eval_every_episodes=2, eval_episodes=1)
@@ -55,34 +47,13 @@ def test_schedule_counts_with_the_real_env(tmp_path, data_dir):
     assert len(list((tmp_path / "run" / "episodes").glob("*.npz"))) == 4
 
 
-def kill_at(monkeypatch, step):
-    """Kill the run when the batch of gradient step ``step`` is needed (as Ctrl-C would)."""
-    real = BatchSampler.batch
-
-    def dying(self, s, *args):
-        if s == step:
-            raise KeyboardInterrupt(f"killed at step {s}")
-        return real(self, s, *args)
-
-    monkeypatch.setattr(BatchSampler, "batch", dying)
-
-
 @pytest.mark.parametrize("algo", ["bc", "tiny-torch"])
 @pytest.mark.parametrize("kill_step", [3, 11], ids=["offline", "online"])
 def test_kill_and_resume_gives_the_same_metrics(tmp_path, data_dir, monkeypatch, torch_algo, algo, kill_step):
-    import torch
-
     make_runner(tmp_path / "whole", data_dir, algo=algo).run()
     whole_params = np.concatenate([np.asarray(x).ravel() for x in _params(tmp_path / "whole")])
-    kill_at(monkeypatch, kill_step)
-    with pytest.raises(KeyboardInterrupt):
-        make_runner(tmp_path / "cut", data_dir, algo=algo).run()
-    monkeypatch.undo()
-    assert len(rows(tmp_path / "cut")) < len(rows(tmp_path / "whole"))
-    torch.manual_seed(12345)  # the resumed process starts with other global RNG states
-    np.random.seed(999)
-    make_runner(tmp_path / "cut", data_dir, algo=algo).run()
-    assert rows(tmp_path / "cut") == rows(tmp_path / "whole")  # nothing lost, nothing twice, same numbers
+    kill_and_resume(monkeypatch, lambda: make_runner(tmp_path / "cut", data_dir, algo=algo), tmp_path / "cut",
+                    tmp_path / "whole", kill_step)
     cut_params = np.concatenate([np.asarray(x).ravel() for x in _params(tmp_path / "cut")])
     np.testing.assert_array_equal(cut_params, whole_params)  # bit-exact
 
