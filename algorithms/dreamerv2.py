@@ -144,18 +144,9 @@ class DreamerV2Agent:
     # -- acting -----------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs, state, explore: bool):
-        rssm = self.wm.rssm
-        image = torch.as_tensor(np.ascontiguousarray(obs[-1:])).to(self.device)
-        first = state is None
-        if first:
-            latent, prev_action = rssm.initial(1, self.device), torch.zeros(1, self.context.action_dim,
-                                                                            device=self.device)
-        else:
-            latent, prev_action = state
         with self._autocast():
-            embed = self.wm.encode(image)
-            latent = rssm.obs_step(latent, prev_action, embed, torch.tensor([first], device=self.device), self.gen)
-            dist = self.actor(rssm.feat(latent))
+            latent = self.wm.observe_step(obs, state, self.device, self.gen)
+            dist = self.actor(self.wm.rssm.feat(latent))
         action = dist.rsample(self.gen) if explore else dist.mode()
         latent = {k: v.float() for k, v in latent.items()}
         return action[0].cpu().numpy().astype(np.float32), (latent, action.float())

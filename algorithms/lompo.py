@@ -270,17 +270,8 @@ class LompoAgent:
     # -- acting -------------------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs, state, explore: bool):
-        rssm = self.wm.rssm
-        image = torch.as_tensor(np.ascontiguousarray(obs[-1:])).to(self.device)
-        first = state is None
-        if first:
-            latent = rssm.initial(1, self.device)
-            prev_action = torch.zeros(1, self.context.action_dim, device=self.device)
-        else:
-            latent, prev_action = state
-        latent = rssm.obs_step(latent, prev_action, self.wm.encode(image), torch.tensor([first], device=self.device),
-                               self.gen, sample=False)
-        action, _ = self.sac.actor(rssm.feat(latent), self.gen, deterministic=not explore)
+        latent = self.wm.observe_step(obs, state, self.device, self.gen, sample=False)
+        action, _ = self.sac.actor(self.wm.rssm.feat(latent), self.gen, deterministic=not explore)
         return action[0].cpu().numpy().astype(np.float32), (latent, action)
 
     # -- state --------------------------------------------------------------------------------------------

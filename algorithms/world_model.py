@@ -29,6 +29,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -423,6 +424,18 @@ class WorldModel(nn.Module):
 
     def encode(self, image):
         return self._fast.get("encoder", self.encoder)(image)
+
+    def observe_step(self, obs, state, device, generator: torch.Generator | None = None, sample: bool = True) -> dict:
+        """The posterior after the newest frame of an agent's observation ``obs`` ((k, H, W, C) uint8), from
+        ``state`` = (latent, previous action), or None at an episode's start (the initial state)."""
+        image = torch.as_tensor(np.ascontiguousarray(obs[-1:])).to(device)
+        first = state is None
+        if first:
+            latent, prev_action = self.rssm.initial(1, device), torch.zeros(1, self.action_dim, device=device)
+        else:
+            latent, prev_action = state
+        return self.rssm.obs_step(latent, prev_action, self.encode(image), torch.tensor([first], device=device),
+                                  generator, sample)
 
     def decode(self, feat):
         return self._fast.get("decoder", self.decoder)(feat)
