@@ -214,8 +214,7 @@ class MOTOAgent:
         if use_compile:
             self.wm.compile()
 
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+    _autocast = DreamerV2Agent._autocast  # bf16 autocast where the config asks for it (uses device, amp)
 
     # -- training ---------------------------------------------------------------------------------
     def update(self, batches):
