@@ -42,14 +42,18 @@ KP = 12.0  # end-effector position gain, 1/s
 KO = 4.5  # orientation gain, 1/s
 HOME_Q1 = -1.2  # null-space posture: the start pose but with the shoulder (joint 2) off its limit
 NULL_GAIN = 0.5
+STOP = 0.15  # knobs, lever and slide stop moving once this close to their goal (inside the 0.3)
+KETTLE_BACK = np.array([0.0, -0.12, -0.02])  # back off the set-down kettle slightly downwards: straight back drags it
+RELEASED = 0.075  # finger opening (sum of the two finger joints, m) that lets go of a handle
+WMAX = 2.0  # rad/s: the end effector's largest commanded angular speed
 DZ = 0.08  # grasp the microwave handle this far above its middle (more reach: the goal is at its edge)
 LEAD = 0.3  # door pulls aim this far (rad) ahead of the door's angle
 PSPEED = 0.4  # m/s while pulling a door
 LZ = 0.0  # height of the light-switch push relative to the lever
 LSP = 0.4  # m/s while pushing the lever
-# Between objects the arm returns (in joint space) to this posture: the controller's own solution for the
-# hand at (-0.30, 0.35, 2.15) with the start orientation, central to the seven objects.
-HUB_Q = np.array([-0.406, -1.623, 1.608, -2.872, 0.215, 1.636, 1.378])
+# Between objects the arm goes straight (in end-effector space) from one plan's last waypoint to the next
+# plan's first: a joint-space return to a central posture swept the forearm through the open microwave door
+# and the kettle, and cost ~9 steps per object.
 
 
 def _rot_z(a: float) -> np.ndarray:
@@ -114,8 +118,8 @@ class KitchenExpert:
         err = 0.5 * sum(np.cross(R[:, i], rot[:, i]) for i in range(3))
         w = KO * err
         wn = np.linalg.norm(w)
-        if wn > 2.0:
-            w *= 2.0 / wn
+        if wn > WMAX:
+            w *= WMAX / wn
         mj.mj_jacSite(m, d, self._jacp, self._jacr, self.site)
         J_full = np.vstack([self._jacp[:, :7], self._jacr[:, :7]])
         q = d.qpos[:7]
@@ -162,6 +166,19 @@ class KitchenExpert:
         for _ in range(steps):
             yield self.control(p, R, grip)
 
+    def _release(self, max_steps: int = 6) -> Iterator[np.ndarray]:
+        """Open the fingers in place until they are apart (they open ~1 cm per step), so backing off
+        afterwards does not drag the handle (or the kettle) along."""
+        p, R = self.ee()
+        for _ in range(max_steps):
+            if self.data.qpos[7] + self.data.qpos[8] >= RELEASED:
+                return
+            yield self.control(p, R, OPEN)
+
+    def _near_goal(self, obj: str) -> bool:
+        """The joint is within ``STOP`` of its goal: far enough inside the 0.3 threshold to stop moving it."""
+        return abs(float(self.data.qpos[_QPOS[obj]]) - _GOAL[obj]) < STOP
+
     # -- object plans -----------------------------------------------------------------------------
     def _door(self, obj: str, handle_site: str, joint: str, sign: float, yaw0: float,
               dz: float = 0.0) -> Iterator[np.ndarray]:
@@ -179,10 +196,10 @@ class KitchenExpert:
             if abs(a - _GOAL[obj]) < ENOUGH:
                 break
             if attempt == 0:
-                yield from self._move(on_arc(a, -0.10), rot(a), OPEN, tol=0.03, max_steps=35)
+                yield from self._move(on_arc(a, -0.10), rot(a), OPEN, tol=0.03, max_steps=35, label="_door1")
             else:  # the hand is still next to the handle
-                yield from self._move(on_arc(a, -0.04), rot(a), OPEN, tol=0.02, max_steps=8)
-            yield from self._move(on_arc(a, 0.01), rot(a), OPEN, tol=0.012, max_steps=12, speed=0.4)
+                yield from self._move(on_arc(a, -0.04), rot(a), OPEN, tol=0.02, max_steps=8, label="_door2")
+            yield from self._move(on_arc(a, 0.01), rot(a), OPEN, tol=0.012, max_steps=12, speed=0.4, label="_door3")
             yield from self._hold(CLOSE, 2)
             history = []
             for _ in range(60):
@@ -195,29 +212,29 @@ class KitchenExpert:
                 lead = a + sign * LEAD
                 lead = min(lead, target) if sign > 0 else max(lead, target)
                 yield self.control(on_arc(lead, 0.01), rot(lead), CLOSE, speed=PSPEED)
-            yield from self._hold(OPEN, 2)
+            yield from self._release()
             a = float(d.qpos[qi])
-            yield from self._move(on_arc(a, -0.08), rot(a), OPEN, tol=0.03, max_steps=5)
+            yield from self._move(on_arc(a, -0.08), rot(a), OPEN, tol=0.03, max_steps=5, label="_door4")
         # Clear the open door (back, away from it) before going on, or the fingers push it shut again.
         a = float(d.qpos[qi])
-        yield from self._move(on_arc(a, -0.10) + [0.0, -0.10, 0.06], rot(a), OPEN, tol=0.04, max_steps=6)
+        yield from self._move(on_arc(a, -0.10) + [0.0, -0.10, 0.06], rot(a), OPEN, tol=0.04, max_steps=6, label="_door5")
 
     def _knob(self, obj: str, site: str) -> Iterator[np.ndarray]:
         """Pinch the knob's vertical tab and turn the wrist about the knob's axis (-y)."""
         d = self.data
         qi = _QPOS[obj]
         c = self._site(site)
-        yield from self._move(c + [0.0, -0.09, 0.0], self.R0, OPEN, tol=0.03, max_steps=35)
-        yield from self._move(c + [0.0, -0.025, 0.0], self.R0, OPEN, tol=0.012, max_steps=12, speed=0.5)
+        yield from self._move(c + [0.0, -0.09, 0.0], self.R0, OPEN, tol=0.03, max_steps=35, label="_knob1")
+        yield from self._move(c + [0.0, -0.025, 0.0], self.R0, OPEN, tol=0.012, max_steps=12, speed=0.5, label="_knob2")
         yield from self._hold(CLOSE, 2)
         for _ in range(40):
             a = float(d.qpos[qi])
-            if a <= _TARGET[obj]:
+            if a <= _TARGET[obj] or self._near_goal(obj):
                 break
             yield self.control(c + [0.0, -0.025, 0.0], _rot_y(-(a - 0.45)) @ self.R0, CLOSE)
-        yield from self._hold(OPEN, 2)
+        yield from self._release()
         p, R = self.ee()
-        yield from self._move(p + [0.0, -0.08, 0.0], R, OPEN, tol=0.03, max_steps=5)
+        yield from self._move(p + [0.0, -0.08, 0.0], R, OPEN, tol=0.03, max_steps=5, label="_knob3")
 
     def _light(self) -> Iterator[np.ndarray]:
         """Push the lever's right side to the left with closed fingers (again if the hand slipped over it)."""
@@ -225,38 +242,39 @@ class KitchenExpert:
         qi = _QPOS["light switch"]
         c = self._site("light_site")
         for attempt in range(2):
-            if d.qpos[qi] <= _TARGET["light switch"]:
+            if d.qpos[qi] <= _TARGET["light switch"] or self._near_goal("light switch"):
                 break
             if attempt == 0:
-                yield from self._move(c + [0.09, -0.09, -0.01], self.R0, CLOSE, tol=0.03, max_steps=35)
+                yield from self._move(c + [0.09, -0.09, -0.01], self.R0, CLOSE, tol=0.03, max_steps=35, label="_light1")
             else:
-                yield from self._move(self.ee()[0] + [0.0, -0.06, 0.0], self.R0, CLOSE, tol=0.03, max_steps=6)
-                yield from self._move(c + [0.09, -0.06, -0.015], self.R0, CLOSE, tol=0.03, max_steps=15)
-            yield from self._move(c + [0.07, -0.015, LZ], self.R0, CLOSE, tol=0.012, max_steps=15, speed=0.5)
+                yield from self._move(self.ee()[0] + [0.0, -0.06, 0.0], self.R0, CLOSE, tol=0.03, max_steps=6, label="_light2")
+                yield from self._move(c + [0.09, -0.06, -0.015], self.R0, CLOSE, tol=0.03, max_steps=15, label="_light3")
+            yield from self._move(c + [0.07, -0.015, LZ], self.R0, CLOSE, tol=0.012, max_steps=15, speed=0.5, label="_light4")
             for _ in range(25):
-                if d.qpos[qi] <= _TARGET["light switch"] or self.ee()[0][0] < c[0] - 0.12:
+                if d.qpos[qi] <= _TARGET["light switch"] or self._near_goal("light switch") or \
+                        self.ee()[0][0] < c[0] - 0.12:
                     break
                 yield self.control(c + [-0.15, -0.015, LZ], self.R0, CLOSE, speed=LSP)
         p, R = self.ee()
-        yield from self._move(p + [0.0, -0.08, 0.0], R, CLOSE, tol=0.03, max_steps=5)
+        yield from self._move(p + [0.0, -0.08, 0.0], R, CLOSE, tol=0.03, max_steps=5, label="_light5")
 
     def _slide(self) -> Iterator[np.ndarray]:
         """Grasp the slide cabinet's vertical handle and pull it to the right."""
         d = self.data
         c = self._site("slide_site")
-        yield from self._move(c + [0.0, -0.10, 0.0], self.R0, OPEN, tol=0.03, max_steps=35)
-        yield from self._move(c + [0.0, 0.005, 0.0], self.R0, OPEN, tol=0.012, max_steps=12, speed=0.5)
+        yield from self._move(c + [0.0, -0.10, 0.0], self.R0, OPEN, tol=0.03, max_steps=35, label="_slide1")
+        yield from self._move(c + [0.0, 0.005, 0.0], self.R0, OPEN, tol=0.012, max_steps=12, speed=0.5, label="_slide2")
         yield from self._hold(CLOSE, 2)
         q0 = float(d.qpos[_QPOS["slide cabinet"]])
         for _ in range(40):
             q = float(d.qpos[_QPOS["slide cabinet"]])
-            if q >= _TARGET["slide cabinet"]:
+            if q >= _TARGET["slide cabinet"] or self._near_goal("slide cabinet"):
                 break
             yield self.control(c + [min(q + 0.15, _TARGET["slide cabinet"] + 0.02) - q0, 0.005, 0.0], self.R0,
                                CLOSE, speed=0.5)
-        yield from self._hold(OPEN, 2)
+        yield from self._release()
         p, R = self.ee()
-        yield from self._move(p + [0.0, -0.08, 0.0], R, OPEN, tol=0.03, max_steps=5)
+        yield from self._move(p + [0.0, -0.08, 0.0], R, OPEN, tol=0.03, max_steps=5, label="_slide3")
 
     def _kettle(self) -> Iterator[np.ndarray]:
         """Grasp the handle with the fingers vertical, lift, carry to the top-left burner, set down."""
@@ -268,18 +286,19 @@ class KitchenExpert:
         h = self._site("kettle_site")
         body = d.qpos[23:26].copy()
         offset = h - body
-        yield from self._move(h + [0.0, -0.10, 0.0], R, OPEN, tol=0.03, rot_tol=0.1, max_steps=40)
-        yield from self._move(h, R, OPEN, tol=0.012, max_steps=12, speed=0.5)
+        yield from self._move(h + [0.0, -0.10, 0.0], R, OPEN, tol=0.03, rot_tol=0.1, max_steps=40, label="_kettle1")
+        yield from self._move(h, R, OPEN, tol=0.012, max_steps=12, speed=0.5, label="_kettle2")
         yield from self._hold(CLOSE, 3)
         lift = np.array([0.0, 0.0, 0.07])
-        yield from self._move(h + lift, R, CLOSE, tol=0.03, max_steps=10, speed=0.5)
+        yield from self._move(h + lift, R, CLOSE, tol=0.03, max_steps=10, speed=0.5, label="_kettle3")
         goal_h = _KETTLE_GOAL + offset
         # The goal is at the edge of the arm's reach: set the kettle down a little short of it (within 0.3).
-        yield from self._move(goal_h + [0.0, -0.04, 0.06], R, CLOSE, tol=0.04, max_steps=22, speed=0.7)
-        yield from self._move(goal_h + [0.0, -0.04, 0.02], R, CLOSE, tol=0.02, max_steps=6, speed=0.4)
-        yield from self._hold(OPEN, 2)
+        yield from self._move(goal_h + [0.0, -0.04, 0.06], R, CLOSE, tol=0.04, max_steps=22, speed=0.7, label="_kettle4")
+        yield from self._move(goal_h + [0.0, -0.04, 0.02], R, CLOSE, tol=0.02, max_steps=6, speed=0.4, label="_kettle5")
+        yield from self._release()
         p, _ = self.ee()
-        yield from self._move(p + [0.0, -0.08, 0.03], R, OPEN, tol=0.03, max_steps=5)
+        yield from self._move(p + KETTLE_BACK, R, OPEN, tol=0.03, max_steps=8, label="_kettle6")
+        yield from self._move(p + [0.0, -0.12, 0.10], R, OPEN, tol=0.04, max_steps=6, label="_kettle7")
 
     def object_plan(self, obj: str) -> Iterator[np.ndarray]:
         if obj == "microwave":
@@ -303,33 +322,13 @@ class KitchenExpert:
                 raise ValueError(f"unknown kitchen object {o!r}; known: {', '.join(OBJECTS)}")
         return self._chain(list(objects))
 
-    def _to_hub(self, tol: float = 0.35, max_steps: int = 10) -> Iterator[np.ndarray]:
-        """Joint-space move (all joints together) to the hub posture, from where every plan starts well."""
-        self.events.append((self.steps, "hub posture"))
-        for _ in range(max_steps):
-            err = HUB_Q - self.data.qpos[:7]
-            if np.abs(err).max() < tol:
-                return
-            self.steps += 1
-            action = np.empty(9)
-            action[:7] = 8.0 * err / ACTION_SCALE
-            peak = np.abs(action[:7]).max()
-            if peak > 1.0:
-                action[:7] /= peak
-            action[7:] = OPEN
-            if self.noise > 0:
-                action[:7] += self.noise * self.rng.standard_normal(7)
-            yield np.clip(action, -1.0, 1.0).astype(np.float32)
-
     def _chain(self, objects) -> Iterator[np.ndarray]:
         if self.home_q is None:
             self.start_q = self.data.qpos[:7].copy()
             self.home_q = self.data.qpos[:7].copy()
             self.home_q[1] = HOME_Q1  # the start posture leans the shoulder against its limit
             self.R0 = self.ee()[1]
-        for i, o in enumerate(objects):
-            if i > 0:
-                yield from self._to_hub()
+        for o in objects:
             yield from self.object_plan(o)
         p, R = self.ee()
         while True:
@@ -366,3 +365,60 @@ def rollout(kitchen_env, objects: Sequence[str], *, steps: int, seed: int, noise
         if on_step is not None:
             on_step()
     return {"qpos": np.array(qpos), "action": np.array(actions, np.float32)}
+
+
+def evaluate(episodes: int = 20, *, noise: float = 0.1, steps: int = 280, seed: int = 0,
+             log: Callable[[str], None] | None = print) -> dict[str, object]:
+    """Success of each object's plan alone (reset seeds ``0..episodes-1``) and of chained four-object episodes
+    (episodes ``0..episodes-1`` of a ``generate kitchen`` dataset with ``seed``: its orders, reset seeds and
+    noise), counted on the last state of ``steps``-step episodes as the datasets' rewards count them."""
+    from benchmark.datasets.kitchen_scripted import episode_plan
+    from benchmark.envs.kitchen import objects_done
+
+    env = make_physics_env()
+    try:
+        alone = {}
+        for obj in OBJECTS:
+            done = [bool(objects_done(rollout(env, [obj], steps=steps, seed=s, noise=noise)["qpos"][-1], [obj])[0])
+                    for s in range(episodes)]
+            alone[obj] = sum(done)
+            if log:
+                log(f"{obj:15s} alone: {alone[obj]:3d} / {episodes}")
+        by_position, by_object, chained = np.zeros(4, int), {o: [0, 0] for o in OBJECTS}, 0
+        for i in range(episodes):
+            plan = episode_plan(seed, i, noise, steps)
+            out = rollout(env, plan["order"], steps=steps, seed=plan["reset_seed"], noise=noise)
+            done = objects_done(out["qpos"][-1], plan["order"])
+            by_position += done
+            chained += bool(done.all())
+            for o, d in zip(plan["order"], done):
+                by_object[o][0] += int(d)
+                by_object[o][1] += 1
+        if log:
+            log(f"chained, all four: {chained} / {episodes}; by position in the chain: "
+                + ", ".join(f"{k + 1}st {n}" if k == 0 else f"{k + 1}{'nd' if k == 1 else 'rd' if k == 2 else 'th'} {n}"
+                            for k, n in enumerate(by_position)))
+            log("chained, by object: " + ", ".join(f"{o} {a}/{n}" for o, (a, n) in by_object.items() if n))
+    finally:
+        env.close()
+    return {"episodes": episodes, "alone": alone, "chained": chained, "by_position": by_position.tolist(),
+            "by_object": by_object}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmark.envs.kitchen_expert",
+                                     description="Success table of the scripted Kitchen demonstrator.")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per object and chained (default 20)")
+    parser.add_argument("--action-noise", type=float, default=0.1, help="std of the arm's action noise")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed whose episode plans are chained")
+    args = parser.parse_args(argv)
+    evaluate(args.episodes, noise=args.action_noise, seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    import benchmark.envs  # noqa: F401  (headless GL before mujoco)
+
+    raise SystemExit(main())
