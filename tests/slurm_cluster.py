@@ -27,6 +27,7 @@ BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scontrol", "sque
 MUNGE_KEY = Path("/etc/munge/munge.key")
 PARTITION = "debug"
 FEATURE = "testfeat"
+CRED_EXPIRE_S = 10  # seconds a requeued job waits before it can start again
 
 
 class ClusterUnavailable(RuntimeError):
@@ -95,7 +96,10 @@ class SlurmCluster:
             "SlurmdUser=root",
             "AuthType=auth/munge",
             "CredType=cred/munge",
-            f"AuthInfo=socket={socket_path}",
+            # cred_expire: a requeued job may start again only once the killed instance's credential
+            # has expired (SLURM's default: 120 s). Starting it earlier by hand (scontrol update
+            # StartTime=now) races slurmd, which then refuses it for good: "Job credential revoked".
+            f"AuthInfo=socket={socket_path},cred_expire={CRED_EXPIRE_S}",
             f"StateSaveLocation={r / 'state'}",
             f"SlurmdSpoolDir={r / 'spool'}",
             f"SlurmctldPidFile={r / 'slurmctld.pid'}",
@@ -218,14 +222,17 @@ class SlurmCluster:
                            env=self.client_env(), timeout=30)
         return [dict(zip(("id", "state", "reason"), line.split("|"))) for line in p.stdout.split("\n") if line]
 
-    def release_requeued(self) -> list[str]:
-        """Starts now every pending job that a requeue delayed (BeginTime); returns their ids."""
-        released = []
-        for job in self.squeue():
-            if job["state"] == "PENDING" and job["reason"] == "BeginTime":
-                self.scontrol("update", f"JobId={job['id']}", "StartTime=now", check=False)
-                released.append(job["id"])
-        return released
+    def diagnosis(self, lines: int = 40) -> str:
+        """Every job's state and the daemons' log tails, for a test's failure message."""
+        jobs = self.scontrol("show", "job", check=False)
+        logs = []
+        for name in ("slurmctld", "slurmd"):
+            f = self.root / "log" / f"{name}.log"
+            if f.exists():
+                logs.append(f"--- {name}.log (last {lines} lines)\n" + "\n".join(f.read_text(errors="replace")
+                                                                             .splitlines()[-lines:]))
+        return "\n--- scontrol show job\n" + jobs + "\n" + "\n".join(logs)
+
 
 
 if __name__ == "__main__":
