@@ -43,9 +43,9 @@ def test_chained_plans_and_seeded_noise(physics):
     assert all(_in_goal(a["qpos"][-1], o) for o in order)
     assert a["action"].shape == (280, 9) and a["action"].dtype == np.float32
     assert np.all(np.abs(a["action"]) <= 1.0)
-    b = ke.rollout(physics, order[:1], steps=40, seed=3, noise=0.1)
+    b = ke.rollout(physics, order, steps=40, seed=3, noise=0.1)
     np.testing.assert_array_equal(a["action"][:40], b["action"])  # same seed, same actions
-    c = ke.rollout(physics, order[:1], steps=40, seed=4, noise=0.1)
+    c = ke.rollout(physics, order, steps=40, seed=4, noise=0.1)
     assert not np.array_equal(b["action"], c["action"])  # the noise is seeded per episode
     with pytest.raises(ValueError, match="unknown kitchen object"):
         ke.rollout(physics, ["oven"], steps=1, seed=0, noise=0.0)
@@ -135,3 +135,11 @@ def test_generate_kitchen_errors(generated, tmp_path, capsys):
     assert cli(["generate", "kitchen/mixed", "--data-dir", str(tmp_path), "--quiet"]) == 2
     assert "generate kitchen" in capsys.readouterr().err
     assert not list(tmp_path.glob("kitchen/*"))
+
+
+def test_success_table(capsys):
+    assert ke.main(["--episodes", "1"]) == 0
+    out = capsys.readouterr().out
+    for obj in ke.OBJECTS:
+        assert f"{obj:15s} alone:   1 / 1" in out, out
+    assert "chained, all four: 1 / 1; by position in the chain: 1st 1, 2nd 1, 3rd 1, 4th 1" in out, out
