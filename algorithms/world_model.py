@@ -178,7 +178,13 @@ class Decoder(nn.Module):
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         lead = feat.shape[:-1]
         x = self.mlp(feat.reshape(-1, feat.shape[-1]))
-        x = self.deconv(x[:, :, None, None])
+        # The first transposed conv sees a 1x1 input, so it is exactly a matmul with its weight (in, out, k, k)
+        # flattened to (in, out*k*k): same parameters and values, and on a CPU ~6x faster than the
+        # transposed-convolution kernel (forward + backward 0.5 s vs 2.7 s at paper sizes, 800 frames).
+        first = self.deconv[0]
+        k = first.weight.shape[2:]
+        x = F.linear(x, first.weight.flatten(1).t(), first.bias.repeat_interleave(k[0] * k[1]))
+        x = self.deconv[1:](x.unflatten(1, first.weight.shape[1:]))
         return x.permute(0, 2, 3, 1).reshape(*lead, *self.obs_shape)
 
 

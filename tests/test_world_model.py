@@ -144,6 +144,20 @@ def test_imagination_returns_member_statistics_and_disagreement():
     torch.testing.assert_close(seq["stats"][1], seq["ensemble"][2, 0])
 
 
+def test_decoder_first_layer_as_a_matmul_equals_the_transposed_convolution():
+    from algorithms.world_model import Decoder
+
+    torch.manual_seed(0)
+    dec = Decoder(40, (64, 64, 3), (16,), 24, (8, 6, 4, 3), (5, 5, 6, 6))
+    feat = torch.randn(2, 3, 40, requires_grad=True)
+    ref = dec.deconv(dec.mlp(feat.reshape(-1, 40))[:, :, None, None]).permute(0, 2, 3, 1).reshape(2, 3, 64, 64, 3)
+    out = dec(feat)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    params = [feat] + list(dec.parameters())
+    for g, g_ref in zip(torch.autograd.grad(out.square().sum(), params), torch.autograd.grad(ref.square().sum(), params)):
+        torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
+
+
 def test_lambda_returns_match_a_hand_computed_example():
     reward = torch.tensor([[1.0], [2.0]])  # r_1, r_2
     value = torch.tensor([[0.0], [3.0], [4.0]])  # v_0, v_1, v_2
