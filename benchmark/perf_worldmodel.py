@@ -15,7 +15,8 @@ import torch
 
 from benchmark.datasets.__main__ import print_table
 
-PYDREAMER_CPU = {"world-model step (s)": 5.9, "full step (s)": "8.4-11.9", "params": "31M"}  # measured by the lead
+# measured 2026-11-23 with pydreamer's own WorldModel beside ours, interleaved (README, Performance)
+PYDREAMER_SIDE_BY_SIDE = {"pydreamer wm step (s)": 14.0, "ours wm step (s)": 10.79, "ratio": 1.30}
 
 
 def _batch(B, L, A, rng):
@@ -98,10 +99,9 @@ def main(argv=None) -> int:
     print_table(rows, list(rows[0]))
     print(f"ensemble cost: {args.ensemble} prior heads / 1 = {ens['full step (s)'] / one['full step (s)']:.3f}x "
           f"(full step), {ens['wm step (s)'] / one['wm step (s)']:.3f}x (world-model step)  [target <= 1.3x]")
-    print(f"pydreamer on this CPU (measured by the lead, 31M params): world-model step "
-          f"{PYDREAMER_CPU['world-model step (s)']} s, full step {PYDREAMER_CPU['full step (s)']} s -> "
-          f"world-model step speed ratio ours/pydreamer = {PYDREAMER_CPU['world-model step (s)'] / one['wm step (s)']:.2f}x "
-          f"[target >= 1.2x; not a side-by-side run at equal sizes]")
+    print(f"pydreamer side by side (2-core CPU, 1 thread each, equal sizes: 28.4M parameters, batch 16 x 50; "
+          f"README, Performance): its world-model step {PYDREAMER_SIDE_BY_SIDE['pydreamer wm step (s)']} s, "
+          f"ours {PYDREAMER_SIDE_BY_SIDE['ours wm step (s)']} s -> {PYDREAMER_SIDE_BY_SIDE["ratio"]:.2f}x  [target >= 1.2x]")
     if not args.no_moto:  # MOTO's full step (benchmark/perf_moto.py has more: CPU time, MOTO with one head)
         from benchmark.perf_moto import moto_step_ratio
 
