@@ -101,7 +101,7 @@ def main(argv=None) -> int:
           f"(full step), {ens['wm step (s)'] / one['wm step (s)']:.3f}x (world-model step)  [target <= 1.3x]")
     print(f"pydreamer side by side (2-core CPU, 1 thread each, equal sizes: 28.4M parameters, batch 16 x 50; "
           f"README, Performance): its world-model step {PYDREAMER_SIDE_BY_SIDE['pydreamer wm step (s)']} s, "
-          f"ours {PYDREAMER_SIDE_BY_SIDE['ours wm step (s)']} s -> {PYDREAMER_SIDE_BY_SIDE["ratio"]:.2f}x  [target >= 1.2x]")
+          f"ours {PYDREAMER_SIDE_BY_SIDE['ours wm step (s)']} s -> {PYDREAMER_SIDE_BY_SIDE['ratio']:.2f}x  [target >= 1.2x]")
     if not args.no_moto:  # MOTO's full step (benchmark/perf_moto.py has more: CPU time, MOTO with one head)
         from benchmark.perf_moto import moto_step_ratio
 
