@@ -2,7 +2,6 @@
 smoke runs completes, a preempted job requeues and its run ends with an uninterrupted run's metrics,
 a GPU sweep's sbatch script holds the requested resources, and finished runs are not resubmitted.
 No mock of submitit or SLURM. Skipped, with the reason, where the SLURM/munge packages are missing."""
-import csv
 import json
 import os
 import subprocess
@@ -13,15 +12,14 @@ from pathlib import Path
 import pytest
 
 from benchmark import results
-from benchmark.datasets.__main__ import main as datasets_cli
 from benchmark.run import main as run_cli
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import metric_rows as rows  # noqa: E402
 from slurm_cluster import ClusterUnavailable, FEATURE, PARTITION, SlurmCluster, missing_reason  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = str(REPO / "tests" / "slow_bc.py")
-TIME_COLUMNS = {"steps_per_s", "wall_time"}
 
 pytestmark = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
 
@@ -46,18 +44,6 @@ def cluster(tmp_path_factory):
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    assert datasets_cli(["generate", "metaworld/drawer-open", "--episodes", "1", "--quiet", "--data-dir", str(d)]) == 0
-    return d
-
-
-def rows(d):
-    with open(Path(d) / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
-
-
 def wait_for(cond, timeout=300, cluster=None, what="condition"):
     t = time.time()
     while not cond():
@@ -67,9 +53,9 @@ def wait_for(cond, timeout=300, cluster=None, what="condition"):
         time.sleep(0.5)
 
 
-def slurm_args(out, data_dir, algos="bc", seeds="0", extra=()):
+def slurm_args(out, drawer_open_data, algos="bc", seeds="0", extra=()):
     return ["--launcher", "slurm", "--algos", algos, "--tasks", "metaworld/drawer-open", "--seeds", seeds,
-            "--profile", "smoke", "--out", str(out), "--data-dir", str(data_dir), "--no-progress",
+            "--profile", "smoke", "--out", str(out), "--data-dir", str(drawer_open_data), "--no-progress",
             "--gpus", "0", "--cpus", "1", "--mem-gb", "2", "--time-min", "30", *extra]
 
 
@@ -77,16 +63,16 @@ def status_of(d):
     return results.read_status(Path(d)).get("status")
 
 
-def test_a_sweep_of_smoke_runs_completes_and_a_resubmission_skips_it(cluster, data_dir, tmp_path, capsys):
+def test_a_sweep_of_smoke_runs_completes_and_a_resubmission_skips_it(cluster, drawer_open_data, tmp_path, capsys):
     out = tmp_path / "out"
-    assert run_cli(slurm_args(out, data_dir, seeds="0,1", extra=["--runs-per-job", "2"])) == 0
+    assert run_cli(slurm_args(out, drawer_open_data, seeds="0,1", extra=["--runs-per-job", "2"])) == 0
     printed = capsys.readouterr().out
     assert "submitted 1 job(s) (2 runs)" in printed
     dirs = [out / "metaworld/drawer-open/bc/smoke" / f"seed_{s}" for s in (0, 1)]
     job = json.loads((dirs[0] / "slurm_job.json").read_text())["job_id"]
     assert json.loads((dirs[1] / "slurm_job.json").read_text())["job_id"] == job  # packed into one job
     # while the job is queued or running, a second submission submits nothing
-    assert run_cli(slurm_args(out, data_dir, seeds="0,1")) == 0
+    assert run_cli(slurm_args(out, drawer_open_data, seeds="0,1")) == 0
     again = capsys.readouterr().out
     assert "0 to launch" in again and "nothing to submit" in again
     wait_for(lambda: all(status_of(d) == "done" for d in dirs), cluster=cluster, what="runs done")
@@ -95,7 +81,7 @@ def test_a_sweep_of_smoke_runs_completes_and_a_resubmission_skips_it(cluster, da
     assert [r["phase"] for r in rows(dirs[0])][-1] == "eval"
     wait_for(lambda: not cluster.squeue(), cluster=cluster, what="queue empty")
     # finished runs are skipped on resubmission: nothing is submitted
-    assert run_cli(slurm_args(out, data_dir, seeds="0,1")) == 0
+    assert run_cli(slurm_args(out, drawer_open_data, seeds="0,1")) == 0
     printed = capsys.readouterr().out
     assert "2 done (skipped)" in printed and "nothing to submit" in printed
     assert not cluster.squeue()
@@ -106,12 +92,12 @@ def test_a_sweep_of_smoke_runs_completes_and_a_resubmission_skips_it(cluster, da
     assert "bc" in table and "total: 2 done, 0 running, 0 queued, 0 interrupted, 0 failed, 0 missing" in table
 
 
-def test_a_preempted_job_requeues_and_finishes_with_an_uninterrupted_runs_metrics(cluster, data_dir, tmp_path,
+def test_a_preempted_job_requeues_and_finishes_with_an_uninterrupted_runs_metrics(cluster, drawer_open_data, tmp_path,
                                                                                  monkeypatch, capsys):
     import submitit
 
     base = ["--import", PLUGIN, "--algos", "slow-bc", "--tasks", "metaworld/drawer-open", "--profile", "smoke",
-            "--data-dir", str(data_dir), "--no-progress"]
+            "--data-dir", str(drawer_open_data), "--no-progress"]
     monkeypatch.setenv("SLOW_BC_DELAY", "0")
     assert run_cli([*base, "--out", str(tmp_path / "ref")]) == 0  # the reference: inline, uninterrupted
     reference = rows(tmp_path / "ref/metaworld/drawer-open/slow-bc/smoke/seed_0")
@@ -136,7 +122,7 @@ def test_a_preempted_job_requeues_and_finishes_with_an_uninterrupted_runs_metric
     assert "Calling checkpoint method" in log and "Requeued job" in log  # submitit's handler did the requeue
 
 
-def test_the_sbatch_script_of_a_gpu_sweep_holds_the_requested_resources(cluster, data_dir, tmp_path, capsys):
+def test_the_sbatch_script_of_a_gpu_sweep_holds_the_requested_resources(cluster, drawer_open_data, tmp_path, capsys):
     cfile = tmp_path / "cluster.yaml"
     cfile.write_text(f"partition: {PARTITION}\naccount: moto\nqos: normal\nconstraint: {FEATURE}\ngpus_per_node: 1\n"
                      "cpus_per_task: 1\nmem_gb: 3\ntimeout_min: 45\narray_parallelism: 1\n"
@@ -144,7 +130,7 @@ def test_the_sbatch_script_of_a_gpu_sweep_holds_the_requested_resources(cluster,
     out = tmp_path / "out"
     assert run_cli(["--launcher", "slurm", "--cluster", str(cfile), "--mem-gb", "2", "--algos", "bc",
                     "--tasks", "metaworld/drawer-open", "--seeds", "0,1", "--profile", "smoke", "--out", str(out),
-                    "--data-dir", str(data_dir), "--no-progress"]) == 0
+                    "--data-dir", str(drawer_open_data), "--no-progress"]) == 0
     assert "submitted 2 job(s)" in capsys.readouterr().out
     (script,) = list((out / ".submitit").glob("*_submission.sh"))
     text = script.read_text()
@@ -157,11 +143,11 @@ def test_the_sbatch_script_of_a_gpu_sweep_holds_the_requested_resources(cluster,
     wait_for(lambda: all(status_of(d) == "done" for d in dirs), cluster=cluster, what="GPU-sweep runs done")
 
 
-def test_slurm_launcher_bad_input_is_a_one_line_error(cluster, data_dir, tmp_path, capsys):
+def test_slurm_launcher_bad_input_is_a_one_line_error(cluster, drawer_open_data, tmp_path, capsys):
     bad = tmp_path / "c.yaml"
     bad.write_text("gpus: 2\n")
     assert run_cli(["--launcher", "slurm", "--cluster", str(bad), "--algos", "bc", "--profile", "smoke",
-                    "--data-dir", str(data_dir), "--out", str(tmp_path / "o")]) == 2
+                    "--data-dir", str(drawer_open_data), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "unknown key(s) gpus" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()

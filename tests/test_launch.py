@@ -1,6 +1,5 @@
 """Local sweeps (--launcher local --workers N), sweep files, --retry-failed, the status CLI and the
 dry-run estimate. Runs are real (smoke profile, BC or the slow-bc plugin); nothing is mocked."""
-import csv
 import os
 import signal
 import subprocess
@@ -11,26 +10,13 @@ from pathlib import Path
 import pytest
 
 from benchmark import results
-from benchmark.datasets.__main__ import main as datasets_cli
 from benchmark.launch import load_sweep
 from benchmark.run import main as run_cli
 from benchmark.status import main as status_cli
+from conftest import metric_rows as rows
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = str(REPO / "tests" / "slow_bc.py")
-TIME_COLUMNS = {"steps_per_s", "wall_time"}
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    assert datasets_cli(["generate", "metaworld/drawer-open", "--episodes", "1", "--quiet", "--data-dir", str(d)]) == 0
-    return d
-
-
-def rows(d):
-    with open(Path(d) / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
 
 
 def wait_for(cond, timeout=300):
@@ -41,10 +27,10 @@ def wait_for(cond, timeout=300):
         time.sleep(0.1)
 
 
-def local_cmd(out, data_dir, seeds="0,1", workers="2"):
+def local_cmd(out, drawer_open_data, seeds="0,1", workers="2"):
     return [sys.executable, "-m", "benchmark.run", "--import", PLUGIN, "--algos", "slow-bc",
             "--tasks", "metaworld/drawer-open", "--seeds", seeds, "--profile", "smoke", "--out", str(out),
-            "--data-dir", str(data_dir), "--no-progress", "--launcher", "local", "--workers", workers]
+            "--data-dir", str(drawer_open_data), "--no-progress", "--launcher", "local", "--workers", workers]
 
 
 def seed_dir(out, seed):
@@ -58,15 +44,15 @@ def n_online(d):
         return 0
 
 
-def test_two_workers_run_a_sweep_and_a_killed_workers_run_resumes_to_the_same_metrics(tmp_path, data_dir):
+def test_two_workers_run_a_sweep_and_a_killed_workers_run_resumes_to_the_same_metrics(tmp_path, drawer_open_data):
     env = {**os.environ, "SLOW_BC_DELAY": "0"}
     ref = tmp_path / "ref"
     p = subprocess.run([sys.executable, "-m", "benchmark.run", "--import", PLUGIN, "--algos", "slow-bc", "--profile",
-                        "smoke", "--seeds", "0,1", "--out", str(ref), "--data-dir", str(data_dir), "--no-progress"],
+                        "smoke", "--seeds", "0,1", "--out", str(ref), "--data-dir", str(drawer_open_data), "--no-progress"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     out = tmp_path / "out"
-    launcher = subprocess.Popen(local_cmd(out, data_dir), cwd=REPO, env={**os.environ, "SLOW_BC_DELAY": "0.4"},
+    launcher = subprocess.Popen(local_cmd(out, drawer_open_data), cwd=REPO, env={**os.environ, "SLOW_BC_DELAY": "0.4"},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim = seed_dir(out, 1)
     wait_for(lambda: n_online(victim) >= 1 and results.read_status(seed_dir(out, 0)).get("status") == "running")
@@ -84,7 +70,7 @@ def test_two_workers_run_a_sweep_and_a_killed_workers_run_resumes_to_the_same_me
                         text=True, timeout=120)
     assert "total: 1 done, 0 running, 0 queued, 1 interrupted, 0 failed, 0 missing" in st.stdout, st.stdout
     # the same command again: seed 0 is skipped, seed 1 resumes from its checkpoint
-    again = subprocess.run(local_cmd(out, data_dir), cwd=REPO, env={**os.environ, "SLOW_BC_DELAY": "0"},
+    again = subprocess.run(local_cmd(out, drawer_open_data), cwd=REPO, env={**os.environ, "SLOW_BC_DELAY": "0"},
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "1 to launch, 1 done (skipped)" in again.stdout
@@ -93,10 +79,10 @@ def test_two_workers_run_a_sweep_and_a_killed_workers_run_resumes_to_the_same_me
     assert len(list((out / ".logs").glob("*.log"))) == 2  # each run's output in its own file
 
 
-def test_failed_runs_are_listed_skipped_and_retried_with_retry_failed(tmp_path, data_dir, capsys):
+def test_failed_runs_are_listed_skipped_and_retried_with_retry_failed(tmp_path, drawer_open_data, capsys):
     out = tmp_path / "out"
     args = ["--algos", "bc", "--tasks", "metaworld/drawer-open", "--seeds", "0,1", "--profile", "smoke",
-            "--out", str(out), "--data-dir", str(data_dir), "--no-progress", "--launcher", "local"]
+            "--out", str(out), "--data-dir", str(drawer_open_data), "--no-progress", "--launcher", "local"]
     assert run_cli(args) == 0
     d = out / "metaworld/drawer-open/bc/smoke/seed_1"
     results.set_status(d, "failed", error="RuntimeError: out of memory")  # as a crashed run leaves it
@@ -128,26 +114,26 @@ groups:
 """
 
 
-def test_a_sweep_file_runs_and_status_counts_its_missing_runs(tmp_path, data_dir, capsys):
+def test_a_sweep_file_runs_and_status_counts_its_missing_runs(tmp_path, drawer_open_data, capsys):
     sweep = tmp_path / "tiny.yaml"
     sweep.write_text(SWEEP)
     s = load_sweep(sweep)
     assert [(g["algos"], g["seeds"], g["runs_per_job"]) for g in s["groups"]] == [("bc", "0,1", 2),
                                                                                 ("bc", "2", 3)]
     out = tmp_path / "out"
-    base = ["--sweep", str(sweep), "--out", str(out), "--data-dir", str(data_dir)]
+    base = ["--sweep", str(sweep), "--out", str(out), "--data-dir", str(drawer_open_data)]
     assert run_cli([*base, "--launcher", "slurm", "--dry-run"]) == 0
     plan = capsys.readouterr().out
     assert "plan: 3 runs in 2 jobs, 24 gradient updates, 72 env steps" in plan  # seeds 0,1 packed in 1 job; seed 2: 1
     assert "no measurement for bc/smoke" in plan
     assert not out.exists()
     assert run_cli([*base, "--no-progress"]) == 0  # a sweep runs inline too, in this process
-    assert status_cli([str(out), "--sweep", str(sweep), "--data-dir", str(data_dir), "--no-squeue"]) == 0
+    assert status_cli([str(out), "--sweep", str(sweep), "--data-dir", str(drawer_open_data), "--no-squeue"]) == 0
     assert "total: 3 done, 0 running, 0 queued, 0 interrupted, 0 failed, 0 missing" in capsys.readouterr().out
     (out / "metaworld/drawer-open/bc/smoke/seed_2/status.json").unlink()  # as if never finished
     for f in (out / "metaworld/drawer-open/bc/smoke/seed_2").iterdir():
         f.unlink() if f.is_file() else None
-    assert status_cli([str(out), "--sweep", str(sweep), "--data-dir", str(data_dir), "--no-squeue"]) == 0
+    assert status_cli([str(out), "--sweep", str(sweep), "--data-dir", str(drawer_open_data), "--no-squeue"]) == 0
     assert "2 done, 0 running, 0 queued, 0 interrupted, 0 failed, 1 missing" in capsys.readouterr().out
     # the dry run now estimates from the measured steps/s of the finished runs
     assert run_cli([*base, "--launcher", "slurm", "--dry-run"]) == 0
@@ -161,23 +147,23 @@ def test_a_sweep_file_runs_and_status_counts_its_missing_runs(tmp_path, data_dir
     ("algos: nope\ntasks: metaworld/drawer-open\nseeds: 0\nprofile: smoke\n", "unknown algorithm 'nope'"),
     ("[1, 2", "not valid YAML"),
 ])
-def test_bad_sweep_files_are_one_line_errors(tmp_path, data_dir, capsys, text, message):
+def test_bad_sweep_files_are_one_line_errors(tmp_path, drawer_open_data, capsys, text, message):
     sweep = tmp_path / "s.yaml"
     sweep.write_text(text)
     assert run_cli(["--sweep", str(sweep), "--launcher", "local", "--out", str(tmp_path / "o"),
-                    "--data-dir", str(data_dir)]) == 2
+                    "--data-dir", str(drawer_open_data)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 
-def test_sweep_with_swept_flags_and_bad_workers_are_refused(tmp_path, data_dir, capsys):
+def test_sweep_with_swept_flags_and_bad_workers_are_refused(tmp_path, drawer_open_data, capsys):
     sweep = tmp_path / "s.yaml"
     sweep.write_text("algos: bc\ntasks: metaworld/drawer-open\nseeds: 0\nprofile: smoke\n")
-    argv = ["--sweep", str(sweep), "--algos", "bc", "--out", str(tmp_path / "o"), "--data-dir", str(data_dir)]
+    argv = ["--sweep", str(sweep), "--algos", "bc", "--out", str(tmp_path / "o"), "--data-dir", str(drawer_open_data)]
     assert run_cli(argv) == 2
     assert "drop --algos" in capsys.readouterr().err
-    assert run_cli(["--launcher", "local", "--workers", "0", "--profile", "smoke", "--data-dir", str(data_dir),
+    assert run_cli(["--launcher", "local", "--workers", "0", "--profile", "smoke", "--data-dir", str(drawer_open_data),
                     "--out", str(tmp_path / "o")]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
 
