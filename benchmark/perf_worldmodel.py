@@ -57,8 +57,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-moto", action="store_true", help="skip MOTO's full step (timed next to DreamerV2's)")
-    p.add_argument("--precision", default="auto", help="auto (bf16 autocast on CUDA), bf16 or fp32 (default: auto)")
-    p.add_argument("--compile", default="auto", help="auto (torch.compile on CUDA), on or off (default: auto)")
+    p.add_argument("--precision", default="auto",
+                   help="auto (fp32), tf32, fp32 or bf16 (see torch_nets.resolve_device_options; default: auto)")
+    p.add_argument("--compile", default="auto", help="auto (= off), on or off (default: auto)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -95,7 +95,7 @@ class Runner:
         self.log_every, self.progress, self.prefetch = log_every, progress, prefetch
         self.checkpoint_minutes = checkpoint_minutes  # also checkpoint when this much wall time has passed
         self.live = live  # optional live view (TensorBoard / W&B / GIFs): .log(row), .gif(frames, episodes), .close()
-        self.last_eval_episode = None
+        self.last_eval_episodes: list[dict] = []
         self.c = {"grad_step": 0, "env_steps": 0, "episodes": 0, "offline_evaluated": False, "rows": 0,
                   "wall_time": 0.0}
         self.stop_reason: str | None = None
@@ -145,7 +145,6 @@ class Runner:
             if getattr(self, "progress_bar", None) is not None:
                 self.progress_bar.note(phase=f"eval {i + 1}/{n}")
             eps.append(self.rollout(env, agent, False, episode_seed(self.seed, EVAL, index * 1000 + i)))
-        self.last_eval_episode = eps[0] if eps else None
         self.last_eval_episodes = eps
         return {"eval_success": float(np.mean([e["success"].any() for e in eps])),
                 "eval_return": float(np.mean([e["reward"].sum() for e in eps]))}
@@ -260,8 +259,8 @@ class Runner:
 
     def _evaluate_row(self, index: int) -> None:
         self._row("eval", **self.evaluate(self.eval_env, self.agent, index))
-        if self.live is not None and self.last_eval_episode is not None:
-            self.live.gif(self.last_eval_episode["image"], self.c["episodes"])
+        if self.live is not None and self.last_eval_episodes:
+            self.live.gif(self.last_eval_episodes[0]["image"], self.c["episodes"])
         if hasattr(self.agent, "on_eval"):
             self.agent.on_eval(self.c["episodes"], self.last_eval_episodes)
 
