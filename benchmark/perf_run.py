@@ -40,8 +40,6 @@ def measure(algo: str, task: str, profile: str, device: str, data_dir: str | Non
             episodes: int, eval_episodes: int, log_every: int, overrides: dict | None = None) -> dict:
     from benchmark import run as runmod
     from benchmark.protocol import Runner
-    from benchmark.profiles import schedule_for
-    from benchmark.tasks import get_task
 
     args = runmod.build_parser().parse_args(
         ["--algos", algo, "--tasks", task, "--profile", profile, "--device", device, "--out", str(out)]
@@ -51,8 +49,7 @@ def measure(algo: str, task: str, profile: str, device: str, data_dir: str | Non
         import algorithms
 
         r["cfg"] = algorithms.make_config(algo, profile, **overrides)
-    spec = get_task(task)
-    full = schedule_for(spec, profile)
+    full = r["schedule"]  # the task's whole schedule for this profile, from the plan
     G = full.updates_per_episode
     r["schedule"] = dataclasses.replace(full, offline_steps=offline, online_steps=episodes * G,
                                         eval_every_episodes=episodes, eval_episodes=eval_episodes)
