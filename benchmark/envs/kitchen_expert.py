@@ -399,8 +399,7 @@ def evaluate(episodes: int = 20, *, noise: float = 0.1, steps: int = 280, seed: 
                 by_object[o][1] += 1
         if log:
             log(f"chained, all four: {chained} / {episodes}; by position in the chain: "
-                + ", ".join(f"{k + 1}st {n}" if k == 0 else f"{k + 1}{'nd' if k == 1 else 'rd' if k == 2 else 'th'} {n}"
-                            for k, n in enumerate(by_position)))
+                + ", ".join(f"{place} {n}" for place, n in zip(("1st", "2nd", "3rd", "4th"), by_position)))
             log("chained, by object: " + ", ".join(f"{o} {a}/{n}" for o, (a, n) in by_object.items() if n))
     finally:
         env.close()
