@@ -30,7 +30,8 @@ Transition batch (B samples; frames stored once, stacks built by index)
                                      online / success at t+1 / the task's goal holds at t+1
     episode_goal (B,) bool           the sample's episode reaches the goal somewhere
 
-Sequence batch (B windows of L consecutive frames inside one episode, Dreamer's layout)
+Sequence batch (B windows of L consecutive frames inside one episode, Dreamer's layout; with
+``cross_episodes=True`` a window may run on into the next episode, which starts where is_first is set)
     image (B, L, H, W, C) uint8;  action (B, L, A): the action *into* each frame (zeros at an
     episode's first frame);  reward (B, L): the reward into each frame (0 at the first);
     discount (B, L) float32;  is_first, is_last, is_terminal, success, goal, episode_goal,
@@ -97,11 +98,18 @@ class Transitions:
 
 @dataclass(frozen=True)
 class Sequences:
-    """Windows of ``length`` consecutive frames inside one episode, uniform over valid starts."""
+    """Windows of ``length`` consecutive frames inside one episode, uniform over valid starts.
+
+    ``cross_episodes=True``: windows of the stream of every frame the filter keeps (episodes back to
+    back, wrapping round at the end), uniform over all of its frames as starts, so every frame is in
+    exactly ``length`` of the possible windows (inside-episode windows see an episode's first and
+    last frames ``length`` times less often than its middle). ``is_first`` marks where a new episode
+    begins inside a window; a recurrent model must reset there (``RSSM.observe`` does)."""
 
     batch: int
     length: int
     filter: str = "all"
+    cross_episodes: bool = False
 
     def __post_init__(self):
         _check_filter("Sequences", self.filter)

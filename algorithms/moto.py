@@ -69,6 +69,8 @@ class MOTOConfig(DreamerV2Config):
     agent_batch: int = 128  # rollout start states per update (C.3; see the module docstring)
     bc_batch: int = 4  # goal-filtered sequences for L_reg ...
     bc_length: int = 32  # ... of this length: 4 x 32 = 128 frames
+    bc_cross_episodes: bool = True  # BC windows run on across episode boundaries, so that every goal
+    # frame is cloned equally often (inside-episode windows see a demo's first steps ~30x less)
     diag_horizon: int = 0  # H of Eq. 12 (0: the imagination horizon)
 
     PROFILES = {
@@ -185,7 +187,7 @@ class MOTOAgent:
         self.amp, use_compile = resolve_device_options(self.device, c.precision, c.compile)
         self.requests = {"model": Sequences(c.batch, c.length)}
         if c.beta > 0:  # filtered BC: sequences of goal-reaching episodes only (the store's goal filter)
-            self.requests["bc"] = Sequences(c.bc_batch, c.bc_length, filter="goal")
+            self.requests["bc"] = Sequences(c.bc_batch, c.bc_length, filter="goal", cross_episodes=c.bc_cross_episodes)
         self.act_stack = 1
         with torch.random.fork_rng(devices=[]):  # initialisation depends on the seed only
             torch.manual_seed(context.seed)

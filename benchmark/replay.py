@@ -194,6 +194,10 @@ class EpisodeStore:
                 self._tables[key] = table
         return table
 
+    def stream(self, filter: str = "all") -> np.ndarray:
+        """Every frame ``filter`` keeps, in storage order: the frames that ``cross_episodes`` windows run along."""
+        return self.starts(1, filter)
+
     def _draw(self, rng: np.random.Generator, n: int, window: int, filter: str) -> np.ndarray:
         table = self.starts(window, filter)
         if len(table) == 0:
@@ -220,6 +224,13 @@ class EpisodeStore:
                 g = self._draw(rng, B, 2, request.filter)
             return self.transitions(g, request.framestack, out)
         if isinstance(request, Sequences):
+            if request.cross_episodes:  # windows along the filter's stream of frames, wrapping round
+                kept = self.stream(request.filter)
+                if len(kept) == 0:
+                    raise ValueError(f"no episode to sample from: none passes the {request.filter!r} filter")
+                j = rng.integers(0, len(kept), request.batch)
+                grid = kept[(j[:, None] + np.arange(request.length)) % len(kept)]
+                return self._gather_sequences(grid, out)
             return self.sequences(self._draw(rng, request.batch, request.length, request.filter), request.length, out)
         raise TypeError(f"unknown request {request!r}")
 
@@ -243,7 +254,11 @@ class EpisodeStore:
                 "online": a["online"].take(g), "episode_goal": a["episode_goal"].take(g)}
 
     def sequences(self, starts: np.ndarray, length: int, out: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        grid = np.asarray(starts, np.int64)[:, None] + np.arange(length)
+        """Windows of ``length`` stored frames from global frames ``starts`` (B,)."""
+        return self._gather_sequences(np.asarray(starts, np.int64)[:, None] + np.arange(length), out)
+
+    def _gather_sequences(self, grid: np.ndarray, out: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The sequence batch of the global frames ``grid`` (B, L): one gather per array."""
         a = self._arr
         terminal = a["terminal_in"].take(grid)
         return {"image": self.frames.take(grid, axis=0, out=out, mode="clip"), "action": a["action_in"].take(grid, axis=0),

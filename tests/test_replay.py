@@ -58,6 +58,52 @@ def test_sequences_stay_inside_one_episode_and_align_actions():
                       "success", "goal", "episode_goal"}
 
 
+def test_cross_episode_windows_cover_every_kept_frame_equally_and_mark_episode_starts():
+    eps = [make_episode(T=9, seed=1), make_episode(T=3, seed=2), make_episode(T=5, seed=3)]
+    eps[1]["success"][:] = False  # the goal filter drops episode 1: its stream is episodes 0 and 2
+    store = filled(*eps)
+    L = 6
+    for flt, kept in [("all", (0, 1, 2)), ("goal", (0, 2))]:
+        frames = np.concatenate([eps[e]["image"] for e in kept])  # the stream, episodes back to back
+        firsts = np.concatenate([np.arange(len(eps[e]["image"])) == 0 for e in kept])
+        into = np.concatenate([np.concatenate([np.zeros((1, 4)), eps[e]["action"]]) for e in kept])
+        N = len(frames)
+        b = store.sample(Sequences(400, L, filter=flt, cross_episodes=True), sampling_rng(0, 0, 0))
+        counts = np.zeros(N, int)
+        for i in range(400):
+            s = next(s for s in range(N) if all(np.array_equal(frames[(s + j) % N], b["image"][i, j]) for j in range(L)))
+            idx = (s + np.arange(L)) % N
+            counts[idx] += 1
+            np.testing.assert_array_equal(b["is_first"][i], firsts[idx])  # a new episode starts where is_first
+            np.testing.assert_array_equal(b["action"][i], into[idx])  # zeros into an episode's first frame
+        # Each frame is in exactly L of the N windows, so its expected count is 400 L / N, start or middle
+        # alike (inside-episode windows put an episode's first frame in 1 window of its 5 (T=9, L=6)).
+        expected = 400 * L / N
+        assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected)), (flt, counts, expected)
+    assert b["is_first"][:, 1:].any()  # some windows do cross a boundary
+
+
+def test_windows_across_an_episode_start_give_the_same_posterior_as_a_fresh_window():
+    import torch
+
+    from algorithms.world_model import RSSM, WorldModelConfig
+
+    eps = [make_episode(T=5, seed=1), make_episode(T=5, seed=2)]
+    store = filled(*eps)
+    torch.manual_seed(0)
+    rssm = RSSM(WorldModelConfig(deter=8, hidden=8, stoch=3, classes=4), embed_dim=5, action_dim=4)
+    across = store.sequences(np.array([3]), 6)  # frames 3..5 of episode 0, then 0..2 of episode 1
+    fresh = store.sequences(np.array([6]), 3)
+    assert across["is_first"].tolist() == [[False, False, False, True, False, False]]
+
+    def post(b):  # an embedding that depends on the frame only (a stand-in for the encoder)
+        embed = torch.as_tensor(b["image"]).float().flatten(2)[..., :5] / 255
+        p, _ = rssm.observe(embed, torch.as_tensor(b["action"]), torch.as_tensor(b["is_first"]), sample=False)
+        return p["deter"][0]
+
+    torch.testing.assert_close(post(across)[3:], post(fresh))
+
+
 def test_filters_return_only_the_episodes_asked_for():
     eps = [make_episode(T=5, seed=s) for s in range(4)]
     eps[0]["success"][:] = False  # episode 0 never reaches the goal; the others do at their last step
