@@ -109,8 +109,20 @@ def main(argv=None) -> int:
             overrides[k.strip()] = ast.literal_eval(v)
         except (ValueError, SyntaxError):
             overrides[k.strip()] = v
+    import algorithms
     from benchmark.datasets.__main__ import print_table
     from benchmark.run import resolve_device
+
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    try:
+        fields = {a: {f.name for f in dataclasses.fields(algorithms.get(a).config_cls)} for a in algos}
+    except KeyError as e:
+        p.error(str(e.args[0]) if e.args else f"unknown algorithm in --algos {args.algos!r}")
+    unknown = sorted(k for k in overrides if not any(k in f for f in fields.values()))
+    if unknown:
+        where = ", ".join(f"{c.__module__}.{c.__name__}" for c in dict.fromkeys(algorithms.get(a).config_cls for a in algos))
+        p.error(f"--set {', '.join(unknown)}: no config field of that name in {', '.join(algos)} "
+                f"(the fields are those of {where})")
 
     device = resolve_device(args.device)
     print(f"task {args.task}, profile {args.profile}, device {device}; timed: {args.offline} offline updates, "
@@ -118,11 +130,8 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
-        for algo in [a.strip() for a in args.algos.split(",") if a.strip()]:
-            import algorithms
-
-            fields = {f.name for f in dataclasses.fields(algorithms.get(algo).config_cls)}
-            mine = {k: v for k, v in overrides.items() if k in fields}
+        for algo in algos:
+            mine = {k: v for k, v in overrides.items() if k in fields[algo]}
             rows.append(measure(algo, args.task, args.profile, device, args.data_dir, root, args.offline,
                                 args.episodes, args.eval_episodes, args.log_every, mine))
             print(rows[-1], flush=True)

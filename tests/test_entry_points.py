@@ -37,6 +37,8 @@ def test_perf_run_times_the_protocol_and_projects_hours(drawer_open_data, tmp_pa
         assert phases.count("online") == 3 and phases.count("eval") == 2
     bad = run("benchmark.perf", "run", "--episodes", "2")
     assert bad.returncode == 2 and "--episodes must be at least 3" in bad.stderr
+    bad = run("benchmark.perf", "run", "--algos", "bc", "--set", "compile=off")  # a field bc does not have
+    assert bad.returncode == 2 and "--set compile: no config field" in bad.stderr and "BCConfig" in bad.stderr
 
 
 def test_device_options_defaults_and_errors():
