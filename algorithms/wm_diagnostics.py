@@ -8,9 +8,15 @@
 * ``video_prediction``: the same open-loop prediction for frames: true | predicted | difference
   stacked vertically, episodes side by side (DreamerV2's ``openl`` video), written as a GIF.
 
-``write_run_diagnostics`` writes all three into a run directory, in the formats of
+* ``action_fit``: the actor on the posterior states of given (e.g. expert) episodes, fed the episode's
+  own frames and actions: per step t, the mean absolute difference between the actor's mode action
+  and the episode's action at t (how well the policy clones the demos, step by step: an episode's
+  first steps are where a latent-space BC term is easiest to under-train).
+
+``write_run_diagnostics`` writes them into a run directory, in the formats of
 ``benchmark/analysis/diagnostics.py``: ``diagnostics/reward_prediction.csv``,
-``diagnostics/reconstruction.csv`` and ``gifs/openloop_<grad_step>.gif``. Its random draws come from
+``diagnostics/reconstruction.csv``, ``gifs/openloop_<grad_step>.gif`` and, given an actor,
+``diagnostics/action_fit.csv``. Its random draws come from
 a generator seeded by (run seed, grad step), never from the agent's: diagnostics do not change
 training, and rewriting them at the same step (after a resume) replaces their rows.
 """
@@ -26,6 +32,7 @@ import torch
 
 REWARD_COLUMNS = ["grad_step", "phase", "source", "episode", "t", "context", "true_reward", "predicted_reward"]
 RECON_COLUMNS = ["grad_step", "phase", "episode", "frames", "image_loss", "reward_loss"]
+ACTION_FIT_COLUMNS = ["grad_step", "phase", "episode", "t", "action_error"]
 
 
 def episode_tensors(wm, episode: dict, length: int | None = None) -> dict:
@@ -59,6 +66,21 @@ def reconstruction(wm, episodes: list[dict], generator: torch.Generator | None =
         out.append({"recon": _to_uint8(recon), "image_loss": float(image_loss), "reward_loss": float(reward_loss),
                     "frames": int(recon.shape[0])})
     return out
+
+
+@torch.no_grad()
+def action_fit(wm, actor, episodes: list[dict], generator: torch.Generator | None = None) -> list[dict]:
+    """Rows (episode, t, action_error) for t = 0 .. T-1: mean over action dimensions of
+    |mode pi(. | s_t) - a_t|, with s_t the posterior of frame t filtered on the episode's own frames and
+    actions (a_t: the episode's action at frame t, the action *into* frame t+1)."""
+    rows = []
+    for e, ep in enumerate(episodes):
+        b = episode_tensors(wm, ep)
+        post, _ = wm.rssm.observe(wm.encode(b["image"]), b["action"], b["is_first"], generator=generator)
+        mode = actor(wm.rssm.feat(post)[0, :-1]).mode().float()  # (T, A): the action at frames 0 .. T-1
+        err = (mode - b["action"][0, 1:].float()).abs().mean(-1).cpu().numpy()
+        rows += [{"episode": e, "t": t, "action_error": float(x)} for t, x in enumerate(err)]
+    return rows
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -146,8 +168,8 @@ def _replace_rows(path: Path, columns: list[str], rows: list[dict], grad_step: i
 
 def write_run_diagnostics(wm, episodes: list[dict], run_dir, grad_step: int, phase: str, context: int = 5,
                           seed: int = 0, actor=None, gif_length: int = 50) -> dict:
-    """Reward predictions (data and policy), reconstruction losses and the open-loop GIF of
-    ``episodes`` at ``grad_step``. Returns the paths written."""
+    """Reward predictions (data and policy), reconstruction losses, the open-loop GIF and, given the
+    actor, its action fit on ``episodes`` at ``grad_step``. Returns the paths written."""
     run_dir = Path(run_dir)
     dev = next(wm.parameters()).device
     gen = torch.Generator(device=dev).manual_seed(int(np.random.SeedSequence([seed, grad_step]).generate_state(1)[0]))
@@ -170,9 +192,15 @@ def write_run_diagnostics(wm, episodes: list[dict], run_dir, grad_step: int, pha
                       grad_step, phase)
         video = video_prediction(wm, episodes, context, gif_length, gen)
         gif = write_gif(run_dir / "gifs" / f"openloop_{grad_step:07d}.gif", video)
+        paths = {"reward_prediction": reward_path, "reconstruction": recon_path, "gif": gif}
+        if actor is not None:
+            paths["action_fit"] = run_dir / "diagnostics" / "action_fit.csv"
+            _replace_rows(paths["action_fit"], ACTION_FIT_COLUMNS,
+                          [{"grad_step": grad_step, "phase": phase, **r} for r in action_fit(wm, actor, episodes, gen)],
+                          grad_step, phase)
     finally:
         wm.train(was_training)
-    return {"reward_prediction": reward_path, "reconstruction": recon_path, "gif": gif}
+    return paths
 
 
 def load_agent(run_dir, device: str = "cpu"):

@@ -66,6 +66,29 @@ def test_diagnostics_are_written_at_each_evaluation(whole_run):
     data = df[df["source"] == "data"]
     assert len(data) == 2 * (101 - 2) and data["t"].min() == 2 and data["true_reward"].notna().all()
     assert df[df["source"] == "policy"]["true_reward"].isna().all()
+    import pandas as pd
+
+    fit = pd.read_csv(whole_run / "diagnostics" / "action_fit.csv")  # the actor on the same episodes
+    assert sorted(set(fit["grad_step"])) == evals and len(fit) == len(evals) * 2 * 100
+    assert fit["t"].max() == 99 and (fit["action_error"] >= 0).all()
+
+
+def test_action_fit_compares_the_mode_at_frame_t_with_the_action_taken_there():
+    from algorithms.wm_diagnostics import action_fit
+
+    agent = smoke_agent()
+    last = agent.actor.net[-1]  # a constant actor: zero weights, mean tanh(atanh(c)) = c, so mode = c
+    c = torch.tensor([0.5, -0.25, 0.0, 0.75])
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.cat([torch.atanh(c), torch.zeros(4)]))
+    rng = np.random.default_rng(0)
+    ep = {"image": rng.integers(0, 256, (7, 64, 64, 3), dtype=np.uint8),
+          "action": rng.uniform(-1, 1, (6, 4)).astype(np.float32), "reward": np.zeros(6, np.float32)}
+    rows = action_fit(agent.wm, agent.actor, [ep, ep])
+    assert [(r["episode"], r["t"]) for r in rows] == [(e, t) for e in range(2) for t in range(6)]
+    expected = np.abs(ep["action"] - c.numpy()).mean(1)  # action t is the one taken at frame t
+    np.testing.assert_allclose([r["action_error"] for r in rows[:6]], expected, rtol=1e-5)
 
 
 def smoke_agent(**kw):

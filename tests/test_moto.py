@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -263,6 +264,8 @@ def test_diagnostics_are_written_in_the_analysis_formats_and_from_the_checkpoint
     assert len(df) == 3 and (df["expected_uncertainty"] > 0).all()
     rp = read_reward_prediction(whole_run / "diagnostics" / "reward_prediction.csv")
     assert set(rp["grad_step"]) == {4} and set(rp["source"]) == {"data", "policy"}
+    fit = pd.read_csv(whole_run / "diagnostics" / "action_fit.csv")  # the actor on the expert episodes
+    assert sorted(set(fit["grad_step"])) == evals and fit["action_error"].notna().all()
     # functions on a checkpoint: rewriting at the final step replaces that step's rows
     moto.write_checkpoint_diagnostics(whole_run)
     with open(path, newline="") as f:
