@@ -102,7 +102,7 @@ class Sequences:
 
     ``cross_episodes=True``: windows of the stream of every frame the filter keeps (episodes back to
     back, wrapping round at the end), uniform over all of its frames as starts, so every frame is in
-    exactly ``length`` of the possible windows (inside-episode windows see an episode's first and
+    exactly ``length`` of the possible windows (when ``length`` <= the stream's frames) (inside-episode windows see an episode's first and
     last frames ``length`` times less often than its middle). ``is_first`` marks where a new episode
     begins inside a window; a recurrent model must reset there (``RSSM.observe`` does)."""
 

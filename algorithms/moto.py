@@ -36,7 +36,9 @@ drawn from the agent's generator) starts the H-step rollouts -- B x T = 16 x 8 =
 T is the T of Eqs. 6-8 (Eq. 8 then uses the T - 1 real transitions inside each window, whose next state's
 Vhat' is the first value of the next rollout). With agent_batch >= B x L every posterior state starts a
 rollout (T = L, DreamerV2's choice). Filtered BC gets its own goal-filtered request (bc_batch x bc_length
-= 4 x 32 = 128 frames, 124 transitions), whose posterior states come from the model (no gradient).
+= 4 x 32 = 128 frames, at most 124 transitions), whose posterior states come from the model (no gradient).
+Its windows run across episode boundaries (every goal frame equally likely); the pair that crosses one
+is masked.
 
 Kept from DreamerV2 ("everything else: DreamerV2 defaults"): the actor's entropy bonus eta (added to
 Eq. 6, ``actor_ent``), hard target copies every 100 updates, Adam with eps 1e-5, clipping 100.

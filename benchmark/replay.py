@@ -190,6 +190,7 @@ class EpisodeStore:
             elif filter == "goal":
                 ok &= self._arr["episode_goal"][:n]
             table = np.flatnonzero(ok)
+            table.setflags(write=False)  # shared by every sampler (and returned by stream())
             with self._lock:
                 self._tables[key] = table
         return table

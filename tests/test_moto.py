@@ -187,6 +187,16 @@ def test_filtered_bc_touches_only_goal_reaching_trajectories():
     assert moto.bc_loss(agent.actor, feat, moved).item() == base.item()
     moved["action"][0, 2] = -moved["action"][0, 2]
     assert moto.bc_loss(agent.actor, feat, moved).item() != base.item()
+    # a window that runs into the next episode: the pair (last frame of one episode, the zero action
+    # into the next one's first frame) is no transition and is left out
+    crossing = dict(batch, is_first=batch["is_first"].clone())
+    crossing["is_first"][0, 2] = True
+    base = moto.bc_loss(agent.actor, feat, crossing)
+    moved = dict(crossing, action=crossing["action"].clone())
+    moved["action"][0, 2] = torch.rand(4) * 2 - 1
+    assert moto.bc_loss(agent.actor, feat, moved).item() == base.item()
+    moved["action"][0, 3] = -moved["action"][0, 3]
+    assert moto.bc_loss(agent.actor, feat, moved).item() != base.item()
     assert not smoke_agent(beta=0.0).requests.keys() - {"model"}  # no BC, no BC batch
 
 
