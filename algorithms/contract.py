@@ -104,17 +104,26 @@ class Sequences:
     back, wrapping round at the end), uniform over all of its frames as starts, so every frame is in
     exactly ``length`` of the possible windows (when ``length`` <= the stream's frames) (inside-episode windows see an episode's first and
     last frames ``length`` times less often than its middle). ``is_first`` marks where a new episode
-    begins inside a window; a recurrent model must reset there (``RSSM.observe`` does)."""
+    begins inside a window; a recurrent model must reset there (``RSSM.observe`` does).
+
+    ``prioritize_ends=True``: DreamerV2's replay (``replay.prioritize_ends`` of its default config): an
+    episode drawn uniformly among those with ``length`` frames, then a start uniform over its n - L + 1
+    windows plus L more draws that all take the last window, so an episode's end is oversampled
+    (for a 101-frame episode and L = 50, half the windows are the last one)."""
 
     batch: int
     length: int
     filter: str = "all"
     cross_episodes: bool = False
+    prioritize_ends: bool = False
 
     def __post_init__(self):
         _check_filter("Sequences", self.filter)
         if self.batch < 1 or self.length < 2:
             raise ValueError(f"Sequences needs batch >= 1 and length >= 2, got {self.batch}, {self.length}")
+        if self.cross_episodes and self.prioritize_ends:
+            raise ValueError("Sequences: cross_episodes and prioritize_ends exclude each other (one draws windows "
+                             "along a stream of episodes, the other an episode first)")
 
 
 Request = Transitions | Sequences

@@ -49,6 +49,7 @@ class DreamerV2Config(WorldModelConfig):
     discount: float = 0.99
     lam: float = 0.95
     slow_target_every: int = 100
+    prioritize_ends: bool = True  # DreamerV2's replay oversamples episode ends (dmc_vision: False)
     # Diagnostics written into the run directory (0 turns them off)
     diag_every_evals: int = 1  # write them at every n-th evaluation (on_eval)
     diag_episodes: int = 4  # dataset episodes used for them
@@ -70,7 +71,7 @@ class DreamerV2Agent:
         self.config, self.context = config, context
         self.device = torch.device(context.device)
         self.amp, use_compile = resolve_device_options(self.device, config.precision, config.compile)
-        self.requests = {"model": Sequences(config.batch, config.length)}
+        self.requests = {"model": Sequences(config.batch, config.length, prioritize_ends=config.prioritize_ends)}
         self.act_stack = 1
         with torch.random.fork_rng(devices=[]):  # initialisation depends on the seed only
             torch.manual_seed(context.seed)
@@ -190,4 +191,5 @@ class DreamerV2Agent:
 register("dreamerv2", DreamerV2Config, DreamerV2Agent)
 # DreamerV2's dmc_vision preset (continuous control from pixels): deter/hidden 200, free nats 1,
 # entropy 1e-4. Model and critic lr stay the paper's (1e-4, 8e-5).
-register_variant("dreamerv2-dmc", "dreamerv2", deter=200, hidden=200, free_nats=1.0, actor_ent=1e-4)
+register_variant("dreamerv2-dmc", "dreamerv2", deter=200, hidden=200, free_nats=1.0, actor_ent=1e-4,
+                 prioritize_ends=False)

@@ -187,7 +187,7 @@ class MOTOAgent:
         c = config
         self.device = torch.device(context.device)
         self.amp, use_compile = resolve_device_options(self.device, c.precision, c.compile)
-        self.requests = {"model": Sequences(c.batch, c.length)}
+        self.requests = {"model": Sequences(c.batch, c.length, prioritize_ends=c.prioritize_ends)}
         if c.beta > 0:  # filtered BC: sequences of goal-reaching episodes only (the store's goal filter)
             self.requests["bc"] = Sequences(c.bc_batch, c.bc_length, filter="goal", cross_episodes=c.bc_cross_episodes)
         self.act_stack = 1
@@ -475,4 +475,4 @@ register_variant("moto-no-unc", "moto", alpha=0.0)
 register_variant("moto-no-bc", "moto", beta=0.0)
 register_variant("moto-no-bc-no-unc", "moto", alpha=0.0, beta=0.0)
 # DreamerV2's dmc_vision preset for the world model (SPEC section 3: "make both reachable").
-register_variant("moto-dmc", "moto", deter=200, hidden=200, free_nats=1.0, actor_ent=1e-4)
+register_variant("moto-dmc", "moto", deter=200, hidden=200, free_nats=1.0, actor_ent=1e-4, prioritize_ends=False)

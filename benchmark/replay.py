@@ -195,6 +195,31 @@ class EpisodeStore:
                 self._tables[key] = table
         return table
 
+    def episodes_with(self, window: int, filter: str = "all") -> np.ndarray:
+        """Episodes with at least ``window`` frames that ``filter`` keeps (for ``prioritize_ends``)."""
+        key = ("episodes", window, filter)
+        table = self._tables.get(key)
+        if table is None:
+            starts = np.asarray(self.ep_start, np.int64)
+            frames = np.asarray(self.ep_len, np.int64) + 1
+            kept = np.isin(starts, self.starts(1, filter))  # an episode is kept whole or not at all
+            table = np.flatnonzero(kept & (frames >= window))
+            table.setflags(write=False)
+            with self._lock:
+                self._tables[key] = table
+        return table
+
+    def _draw_prioritizing_ends(self, rng: np.random.Generator, n: int, window: int, filter: str) -> np.ndarray:
+        """DreamerV2's draw: an episode uniformly, then start = min(U{0 .. frames - L + L}, frames - L)."""
+        eps = self.episodes_with(window, filter)
+        if len(eps) == 0:
+            raise ValueError(f"no episode to sample from: none has {window} frames"
+                             f"{'' if filter == 'all' else f' and passes the {filter!r} filter'}")
+        e = eps[rng.integers(0, len(eps), n)]
+        frames = np.asarray(self.ep_len, np.int64)[e] + 1
+        start = np.minimum(rng.integers(0, frames - window + 1 + window), frames - window)
+        return np.asarray(self.ep_start, np.int64)[e] + start
+
     def stream(self, filter: str = "all") -> np.ndarray:
         """Every frame ``filter`` keeps, in storage order: the frames that ``cross_episodes`` windows run along."""
         return self.starts(1, filter)
@@ -232,7 +257,8 @@ class EpisodeStore:
                 j = rng.integers(0, len(kept), request.batch)
                 grid = kept[(j[:, None] + np.arange(request.length)) % len(kept)]
                 return self._gather_sequences(grid, out)
-            return self.sequences(self._draw(rng, request.batch, request.length, request.filter), request.length, out)
+            draw = self._draw_prioritizing_ends if request.prioritize_ends else self._draw
+            return self.sequences(draw(rng, request.batch, request.length, request.filter), request.length, out)
         raise TypeError(f"unknown request {request!r}")
 
     def transitions(self, g: np.ndarray, framestack: int, out: np.ndarray | None = None) -> dict[str, np.ndarray]:

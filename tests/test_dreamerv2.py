@@ -146,6 +146,10 @@ def test_variant_and_profiles_resolve():
     assert (base.batch, base.length, base.horizon, base.model_lr, base.actor_lr, base.critic_lr) == \
         (16, 50, 15, 1e-4, 8e-5, 8e-5)
     assert algorithms.make_config("dreamerv2-dmc", "smoke").deter == 16
+    # the replay: DreamerV2's default config oversamples episode ends, its dmc_vision preset does not
+    assert smoke_agent().requests["model"].prioritize_ends
+    assert not smoke_agent(prioritize_ends=False).requests["model"].prioritize_ends
+    assert (base.prioritize_ends, dmc.prioritize_ends) == (True, False)
 
 
 def test_cli_smoke_run(tmp_path, data_dir):

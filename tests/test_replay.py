@@ -83,6 +83,31 @@ def test_cross_episode_windows_cover_every_kept_frame_equally_and_mark_episode_s
     assert b["is_first"][:, 1:].any()  # some windows do cross a boundary
 
 
+def test_prioritize_ends_draws_episodes_uniformly_and_half_the_windows_at_the_end():
+    # DreamerV2's draw for a T+1 = 11-frame episode and L = 5: start = min(U{0..11}, 6), so the last
+    # window (start 6) has probability 6/12 and every other start 1/12; episodes are equally likely
+    # whatever their length (the short one, 6 frames: start = min(U{0..6}, 1) -> 1 with probability 6/7).
+    eps = [make_episode(T=10, seed=1), make_episode(T=5, seed=2), make_episode(T=3, seed=3)]  # the last is too short
+    store = filled(*eps)
+    n = 24_000
+    g = store.sample(Sequences(n, 5, prioritize_ends=True), sampling_rng(0, 0, 0))["image"][:, 0]
+    where = {ep["image"][t].tobytes(): (e, t) for e, ep in enumerate(eps) for t in range(len(ep["image"]))}
+    drawn = [where[img.tobytes()] for img in g]  # (episode, start) of each window
+    e0 = np.array([t for e, t in drawn if e == 0])
+    e1 = np.array([t for e, t in drawn if e == 1])
+    assert not any(e == 2 for e, _ in drawn)
+    assert abs(len(e0) / n - 0.5) < 0.02  # two eligible episodes, each half the time
+    assert set(e0) == set(range(7)) and abs(np.mean(e0 == 6) - 6 / 12) < 0.02
+    assert abs(np.mean(e0 == 0) - 1 / 12) < 0.01
+    assert set(e1) == {0, 1} and abs(np.mean(e1 == 1) - 6 / 7) < 0.02
+    b = store.sample(Sequences(64, 5, prioritize_ends=True), sampling_rng(0, 1, 0))
+    assert not b["is_first"][:, 1:].any()  # windows stay inside their episode
+    with pytest.raises(ValueError, match="exclude each other"):
+        Sequences(4, 5, cross_episodes=True, prioritize_ends=True)
+    with pytest.raises(ValueError, match="none has 12 frames"):
+        store.sample(Sequences(4, 12, prioritize_ends=True), sampling_rng(0, 0, 0))
+
+
 def test_windows_across_an_episode_start_give_the_same_posterior_as_a_fresh_window():
     import torch
 
