@@ -51,14 +51,20 @@ def episode_tensors(wm, episode: dict, length: int | None = None) -> dict:
             "is_first": torch.as_tensor(is_first)[None].to(dev)}
 
 
+def filtered(wm, episode: dict, generator: torch.Generator | None = None) -> tuple[dict, torch.Tensor]:
+    """The episode in the training layout (``episode_tensors``) and the features (1, T+1, F) of its
+    posterior states, filtered on its own frames and actions."""
+    b = episode_tensors(wm, episode)
+    post, _ = wm.rssm.observe(wm.encode(b["image"]), b["action"], b["is_first"], generator=generator)
+    return b, wm.rssm.feat(post)
+
+
 @torch.no_grad()
 def reconstruction(wm, episodes: list[dict], generator: torch.Generator | None = None) -> list[dict]:
     """Per episode: recon (T+1, H, W, C) uint8, image_loss and reward_loss (means over frames)."""
     out = []
     for ep in episodes:
-        b = episode_tensors(wm, ep)
-        post, _ = wm.rssm.observe(wm.encode(b["image"]), b["action"], b["is_first"], generator=generator)
-        feat = wm.rssm.feat(post)
+        b, feat = filtered(wm, ep, generator)
         recon = wm.decode(feat).float()[0]
         target = b["image"][0].float() / 255.0 - 0.5
         image_loss = 0.5 * ((recon - target) ** 2).sum((-3, -2, -1)).mean()
@@ -75,9 +81,8 @@ def action_fit(wm, actor, episodes: list[dict], generator: torch.Generator | Non
     actions (a_t: the episode's action at frame t, the action *into* frame t+1)."""
     rows = []
     for e, ep in enumerate(episodes):
-        b = episode_tensors(wm, ep)
-        post, _ = wm.rssm.observe(wm.encode(b["image"]), b["action"], b["is_first"], generator=generator)
-        mode = actor(wm.rssm.feat(post)[0, :-1]).mode().float()  # (T, A): the action at frames 0 .. T-1
+        b, feat = filtered(wm, ep, generator)
+        mode = actor(feat[0, :-1]).mode().float()  # (T, A): the action at frames 0 .. T-1
         err = (mode - b["action"][0, 1:].float()).abs().mean(-1).cpu().numpy()
         rows += [{"episode": e, "t": t, "action_error": float(x)} for t, x in enumerate(err)]
     return rows

@@ -8,7 +8,9 @@ frame g is then (frames g-k+1..g, action_in[g+1], reward_in[g+1], frames g-k+2..
 a (B, k+1) index grid, with ``obs``/``next_obs`` as views. A sequence is one gather of a (B, L) grid.
 
 Sampling is uniform over a flat table of valid start frames (one table per window size and
-filter, rebuilt only when an episode is added), with a caller-supplied ``numpy.random.Generator``:
+filter, rebuilt only when an episode is added; ``Sequences``' ``cross_episodes`` and
+``prioritize_ends`` draw from the table of kept frames and of long-enough episodes instead), with a
+caller-supplied ``numpy.random.Generator``:
 the protocol keys it by (seed, gradient step, request), so a batch depends on nothing but the
 store's content and those three numbers. That is what makes background prefetching and exact
 resume compatible (``BatchSampler``).
@@ -213,8 +215,7 @@ class EpisodeStore:
         """DreamerV2's draw: an episode uniformly, then start = min(U{0 .. frames - L + L}, frames - L)."""
         eps = self.episodes_with(window, filter)
         if len(eps) == 0:
-            raise ValueError(f"no episode to sample from: none has {window} frames"
-                             f"{'' if filter == 'all' else f' and passes the {filter!r} filter'}")
+            raise self._nothing_to_sample(window, filter)
         e = eps[rng.integers(0, len(eps), n)]
         frames = np.asarray(self.ep_len, np.int64)[e] + 1
         start = np.minimum(rng.integers(0, frames - window + 1 + window), frames - window)
@@ -224,11 +225,23 @@ class EpisodeStore:
         """Every frame ``filter`` keeps, in storage order: the frames that ``cross_episodes`` windows run along."""
         return self.starts(1, filter)
 
+    def _stream_windows(self, rng: np.random.Generator, n: int, length: int, filter: str) -> np.ndarray:
+        """Global frames (n, length) of windows along ``stream(filter)``, uniform starts, wrapping round."""
+        kept = self.stream(filter)
+        if len(kept) == 0:
+            raise ValueError(f"no episode to sample from: none passes the {filter!r} filter")
+        j = rng.integers(0, len(kept), n)
+        return kept[(j[:, None] + np.arange(length)) % len(kept)]
+
+    @staticmethod
+    def _nothing_to_sample(window: int, filter: str) -> ValueError:
+        return ValueError(f"no episode to sample from: none has {window} frames"
+                          f"{'' if filter == 'all' else f' and passes the {filter!r} filter'}")
+
     def _draw(self, rng: np.random.Generator, n: int, window: int, filter: str) -> np.ndarray:
         table = self.starts(window, filter)
         if len(table) == 0:
-            raise ValueError(f"no episode to sample from: none has {window} frames"
-                             f"{'' if filter == 'all' else f' and passes the {filter!r} filter'}")
+            raise self._nothing_to_sample(window, filter)
         return table[rng.integers(0, len(table), n)]
 
     def frame_buffer(self, request: Transitions | Sequences) -> np.ndarray:
@@ -250,13 +263,8 @@ class EpisodeStore:
                 g = self._draw(rng, B, 2, request.filter)
             return self.transitions(g, request.framestack, out)
         if isinstance(request, Sequences):
-            if request.cross_episodes:  # windows along the filter's stream of frames, wrapping round
-                kept = self.stream(request.filter)
-                if len(kept) == 0:
-                    raise ValueError(f"no episode to sample from: none passes the {request.filter!r} filter")
-                j = rng.integers(0, len(kept), request.batch)
-                grid = kept[(j[:, None] + np.arange(request.length)) % len(kept)]
-                return self._gather_sequences(grid, out)
+            if request.cross_episodes:
+                return self._gather_sequences(self._stream_windows(rng, request.batch, request.length, request.filter), out)
             draw = self._draw_prioritizing_ends if request.prioritize_ends else self._draw
             return self.sequences(draw(rng, request.batch, request.length, request.filter), request.length, out)
         raise TypeError(f"unknown request {request!r}")
