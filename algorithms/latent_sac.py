@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from algorithms.torch_nets import ClippedAdam, mlp
+from algorithms.world_model import gaussian_log_prob
 
 # ---------------------------------------------------------------------------------------------------
 # Latent replay buffer
@@ -153,11 +154,6 @@ def mixed_batch(real: LatentBuffer, model: LatentBuffer, batch: int, real_fracti
 
 # ---------------------------------------------------------------------------------------------------
 # LOMPO's disagreement penalties (``penalty_type``)
-
-
-def gaussian_log_prob(mean: torch.Tensor, std: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """log N(z; mean, diag(std^2)) summed over the last dimension."""
-    return (-0.5 * ((z - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 def disagreement(kind: str, means: torch.Tensor, stds: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:

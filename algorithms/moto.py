@@ -5,9 +5,10 @@ World model: the shared RSSM (``algorithms/world_model.py``) with M = 7 prior he
 sequences of 16 x 50 with the ELBO of Eq. 1 (one uniformly drawn head per time step, ``WorldModel.loss``).
 Per update (Algorithm 1, lines 2-6):
 
-Eq. 2  u(s_t, a_t) = std_i { l^i(z_{t+1}) }: std over members of the next-step prior logits, averaged
-       over the latent's logits; the logits come from the same batched matmul that gives the sampled
-       member's prior (``RSSM.img_step(return_ensemble=True)``), so the uncertainty is free.   ``uncertainty``
+Eq. 2  u(s_t, a_t) = disagreement of the M members' priors of z_{t+1} ("std of the logit outputs"; the
+       paper gives no reduction, so the measure is ``MOTOConfig.uncertainty``, see ``RSSM.disagreement``);
+       the members' statistics come from the same batched matmul that gives the sampled member's prior
+       (``RSSM.img_step(return_ensemble=True)``), so the uncertainty is free.                  ``uncertainty``
 Eq. 3  r^(s_t, a_t, s_{t+1}) = r(s_{t+1}) - alpha u(s_t, a_t),  alpha = 10.                 ``penalised_reward``
 Eq. 4  from every start state s^0_j (posterior of a real sequence): a^t ~ pi(. | s^t),
        s^{t+1} ~ p(. | s^t, a^t), r^{t+1} = r^(s^t, a^t, s^{t+1}),  t = 0 .. H-1.                ``MOTOAgent.rollout``
@@ -73,6 +74,10 @@ class MOTOConfig(DreamerV2Config):
     bc_length: int = 32  # ... of this length: 4 x 32 = 128 frames
     bc_cross_episodes: bool = True  # BC windows run on across episode boundaries, so that every goal
     # frame is cloned equally often (inside-episode windows see a demo's first steps ~30x less)
+    bc_burn_in: int = 5  # a BC window that starts mid-episode starts its posterior cold: its first frames
+    # (until this many, or an episode start inside the window) are filtered without loss
+    uncertainty: str = "logits"  # Eq. 2's measure (RSSM.disagreement): logits | log_probs | probs |
+    # sample_log_prob | meandis
     diag_horizon: int = 0  # H of Eq. 12 (0: the imagination horizon)
 
     PROFILES = {
@@ -86,9 +91,10 @@ class MOTOConfig(DreamerV2Config):
 # The paper's equations, as functions of tensors (tested one by one in tests/test_moto.py)
 
 
-def uncertainty(rssm, stats_all: torch.Tensor) -> torch.Tensor:
-    """Eq. 2: u(s_t, a_t) = std over the M members of the prior logits of z_{t+1}; (M, ..., P) -> (...)."""
-    return rssm.ensemble_disagreement(stats_all)
+def uncertainty(rssm, stats_all: torch.Tensor, measure: str = "logits", stoch: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 2: u(s_t, a_t) = disagreement of the M members' priors of z_{t+1}, by ``measure``
+    (``RSSM.disagreement``); stats_all (M, ..., P), stoch the sampled z_{t+1} (..., Z) -> (...)."""
+    return rssm.disagreement(stats_all, measure, stoch)
 
 
 def penalised_reward(reward: torch.Tensor, u: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -157,12 +163,17 @@ def data_critic_loss(q: list[torch.Tensor], reward: torch.Tensor, discount: torc
     return sum((m * (target - qi) ** 2).sum() / m.sum().clamp_min(1.0) for qi in q)
 
 
-def bc_loss(actor, feat: torch.Tensor, batch: dict) -> torch.Tensor:
+def bc_loss(actor, feat: torch.Tensor, batch: dict, burn_in: int = 0) -> torch.Tensor:
     """Eq. 10's L_reg: -mean log pi(a_t | s_t) over the transitions (frame t, action[t+1]) of goal-reaching
-    episodes (rows whose ``episode_goal`` is False contribute nothing; the request is goal-filtered)."""
+    episodes (rows whose ``episode_goal`` is False contribute nothing; the request is goal-filtered).
+    A window's posterior starts cold at its first frame, so frames t < ``burn_in`` count only from an
+    episode start inside the window on (there the posterior is the one the actor sees when acting)."""
     dist = actor(feat[:, :-1].detach())
     logp = dist.log_prob(batch["action"][:, 1:].float())  # (B, L-1)
-    m = (batch["episode_goal"][:, 1:].bool() & ~batch["is_first"][:, 1:].bool()).float()
+    first = batch["is_first"].bool()
+    t = torch.arange(first.shape[1] - 1, device=first.device)
+    warm = (t >= burn_in)[None] | (torch.cummax(first[:, :-1].int(), 1).values > 0)
+    m = (batch["episode_goal"][:, 1:].bool() & ~first[:, 1:] & warm).float()
     return -(m * logp).sum() / m.sum().clamp_min(1.0)
 
 
@@ -259,7 +270,7 @@ class MOTOAgent:
         feat = seq["feat"]
         last_action = self.actor(feat[-1].detach()).rsample(self.gen)  # a^H ~ pi(. | s^H)
         action = torch.cat([seq["action"][1:], last_action[None].to(seq["action"].dtype)])
-        u = uncertainty(rssm, seq["ensemble"])  # (H, N): member logits of z_{t+1} given (s^t, a^t)
+        u = uncertainty(rssm, seq["ensemble"], self.config.uncertainty, seq["stoch"][1:])  # (H, N): u(s^t, a^t)
         reward = self.wm.predict_reward(feat[1:])  # r(s^{t+1})
         penalty_u = u if alpha else u.detach()  # (no gradient through an unused std)
         return {"feat": feat, "action": action, "reward": penalised_reward(reward, penalty_u, alpha),
@@ -291,7 +302,7 @@ class MOTOAgent:
                 with torch.no_grad():  # posterior states of goal-reaching sequences, from the model
                     bc_post, _ = self.wm.rssm.observe(self.wm.encode(bc_batch["image"]), bc_batch["action"].float(),
                                                       bc_batch["is_first"], generator=self.gen)
-                reg = bc_loss(self.actor, self.wm.rssm.feat(bc_post), bc_batch)
+                reg = bc_loss(self.actor, self.wm.rssm.feat(bc_post), bc_batch, c.bc_burn_in)
                 actor_loss = actor_loss + c.beta * reg  # Eq. 10
                 metrics["bc_loss"] = reg.detach()
         metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss)
@@ -317,6 +328,7 @@ class MOTOAgent:
                         "critic_data_loss": loss_data.detach(), "actor_ent": roll["entropy"].mean().detach(),
                         "imag_reward": roll["model_reward"].mean().detach(),
                         "imag_uncertainty": roll["uncertainty"].mean().detach(),
+                        "imag_penalty": c.alpha * roll["uncertainty"].mean().detach(),  # alpha u, next to imag_reward
                         "q_value": q[0].mean().detach(), "q_real": q_real[0].mean().detach()})
         return metrics
 
@@ -367,7 +379,8 @@ class MOTOAgent:
                                            seed=self.context.seed, actor=self.actor)
         gen = torch.Generator(device=self.device).manual_seed(
             int(np.random.SeedSequence([self.context.seed, self.updates, 12]).generate_state(1)[0]))
-        eps_u = expected_uncertainty(self.wm, self.expert_episodes, c.diag_horizon or c.horizon, gen)
+        by_source = action_uncertainty(self.wm, episodes, c.diag_horizon or c.horizon, gen, self.actor)
+        eps_u = by_source["data"].get(c.uncertainty) if self.expert_episodes and by_source else None
         gap, source, returns, success = None, "", [], None
         if eval_episodes:  # J(policy): the evaluation's returns over the expert horizon
             source, success = "eval_episodes", float(np.mean([np.any(e["success"]) for e in eval_episodes]))
@@ -382,8 +395,11 @@ class MOTOAgent:
                "policy_episodes": len(returns)}
         path = Path(run_dir) / "diagnostics" / "uncertainty.csv"
         diag._replace_rows(path, UNCERTAINTY_COLUMNS, [row], self.updates, phase)
+        by_action = Path(run_dir) / "diagnostics" / "uncertainty_actions.csv"
+        diag._replace_rows(by_action, ACTION_UNCERTAINTY_COLUMNS,
+                           action_uncertainty_rows(by_source, c.uncertainty, row), self.updates, phase)
         self.recent_returns = []
-        return {**paths, "uncertainty": path}
+        return {**paths, "uncertainty": path, "uncertainty_actions": by_action}
 
     # -- state ------------------------------------------------------------------------------------
     def _parts(self) -> dict:
@@ -406,6 +422,8 @@ class MOTOAgent:
 
 UNCERTAINTY_COLUMNS = ["grad_step", "phase", "episodes", "env_steps", "expected_uncertainty", "performance_gap",
                        "eval_success", "policy_return_source", "policy_episodes"]
+ACTION_UNCERTAINTY_COLUMNS = ["grad_step", "phase", "episodes", "env_steps", "measure", "selected", "data", "policy",
+                              "random", "policy_over_data", "random_over_data"]
 
 
 def _task_rules(task: str):
@@ -424,15 +442,28 @@ def _task_rules(task: str):
 # Diagnostics on a model (or a checkpoint)
 
 
+ACTION_SOURCES = ("data", "policy", "random")
+
+
 @torch.no_grad()
-def expected_uncertainty(wm, episodes: list[dict], horizon: int, generator: torch.Generator | None = None) -> float | None:
-    """Eq. 12: eps_u ~= E[1/(H (T-H)) sum_{j, t} u(s^t_j, a_{j+t})]. Posterior states s_j of frames
-    j = 0 .. T-H-1 of each expert episode (T actions) start H-step rollouts of the expert's actions
-    a_j .. a_{j+H-1}; u is Eq. 2 on the prior logits of each step. Mean over every (j, t) of every episode."""
+def action_uncertainty(wm, episodes: list[dict], horizon: int, generator: torch.Generator | None = None, actor=None,
+                       sources=ACTION_SOURCES, measures=None) -> dict[str, dict[str, float]]:
+    """Does u tell the data's actions from others? From the posterior states s_j of frames j = 0 .. T-H-1
+    of each episode (T actions), H-step model rollouts under
+        data    the episode's own actions a_j .. a_{j+H-1} (Eq. 12's rollouts)
+        policy  the actor's samples a ~ pi(. | s^t) (needs ``actor``)
+        random  uniform actions in [-1, 1]^A
+    and the mean over every (j, t) of u(s^t_j, a^t_j) by every measure (default: all the latents allow).
+    Returns {source: {measure: mean u}}; {} when no episode is longer than H."""
+    from algorithms.world_model import UNCERTAINTY_MEASURES
     from algorithms.wm_diagnostics import episode_tensors
 
     rssm = wm.rssm
-    total, count = 0.0, 0
+    if measures is None:
+        measures = [m for m in UNCERTAINTY_MEASURES if rssm.discrete or m not in ("log_probs", "probs")]
+    sources = [s for s in sources if s != "policy" or actor is not None]
+    total = {s: {m: 0.0 for m in measures} for s in sources}
+    count = 0
     for ep in episodes:
         T = len(ep["action"])
         n = T - horizon
@@ -441,14 +472,47 @@ def expected_uncertainty(wm, episodes: list[dict], horizon: int, generator: torc
         b = episode_tensors(wm, ep)  # action[:, t] is the action into frame t
         post, _ = rssm.observe(wm.encode(b["image"][:, :n]), b["action"][:, :n], b["is_first"][:, :n],
                                generator=generator)
-        state = {k: v[0] for k, v in post.items()}  # (n, ..): s_0 .. s_{n-1}
-        taken = b["action"][0, 1:]  # taken[t]: the expert's action at frame t
-        for t in range(horizon):
-            state, stats_all = rssm.img_step(state, taken[t:t + n], generator, return_ensemble=True)
-            u = uncertainty(rssm, stats_all)  # u(s^t_j, a_{j+t}) for every j
-            total += float(u.sum())
-            count += u.numel()
-    return total / count if count else None
+        taken = b["action"][0, 1:]  # taken[t]: the episode's action at frame t
+        for source in sources:
+            state = {k: v[0] for k, v in post.items()}  # (n, ..): s_0 .. s_{n-1}
+            for t in range(horizon):
+                if source == "data":
+                    action = taken[t:t + n]
+                elif source == "policy":
+                    action = actor(rssm.feat(state)).rsample(generator).to(taken.dtype)
+                else:
+                    action = torch.rand(taken[:n].shape, generator=generator, device=taken.device) * 2 - 1
+                state, stats_all = rssm.img_step(state, action, generator, return_ensemble=True)
+                for m in measures:
+                    total[source][m] += float(uncertainty(rssm, stats_all, m, state["stoch"]).sum())
+        count += n * horizon
+    return {s: {m: v / count for m, v in by.items()} for s, by in total.items()} if count else {}
+
+
+def expected_uncertainty(wm, episodes: list[dict], horizon: int, generator: torch.Generator | None = None,
+                         measure: str = "logits") -> float | None:
+    """Eq. 12: eps_u ~= E[1/(H (T-H)) sum_{j, t} u(s^t_j, a_{j+t})]. Posterior states s_j of frames
+    j = 0 .. T-H-1 of each expert episode (T actions) start H-step rollouts of the expert's actions
+    a_j .. a_{j+H-1}; u is Eq. 2 (``measure``) at each step. Mean over every (j, t) of every episode."""
+    out = action_uncertainty(wm, episodes, horizon, generator, sources=("data",), measures=(measure,))
+    return out["data"][measure] if out else None
+
+
+def action_uncertainty_rows(by_source: dict, selected: str, base: dict) -> list[dict]:
+    """``action_uncertainty``'s result as rows of ``uncertainty_actions.csv``: one per measure, with the
+    policy/data and random/data ratios (1.0: the measure cannot tell those actions from the data's)."""
+    if not by_source:
+        return []
+    keep = ("grad_step", "phase", "episodes", "env_steps")
+    rows = []
+    for m, data in by_source["data"].items():
+        row = {**{k: base[k] for k in keep}, "measure": m, "selected": m == selected, "data": data}
+        for s in ("policy", "random"):
+            v = by_source.get(s, {}).get(m)
+            row[s] = v
+            row[f"{s}_over_data"] = v / data if v is not None and data > 0 else None
+        rows.append(row)
+    return rows
 
 
 def write_checkpoint_diagnostics(run_dir, episodes: list[dict] | None = None, device: str = "cpu") -> dict:

@@ -17,7 +17,7 @@ KL balancing (alpha = 0.8; the prior learns faster than the posterior is regular
 Discrete latents: ``stoch`` categoricals of ``classes`` classes, probabilities mixed with ``unimix``
 uniform, straight-through samples  z = onehot(z~) + p - sg(p).  Gaussian latents (``classes = 0``):
 mean and std = 2 sigmoid(s / 2) + min_std, reparameterised samples.
-Ensemble uncertainty (MOTO Eq. 2): u = std over members of the prior logits    ensemble_disagreement
+Ensemble uncertainty (MOTO Eq. 2): u = disagreement of the members' priors, by a named measure   disagreement
 
 State: a dict of tensors {"deter" (.., D), "stoch" (.., Z), "stats" (.., P)}, Z = stoch*classes (or
 stoch), P = stoch*classes logits (or 2*stoch: mean, raw std). Features for heads: [stoch, deter].
@@ -206,6 +206,14 @@ def kl_balanced(post: torch.Tensor, prior: torch.Tensor, rssm: "RSSM", balance: 
     return loss, value.detach()
 
 
+UNCERTAINTY_MEASURES = ("logits", "log_probs", "probs", "sample_log_prob", "meandis")
+
+
+def gaussian_log_prob(mean: torch.Tensor, std: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """log N(z; mean, diag(std^2)) summed over the last dimension."""
+    return (-0.5 * ((z - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
 class RSSM(nn.Module):
     def __init__(self, cfg: WorldModelConfig, embed_dim: int, action_dim: int):
         super().__init__()
@@ -302,11 +310,53 @@ class RSSM(nn.Module):
             return self.prior_out(self.act_fn(self.prior_hidden(deter[None], idx)), idx)[0]
         return self.prior_out(self.act_fn(self.prior_hidden(deter, member)), member)
 
-    def ensemble_disagreement(self, stats_all: torch.Tensor) -> torch.Tensor:
-        """u = std over members of the prior logits (Gaussian: of the means), averaged over latent
-        dimensions (MOTO Eq. 2): stats_all (M, ..., P) -> (...)."""
-        x = stats_all.float() if self.discrete else self.mean_std(stats_all)[0]
-        return x.std(0, unbiased=False).mean(-1)
+    def disagreement(self, stats_all: torch.Tensor, measure: str = "logits",
+                     stoch: torch.Tensor | None = None) -> torch.Tensor:
+        """Ensemble disagreement about the next latent (MOTO Eq. 2 leaves the reduction open): stats_all
+        (M, ..., P) every member's prior statistics -> (...). Population std over members throughout.
+
+        logits           std_i of the raw prior logits, mean over the S x K logits (Gaussian: std_i of
+                         the means, mean over dims, as victorkolev/cmil). Not invariant: a constant added
+                         to one categorical's logits, or logits below unimix's floor, change no
+                         probability yet move it.
+        log_probs        std_i of log p^i (after unimix: centred logits), mean over S x K
+        probs            std_i of p^i, mean over S x K (cmil's member-mean std read for categoricals:
+                         a categorical's mean is its probability vector)
+        sample_log_prob  std_i of log p^i(z') at the sampled next latent ``stoch`` (rmrafailov/LOMPO's
+                         ``log_prob``), log p summed over the latent variables
+        meandis          mean_i ||p^i - mean_j p^j||_F over the S x K probabilities (Gaussian: over the
+                         means) (conglu1997/v-d4rl Offline DV2's ``meandis``)
+        """
+        if measure not in UNCERTAINTY_MEASURES:
+            raise ValueError(f"unknown uncertainty measure {measure!r}; choose one of {', '.join(UNCERTAINTY_MEASURES)}")
+        if not self.discrete:
+            mean, std = self.mean_std(stats_all)
+            if measure == "logits":
+                return mean.std(0, unbiased=False).mean(-1)
+            if measure == "sample_log_prob":
+                return gaussian_log_prob(mean, std, self._needs(stoch).float()[None]).std(0, unbiased=False)
+            if measure == "meandis":
+                return (mean - mean.mean(0, keepdim=True)).norm(dim=-1).mean(0)
+            raise ValueError(f"uncertainty measure {measure!r} is for categorical latents; Gaussian latents "
+                             f"take logits (the means), sample_log_prob or meandis")
+        if measure == "logits":
+            return stats_all.float().std(0, unbiased=False).mean(-1)
+        logp = self.log_probs(stats_all)  # (M, ..., S, K)
+        if measure == "log_probs":
+            return logp.std(0, unbiased=False).mean((-2, -1))
+        if measure == "sample_log_prob":
+            z = self._needs(stoch).float().unflatten(-1, (self.cfg.stoch, self.cfg.classes))
+            return (logp * z[None]).sum((-2, -1)).std(0, unbiased=False)
+        probs = logp.exp()
+        if measure == "probs":
+            return probs.std(0, unbiased=False).mean((-2, -1))
+        return (probs - probs.mean(0, keepdim=True)).flatten(-2).norm(dim=-1).mean(0)  # meandis
+
+    @staticmethod
+    def _needs(stoch):
+        if stoch is None:
+            raise ValueError("the sample_log_prob measure needs the sampled next latent (stoch=)")
+        return stoch
 
     # -- steps --------------------------------------------------------------------------------------
     def img_step(self, state: dict, action: torch.Tensor, generator: torch.Generator | None = None,
@@ -346,12 +396,15 @@ class RSSM(nn.Module):
     def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, state: dict | None = None,
                 generator: torch.Generator | None = None, sample: bool = True, members: torch.Tensor | None = None):
         """Filter a batch of sequences. embed (B, L, E); action (B, L, A), the action *into* each frame;
-        is_first (B, L). Returns (post, prior_stats): post a state dict of (B, L, ...) tensors, and the
+        is_first (B, L); without ``state`` the first frame is a start (is_first taken as set there). Returns (post, prior_stats): post a state dict of (B, L, ...) tensors, and the
         prior statistics (B, L, P) of member ``members[t]`` at step t (drawn uniformly per time step
         when not given), computed after the scan for all steps at once (one batched matmul)."""
         B, L = embed.shape[:2]
-        if state is None:
+        if state is None:  # a window with no carried state starts afresh at its first frame (DreamerV2's replay
+            # marks is_first there): zero state *and* zero previous action, even where the window starts mid-episode
             state = self.initial(B, embed.device, embed.dtype if embed.is_floating_point() else torch.float32)
+            is_first = is_first.clone()
+            is_first[:, 0] = True
         posts = []
         for t in range(L):
             state = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], generator, sample)

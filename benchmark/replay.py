@@ -33,6 +33,10 @@ from algorithms.contract import FILTERS, Sequences, Transitions
 # Per-frame arrays besides the frames: name -> dtype (action_in is 2-D).
 _PER_FRAME = {"reward_in": np.float32, "terminal_in": bool, "success_in": bool, "goal_in": bool,
               "is_first": bool, "is_last": bool, "online": bool, "episode_goal": bool}
+# Per-step episode fields that some tasks carry (the dataset format's optional (T, K) arrays): kept
+# when the store's first episode has them, so that ``episode(e)`` hands agents what a task's goal
+# rule reads (Kitchen: ``objects_done``). Stored as ``<name>_in`` in the frame layout.
+_OPTIONAL_STEPS = {"objects_done": bool}
 
 
 def sampling_rng(seed: int, step: int, request: int) -> np.random.Generator:
@@ -66,7 +70,9 @@ class EpisodeStore:
         old_n = self.n_frames
         frames = np.empty((capacity, *frame_shape), np.uint8)
         arrays = {"action_in": np.empty((capacity, action_dim), np.float32),
-                  **{k: np.empty(capacity, dt) for k, dt in _PER_FRAME.items()}}
+                  **{k: np.empty(capacity, dt) for k, dt in _PER_FRAME.items()},
+                  **{k: np.empty((capacity, *v.shape[1:]), v.dtype) for k, v in self._arr.items()
+                     if k not in _PER_FRAME and k != "action_in"}}
         frame_ep = np.empty(capacity, np.int32)
         if self.frames is not None:
             frames[:old_n] = self.frames[:old_n]
@@ -119,9 +125,13 @@ class EpisodeStore:
         goal = np.asarray(self.goal_fn(episode), bool)
         if goal.shape != (T,):
             raise ValueError(f"goal_fn must return ({T},) bool flags, got {goal.shape}")
+        optional = self._optional_steps(episode, T)
         n = T + 1
         if self.frames is None:
             self._allocate(image.shape[1:], action.shape[1], n)
+        if self.n_frames == 0:  # the first episode decides which optional fields the store keeps
+            for k, v in optional.items():
+                self._arr.setdefault(f"{k}_in", np.empty((self.capacity, *v.shape[1:]), v.dtype))
         elif self.n_frames + n > self.capacity:
             self._allocate(self.frames.shape[1:], action.shape[1],
                            max(self.n_frames + n, int(self.capacity * self.grow)))
@@ -134,6 +144,8 @@ class EpisodeStore:
             return np.concatenate([np.zeros(1, dtype), np.asarray(x, dtype)])
 
         a["reward_in"][s] = shifted(episode["reward"], np.float32)
+        for k, v in optional.items():
+            a[f"{k}_in"][s] = np.concatenate([np.zeros((1, *v.shape[1:]), v.dtype), v])
         a["terminal_in"][s] = shifted(episode["terminal"], bool)
         a["success_in"][s] = shifted(episode["success"], bool)
         a["goal_in"][s] = shifted(goal, bool)
@@ -153,6 +165,28 @@ class EpisodeStore:
         self._tables.clear()
         return e
 
+    def _optional_steps(self, episode: dict, T: int) -> dict[str, np.ndarray]:
+        """The episode's optional per-step fields, checked against what the store keeps."""
+        out = {}
+        for k, dt in _OPTIONAL_STEPS.items():
+            kept = f"{k}_in" in self._arr
+            if k not in episode:
+                if kept:
+                    raise ValueError(f"the episode has no {k!r}, which the store's other episodes carry "
+                                     f"(every episode of a task must carry the same fields)")
+                continue
+            v = np.asarray(episode[k], dt)
+            if len(v) != T:
+                raise ValueError(f"episode field {k!r} has {len(v)} rows for {T} actions")
+            if self.n_frames and not kept:
+                raise ValueError(f"the episode carries {k!r}, which the store's earlier episodes lack "
+                                 f"(every episode of a task must carry the same fields)")
+            if kept and v.shape[1:] != self._arr[f"{k}_in"].shape[1:]:
+                raise ValueError(f"episode field {k!r} has shape {v.shape[1:]} per step, the store's "
+                                 f"{self._arr[f'{k}_in'].shape[1:]}")
+            out[k] = v
+        return out
+
     # -- views ---------------------------------------------------------------------------------
     @property
     def num_episodes(self) -> int:
@@ -163,12 +197,14 @@ class EpisodeStore:
         return int(sum(self.ep_len))
 
     def episode(self, e: int) -> dict[str, np.ndarray]:
-        """Episode ``e`` as stored, in the dataset's layout (views into the store)."""
+        """Episode ``e`` as stored, in the dataset's layout (views into the store), with the optional
+        per-step fields the store keeps (e.g. Kitchen's ``objects_done``)."""
         s, T = self.ep_start[e], self.ep_len[e]
         a = self._arr
-        return {"image": self.frames[s:s + T + 1], "action": a["action_in"][s + 1:s + T + 1],
-                "reward": a["reward_in"][s + 1:s + T + 1], "terminal": a["terminal_in"][s + 1:s + T + 1],
-                "success": a["success_in"][s + 1:s + T + 1], "goal": a["goal_in"][s + 1:s + T + 1]}
+        steps = slice(s + 1, s + T + 1)
+        return {"image": self.frames[s:s + T + 1], "action": a["action_in"][steps], "reward": a["reward_in"][steps],
+                "terminal": a["terminal_in"][steps], "success": a["success_in"][steps], "goal": a["goal_in"][steps],
+                **{k: a[f"{k}_in"][steps] for k in _OPTIONAL_STEPS if f"{k}_in" in a}}
 
     def global_index(self, e: int, t: int) -> int:
         return self.ep_start[e] + t

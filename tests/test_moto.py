@@ -255,7 +255,7 @@ def test_kill_and_resume_is_bit_exact(tmp_path, drawer_open_data, monkeypatch, w
     assert all(x["bc_loss"] and x["critic_data_loss"] and float(x["imag_uncertainty"]) > 0 for x in r)
 
 
-def test_diagnostics_are_written_in_the_analysis_formats_and_from_the_checkpoint(whole_run):
+def test_diagnostics_are_written_in_the_analysis_formats_and_from_the_checkpoint(whole_run, tmp_path):
     from benchmark.analysis.diagnostics import read_reward_prediction, read_uncertainty
 
     evals = [int(x["grad_step"]) for x in rows(whole_run) if x["phase"] == "eval"]
@@ -272,6 +272,19 @@ def test_diagnostics_are_written_in_the_analysis_formats_and_from_the_checkpoint
     assert all(int(r["policy_episodes"]) == 1 for r in raw)  # the smoke profile's eval_episodes
     df = read_uncertainty(path)  # rows with both Eq. 12's estimate and a performance gap
     assert len(df) == 3 and (df["expected_uncertainty"] > 0).all()
+    # u by action source: one row per measure at every evaluation, and the analysis reads and reports it
+    acts = pd.read_csv(whole_run / "diagnostics" / "uncertainty_actions.csv")
+    assert sorted(set(acts["grad_step"])) == evals and len(acts) == 5 * len(evals)
+    assert set(acts.loc[acts["selected"], "measure"]) == {algorithms.make_config("moto", "smoke").uncertainty}
+    assert (acts[["data", "policy", "random", "random_over_data"]] > 0).all().all()
+    from benchmark.analysis.pipeline import Options, analyze
+
+    A = analyze(whole_run.parent, tmp_path / "analysis", Options(reps=20, progress=False))
+    t = A.tables["uncertainty_actions"]
+    assert set(t["at"]) == {"offline_end", "last"} and len(t) == 10
+    report = (tmp_path / "analysis" / "report.md").read_text()
+    assert "Mean u along model rollouts from dataset states" in report and "random_over_data" in report
+    assert (tmp_path / "analysis" / "tables" / "uncertainty_actions.csv").exists()
     rp = read_reward_prediction(whole_run / "diagnostics" / "reward_prediction.csv")
     assert set(rp["grad_step"]) == {4} and set(rp["source"]) == {"data", "policy"}
     fit = pd.read_csv(whole_run / "diagnostics" / "action_fit.csv")  # the actor on the expert episodes
@@ -301,3 +314,66 @@ def test_expected_uncertainty_rolls_expert_actions_from_the_first_T_minus_H_stat
     torch.testing.assert_close(calls[0][1], torch.as_tensor(ep["action"][0:4]))  # a_{j+0}
     torch.testing.assert_close(calls[1][1], torch.as_tensor(ep["action"][1:5]))  # a_{j+1}
     assert moto.expected_uncertainty(agent.wm, [ep], horizon=6) is None  # too short for H
+
+
+def test_bc_burns_in_the_first_frames_of_a_window_that_starts_mid_episode():
+    agent = smoke_agent()
+    feat = torch.randn(1, 8, agent.wm.rssm.feat_dim)
+    batch = {k: torch.as_tensor(v) for k, v in seq_batch(1, 8).items()}
+    batch["is_first"][:] = False  # the window starts mid-episode
+    base = moto.bc_loss(agent.actor, feat, batch, burn_in=3)
+    moved = dict(batch, action=batch["action"].clone())
+    moved["action"][0, 1:4] = torch.rand(3, 4) * 2 - 1  # pairs t = 0, 1, 2: burnt in
+    assert moto.bc_loss(agent.actor, feat, moved, burn_in=3).item() == base.item()
+    moved["action"][0, 4] = -moved["action"][0, 4]  # pair t = 3 counts
+    assert moto.bc_loss(agent.actor, feat, moved, burn_in=3).item() != base.item()
+    # an episode start inside the window: from there on the posterior is exact, so pairs count at once
+    started = dict(batch, is_first=batch["is_first"].clone())
+    started["is_first"][0, 1] = True
+    base = moto.bc_loss(agent.actor, feat, started, burn_in=3)
+    moved = dict(started, action=started["action"].clone())
+    moved["action"][0, 2] = -moved["action"][0, 2]  # pair t = 1 (frame 1 starts the episode)
+    assert moto.bc_loss(agent.actor, feat, moved, burn_in=3).item() != base.item()
+    assert algorithms.make_config("moto", "paper").bc_burn_in == 5
+
+
+def test_action_uncertainty_rolls_data_policy_and_random_actions_from_the_same_states():
+    agent = smoke_agent()
+    ep = make_episode(T=7, size=16)
+    calls = []
+    real_step = agent.wm.rssm.img_step
+
+    def spy(state, action, *a, **kw):
+        calls.append(action.clone())
+        return real_step(state, action, *a, **kw)
+
+    agent.wm.rssm.img_step = spy
+    out = moto.action_uncertainty(agent.wm, [ep], 2, torch.Generator().manual_seed(0), agent.actor)
+    assert list(out) == ["data", "policy", "random"] and len(calls) == 6
+    assert set(out["data"]) == {"logits", "log_probs", "probs", "sample_log_prob", "meandis"}
+    torch.testing.assert_close(calls[0], torch.as_tensor(ep["action"][0:5]))  # the data's own actions
+    assert calls[4].min() >= -1 and calls[4].max() <= 1 and not torch.equal(calls[4], calls[0])
+    assert all(v > 0 for by in out.values() for v in by.values())
+    # Eq. 12 is the data source of the chosen measure
+    eps = moto.expected_uncertainty(agent.wm, [ep], 2, torch.Generator().manual_seed(0), measure="probs")
+    assert eps == pytest.approx(out["data"]["probs"], rel=1e-5)
+    rows_ = moto.action_uncertainty_rows(out, "probs", {"grad_step": 3, "phase": "offline", "episodes": 0,
+                                                        "env_steps": 0})
+    assert [r["selected"] for r in rows_].count(True) == 1
+    r = next(r for r in rows_ if r["measure"] == "meandis")
+    assert r["random_over_data"] == pytest.approx(out["random"]["meandis"] / out["data"]["meandis"])
+
+
+def test_the_uncertainty_measure_is_a_config_choice():
+    # same seed, same weights, same draws: the measure changes u (and the penalised reward), not the rollout
+    a, b = smoke_agent(uncertainty="meandis"), smoke_agent()
+    g = torch.Generator().manual_seed(3)
+    start = {"deter": torch.randn(5, 16, generator=g), "stoch": torch.rand(5, 16, generator=g),
+             "stats": torch.zeros(5, 16)}
+    with torch.no_grad():
+        ra, rb = a.rollout(start, 3, 10.0), b.rollout(start, 3, 10.0)
+    torch.testing.assert_close(ra["feat"], rb["feat"])
+    assert ra["uncertainty"].shape == (3, 5) and not torch.allclose(ra["uncertainty"], rb["uncertainty"])
+    torch.testing.assert_close(ra["reward"], ra["model_reward"] - 10.0 * ra["uncertainty"])
+    with pytest.raises(ValueError, match="unknown uncertainty measure"):
+        smoke_agent(uncertainty="nope").rollout(start, 1, 10.0)

@@ -196,3 +196,37 @@ def test_memory_is_the_frames_and_reserve_avoids_copies():
         store.add({**make_episode(T=5), "action": np.zeros((6, 4), np.float32)})
     with pytest.raises(ValueError, match="image shape"):
         store.add(make_episode(T=5, size=8))
+
+
+def test_episodes_keep_the_fields_a_goal_rule_reads():
+    # Kitchen's goal rule reads objects_done: the store keeps it, so episode(e) hands it to agents
+    from benchmark.tasks import get_task
+
+    spec = get_task("kitchen/partial")
+    done = np.zeros((5, 4), bool)
+    done[3:, :3] = True  # the first three objects hold from step 3 on
+    eps = [make_episode(T=5, action_dim=9, seed=1, objects_done=done),
+           make_episode(T=4, action_dim=9, seed=2, objects_done=np.zeros((4, 4), bool))]
+    store = EpisodeStore(goal_fn=spec.goal_flags)
+    store.reserve(20, (8, 8, 3), 9)
+    for ep in eps:
+        store.add(ep)
+    for e, ep in enumerate(eps):
+        got = store.episode(e)
+        np.testing.assert_array_equal(got["objects_done"], ep["objects_done"])
+        assert spec.reaches_goal(got) == spec.reaches_goal(ep)
+    assert [spec.reaches_goal(store.episode(e)) for e in range(2)] == [True, False]
+    store.reserve(200)  # a regrown store keeps the field
+    np.testing.assert_array_equal(store.episode(0)["objects_done"], done)
+    with pytest.raises(ValueError, match="objects_done"):
+        store.add(make_episode(T=3, action_dim=9, seed=3))
+    with pytest.raises(ValueError, match="no 'objects_done'"):  # a goal rule that does not read it
+        s2 = EpisodeStore()
+        s2.add(make_episode(T=3, objects_done=np.zeros((3, 4), bool)))
+        s2.add(make_episode(T=3))
+    with pytest.raises(ValueError, match="shape"):
+        store.add(make_episode(T=3, action_dim=9, seed=3, objects_done=np.zeros((3, 2), bool)))
+    plain = filled(make_episode(T=3))
+    assert "objects_done" not in plain.episode(0)
+    with pytest.raises(ValueError, match="earlier episodes lack"):
+        plain.add(make_episode(T=3, objects_done=np.zeros((3, 4), bool)))

@@ -131,14 +131,14 @@ def test_imagination_returns_member_statistics_and_disagreement():
     assert seq["feat"].shape == (6, 3, 12 + 8) and seq["action"].shape == (6, 3, 2)
     assert seq["ensemble"].shape == (4, 5, 3, 12)
     assert torch.all(seq["action"][0] == 0)
-    u = rssm.ensemble_disagreement(seq["ensemble"])
+    u = rssm.disagreement(seq["ensemble"])
     assert u.shape == (5, 3) and torch.all(u > 0)
     with torch.no_grad():  # identical members: no disagreement
         for layer in (rssm.prior_hidden, rssm.prior_out):
             layer.weight[:] = layer.weight[0]
             layer.bias[:] = layer.bias[0]
     seq = rssm.imagine(lambda feat: torch.tanh(feat[:, :2]), start, 2, gen, return_ensemble=True)
-    assert rssm.ensemble_disagreement(seq["ensemble"]).abs().max() < 1e-6
+    assert rssm.disagreement(seq["ensemble"]).abs().max() < 1e-6
     # the chosen member is one of the ensemble's
     seq = rssm.imagine(lambda feat: torch.tanh(feat[:, :2]), start, 1, gen, member=2, return_ensemble=True)
     torch.testing.assert_close(seq["stats"][1], seq["ensemble"][2, 0])
@@ -196,3 +196,90 @@ def test_world_model_loss_trains_every_part(classes):
     for name in ("encoder", "decoder", "reward", "rssm"):
         grads = [p.grad for p in getattr(wm, name).parameters()]
         assert all(g is not None for g in grads[:1]) and sum(g.abs().sum() for g in grads if g is not None) > 0, name
+
+
+def test_a_window_without_carried_state_starts_fresh_at_its_first_frame():
+    # DreamerV2's replay marks is_first at every sampled window's first frame: a window that starts
+    # mid-episode must not feed the real previous action into the zero initial state.
+    rssm = tiny_rssm()
+    torch.manual_seed(2)
+    embed, action = torch.randn(2, 4, 5), torch.randn(2, 4, 2)
+    mid = torch.zeros(2, 4, dtype=torch.bool)  # no episode start in the window
+    post, _ = rssm.observe(embed, action, mid, sample=False)
+    zeroed = action.clone()
+    zeroed[:, 0] = 0.0
+    start = mid.clone()
+    start[:, 0] = True
+    fresh, _ = rssm.observe(embed, zeroed, start, sample=False)
+    for key in ("deter", "stoch", "stats"):
+        torch.testing.assert_close(post[key], fresh[key])
+    # with a carried state the first frame continues it (no reset)
+    carried, _ = rssm.observe(embed[:, 1:], action[:, 1:], mid[:, 1:], state={k: v[:, 0] for k, v in post.items()},
+                              sample=False)
+    torch.testing.assert_close(carried["deter"], post["deter"][:, 1:])
+
+
+MEASURES = ("logits", "log_probs", "probs", "sample_log_prob", "meandis")
+
+
+def _members_equal(rssm):
+    with torch.no_grad():
+        for layer in (rssm.prior_hidden, rssm.prior_out):
+            layer.weight.copy_(layer.weight[:1].expand_as(layer.weight))
+            layer.bias.copy_(torch.randn_like(layer.bias[:1]).expand_as(layer.bias))
+
+
+@pytest.mark.parametrize("classes", [4, 0])
+def test_every_uncertainty_measure_is_zero_when_members_share_weights(classes):
+    rssm = tiny_rssm(ensemble=5, classes=classes)
+    state = rssm.initial(6)
+    state["deter"] = torch.randn(6, 8)
+    measures = MEASURES if classes else ("logits", "sample_log_prob", "meandis")
+    out, stats_all = rssm.img_step(state, torch.randn(6, 2), torch.Generator().manual_seed(0), return_ensemble=True)
+    for m in measures:
+        u = rssm.disagreement(stats_all, m, out["stoch"])
+        assert u.shape == (6,) and bool((u > 1e-3).all()), m
+    _members_equal(rssm)
+    out, stats_all = rssm.img_step(state, torch.randn(6, 2), torch.Generator().manual_seed(0), return_ensemble=True)
+    for m in measures:
+        assert rssm.disagreement(stats_all, m, out["stoch"]).abs().max() < 1e-5, m
+    if not classes:
+        with pytest.raises(ValueError, match="categorical"):
+            rssm.disagreement(stats_all, "probs")
+    with pytest.raises(ValueError, match="unknown uncertainty measure"):
+        rssm.disagreement(stats_all, "variance")
+    with pytest.raises(ValueError, match="stoch="):
+        rssm.disagreement(stats_all, "sample_log_prob")
+
+
+def test_a_constant_on_one_categoricals_logits_moves_only_the_raw_logit_measure():
+    # A per-categorical shift of the logits changes no probability: every measure but raw logits ignores it.
+    rssm = tiny_rssm(ensemble=4, stoch=3, classes=4)
+    state = rssm.initial(5)
+    state["deter"] = torch.randn(5, 8)
+    out, stats_all = rssm.img_step(state, torch.randn(5, 2), torch.Generator().manual_seed(1), return_ensemble=True)
+    shifted = stats_all.clone().unflatten(-1, (3, 4))
+    shifted[2, :, 1] += 3.0  # member 2, categorical 1, every class
+    shifted = shifted.flatten(-2)
+    for m in MEASURES:
+        before = rssm.disagreement(stats_all, m, out["stoch"])
+        after = rssm.disagreement(shifted, m, out["stoch"])
+        if m == "logits":
+            assert (after - before).abs().min() > 0.1
+        else:
+            torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
+
+
+def test_the_measures_against_hand_computed_values():
+    # two members, one categorical of two classes, no unimix: p1 = (0.5, 0.5), p2 = (0.8, 0.2)
+    rssm = tiny_rssm(ensemble=2, stoch=1, classes=2, unimix=0.0)
+    logits = torch.tensor([[[0.0, 0.0]], [[math.log(4.0), 0.0]]])  # (M=2, N=1, P=2)
+    z = torch.tensor([[1.0, 0.0]])  # the sampled class 0
+    lp = torch.log(torch.tensor([[0.5, 0.5], [0.8, 0.2]]))
+    expect = {"logits": (math.log(4.0) / 2 + 0.0) / 2,
+              "log_probs": ((lp[0] - lp[1]).abs() / 2).mean().item(),
+              "probs": (0.3 / 2 + 0.3 / 2) / 2,
+              "sample_log_prob": abs(math.log(0.5) - math.log(0.8)) / 2,
+              "meandis": math.sqrt(0.15 ** 2 * 2)}
+    for m, v in expect.items():
+        assert rssm.disagreement(logits, m, z).item() == pytest.approx(v, rel=1e-5), m

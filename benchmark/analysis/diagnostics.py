@@ -33,6 +33,16 @@ uncertainty). One row per measurement during fine-tuning.
     performance_gap       float  J(expert) - J(policy): the expert episodes' mean return minus the
                                  policy's mean evaluation return at this point
     eval_success          float  (optional) the policy's evaluation success at this point
+
+``uncertainty_actions.csv`` (does u tell the data's actions from others? MOTO's conservatism needs it to).
+One row per measurement and uncertainty measure: from the posterior states of dataset episodes, H-step
+model rollouts under the data's own actions, the policy's and uniform random actions; the mean u of each.
+
+    grad_step, phase, episodes, env_steps   as above
+    measure           str    logits | log_probs | probs | sample_log_prob | meandis (``RSSM.disagreement``)
+    selected          bool   the measure the run penalises with (``MOTOConfig.uncertainty``)
+    data, policy, random     float  mean u along rollouts of each action source
+    policy_over_data, random_over_data  float  the ratios (1.0: the measure cannot tell them apart)
 """
 from __future__ import annotations
 
@@ -42,6 +52,8 @@ import pandas as pd
 
 REWARD_COLUMNS = ["grad_step", "phase", "source", "episode", "t", "context", "true_reward", "predicted_reward"]
 UNCERTAINTY_COLUMNS = ["grad_step", "episodes", "env_steps", "expected_uncertainty", "performance_gap"]
+ACTION_UNCERTAINTY_COLUMNS = ["grad_step", "phase", "measure", "selected", "data", "policy", "random",
+                              "policy_over_data", "random_over_data"]
 
 
 def _read(path: str | Path, required: list[str]) -> pd.DataFrame:
@@ -71,3 +83,29 @@ def read_uncertainty(path: str | Path) -> pd.DataFrame:
     for c in df.columns:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     return df.dropna(subset=["expected_uncertainty", "performance_gap"]).reset_index(drop=True)
+
+
+def read_action_uncertainty(path: str | Path) -> pd.DataFrame:
+    """Every row of one run's ``uncertainty_actions.csv`` (numbers as floats, ``selected`` as bool)."""
+    df = _read(path, ACTION_UNCERTAINTY_COLUMNS)
+    for c in ("grad_step", "data", "policy", "random", "policy_over_data", "random_over_data"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df["selected"] = df["selected"].astype(str).str.lower() == "true"
+    return df.dropna(subset=["grad_step", "data"]).reset_index(drop=True)
+
+
+def action_uncertainty_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run and measure, the rows at the end of the offline phase and at the run's last measurement:
+    columns run, measure, selected, at (offline_end | last), grad_step, data, policy, random and the ratios."""
+    parts = []
+    for run, g in df.groupby("run"):
+        off = g[g["phase"] == "offline"]
+        for at, rows in (("offline_end", off), ("last", g)):
+            if rows.empty:
+                continue
+            parts.append(rows[rows["grad_step"] == rows["grad_step"].max()].assign(at=at))
+    if not parts:
+        return pd.DataFrame()
+    cols = ["run", "measure", "selected", "at", "grad_step", "data", "policy", "random", "policy_over_data",
+            "random_over_data"]
+    return pd.concat(parts, ignore_index=True)[cols]

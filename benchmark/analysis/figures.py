@@ -238,3 +238,20 @@ def uncertainty_figure(df: pd.DataFrame, out_dir: Path, name: str, title: str) -
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, out_dir, name)
+
+
+def action_uncertainty_figure(df: pd.DataFrame, out_dir: Path, name: str, title: str) -> Path:
+    """u along rollouts of random (left) and policy (right) actions over u along the data's actions, per
+    measure, against gradient steps (mean over runs; 1.0: the measure cannot tell them apart)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.5), sharey=True)
+    for ax, col, label in ((axes[0], "random_over_data", "random / data"),
+                           (axes[1], "policy_over_data", "policy / data")):
+        sns.lineplot(df, x="grad_step", y=col, hue="measure", style="selected", errorbar=None, marker="o",
+                     ax=ax, style_order=[True, False])
+        ax.axhline(1.0, color="0.4", lw=1, ls=":")
+        ax.set_xlabel("gradient step")
+        ax.set_ylabel(f"mean u: {label}")
+        ax.legend(fontsize="x-small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, out_dir, name)

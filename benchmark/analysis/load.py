@@ -116,6 +116,8 @@ def read_identity(run: Path, root: Path) -> dict:
         "last_gif": str(gifs[-1]) if gifs else "",
         "reward_prediction": str(diag / "reward_prediction.csv") if (diag / "reward_prediction.csv").is_file() else "",
         "uncertainty": str(diag / "uncertainty.csv") if (diag / "uncertainty.csv").is_file() else "",
+        "uncertainty_actions": str(diag / "uncertainty_actions.csv")
+        if (diag / "uncertainty_actions.csv").is_file() else "",
     }
 
 
@@ -175,8 +177,8 @@ def load_runs(root: str | Path, progress: bool = True) -> Results:
             problems.append((str(d), str(e)))
     summary_cols = ["rows", "evals", "last_env_steps", "last_grad_step", "last_episodes", "last_eval_success",
                     "last_eval_env_steps"]
-    runs = pd.DataFrame(idents, columns=ID_COLUMNS + ["path", "error", "last_gif", "reward_prediction",
-                                                      "uncertainty"])
+    diag_cols = ["reward_prediction", "uncertainty", "uncertainty_actions"]
+    runs = pd.DataFrame(idents, columns=ID_COLUMNS + ["path", "error", "last_gif"] + diag_cols)
     m = _read_many(ok_dirs)
     g = m.groupby("_i")
     ev = m[(m["phase"] == "eval") & m["eval_success"].notna()]
@@ -188,7 +190,7 @@ def load_runs(root: str | Path, progress: bool = True) -> Results:
     summ = summ.reindex(range(len(runs)))
     summ[["rows", "evals"]] = summ[["rows", "evals"]].fillna(0).astype(int)
     runs = pd.concat([runs, summ[summary_cols].reset_index(drop=True)], axis=1)
-    runs = runs[ID_COLUMNS + ["path", "error", "last_gif", "reward_prediction", "uncertainty"] + summary_cols]
+    runs = runs[ID_COLUMNS + ["path", "error", "last_gif"] + diag_cols + summary_cols]
     metrics = m.join(runs[ID_COLUMNS], on="_i").drop(columns="_i")
     metrics = metrics[ID_COLUMNS + METRIC_COLUMNS].reset_index(drop=True)
     for c in ("run", "algorithm", "variant", "task", "domain", "dataset", "profile", "status", "phase"):

@@ -265,6 +265,7 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
 
     # ------------------------------------------------------------------ model diagnostics
     _diagnostics(A, runs, ref, fig_dir)
+    _action_uncertainty(A, runs, fig_dir, tab_dir)
 
     # ------------------------------------------------------------------ runs: missing, gifs
     A.missing = _expected_missing(runs, o)
@@ -322,3 +323,36 @@ def _diagnostics(A: Analysis, runs: pd.DataFrame, ref: pd.DataFrame, fig_dir: Pa
                                                             f"expected model uncertainty (Eq. 12)")
         A.fig("diagnostics", f"{method} on {task}: performance gap against expected model uncertainty "
                              f"(paper Fig. 6), {g.shape[0]} run(s)", png)
+
+
+def _action_uncertainty(A: Analysis, runs: pd.DataFrame, fig_dir: Path, tab_dir: Path) -> None:
+    """Does u tell the data's actions from others? Per method and task: the mean u along rollouts of the
+    data's, the policy's and random actions by measure (``uncertainty_actions.csv``), as a table at the end
+    of the offline phase and at the last measurement, and the ratios over gradient steps as a figure."""
+    with_a = runs[runs["uncertainty_actions"] != ""]
+    if with_a.empty:
+        A.note("diagnostics", "No run wrote diagnostics/uncertainty_actions.csv: no table of u by action source.")
+        return
+    parts = []
+    for (method, task), g in with_a.groupby(["method", "task"]):
+        df = _read_diagnostic(A, g, "uncertainty_actions", diagnostics.read_action_uncertainty)
+        if df.empty:
+            continue
+        summ = diagnostics.action_uncertainty_summary(df)
+        agg = summ.groupby(["at", "measure"], sort=False).agg(
+            selected=("selected", "any"), runs=("run", "nunique"), data=("data", "mean"), policy=("policy", "mean"),
+            random=("random", "mean"), policy_over_data=("policy_over_data", "mean"),
+            random_over_data=("random_over_data", "mean"), random_over_data_min=("random_over_data", "min"),
+            random_over_data_max=("random_over_data", "max")).reset_index()
+        parts.append(agg.assign(method=method, task=task))
+        png = figures.action_uncertainty_figure(df, fig_dir, f"uncertainty_actions_{method}_{task}".replace("/", "-")
+                                                .replace(" ", ""), f"{method} on {task}: does u tell the data's "
+                                                                   f"actions from others?")
+        A.fig("diagnostics", f"{method} on {task}: mean u along model rollouts of random and policy actions over "
+                             f"that along the data's actions, per measure (1.0: no separation), {g.shape[0]} run(s)", png)
+    if parts:
+        t = pd.concat(parts, ignore_index=True)
+        t = t[["method", "task", "at", "measure", "selected", "runs", "data", "policy", "random", "policy_over_data",
+               "random_over_data", "random_over_data_min", "random_over_data_max"]]
+        t.to_csv(tab_dir / "uncertainty_actions.csv", index=False)
+        A.tables["uncertainty_actions"] = t

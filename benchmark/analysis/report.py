@@ -129,6 +129,12 @@ def write(A) -> None:
                         "probability of improvement")
                     H.append(f"<p>{html.escape(title)}</p>" + html_table(t.drop(columns=["domain"])))
                     M += [title, "", md_table(t.drop(columns=["domain"])), ""]
+        if key == "diagnostics" and "uncertainty_actions" in A.tables:
+            t = A.tables["uncertainty_actions"].round(4)
+            title = ("Mean u along model rollouts from dataset states, by action source and measure "
+                     "(ratios near 1: the measure cannot tell random or policy actions from the data's)")
+            H.append(f"<p>{html.escape(title)}</p>" + html_table(t))
+            M += [title, "", md_table(t), ""]
         for caption, png in A.figures.get(key, []):
             pdf = png[:-4] + ".pdf"
             H.append(f"<figure><img src='{html.escape(png)}' alt='{html.escape(caption)}'><figcaption>"
