@@ -49,6 +49,8 @@ class WorldModelConfig:
     stoch: int = 32  # latent variables
     classes: int = 32  # classes per latent; 0 = Gaussian latents (LOMPO/COMBO)
     ensemble: int = 1  # prior heads M (MOTO: 7)
+    prior_action: bool = False  # the prior heads also see the action into the state (p^i(z_t | h_t, a_{t-1})),
+    # so that members trained on the data's actions can disagree on others (the lineage's heads see h_t only)
     unimix: float = 0.01  # uniform mix of the categorical probabilities
     min_std: float = 0.1  # Gaussian latents: std floor
     act: str = "elu"
@@ -228,7 +230,7 @@ class RSSM(nn.Module):
         self.gru = LayerNormGRU(cfg.hidden, cfg.deter)
         nn.init.xavier_uniform_(self.gru.linear.weight)
         nn.init.zeros_(self.gru.linear.bias)
-        self.prior_hidden = EnsembleLinear(cfg.ensemble, cfg.deter, cfg.hidden)
+        self.prior_hidden = EnsembleLinear(cfg.ensemble, cfg.deter + (action_dim if cfg.prior_action else 0), cfg.hidden)
         self.prior_out = EnsembleLinear(cfg.ensemble, cfg.hidden, self.stats_dim)
         self.post_net = mlp(cfg.deter + embed_dim, (cfg.hidden,), self.stats_dim, cfg.act)
         self.act_fn = activation(cfg.act)
@@ -294,12 +296,17 @@ class RSSM(nn.Module):
         return torch.randint(0, self.members, (n,), generator=generator, device=device)
 
     # -- the prior ensemble ---------------------------------------------------------------------------
-    def prior(self, deter: torch.Tensor, member=None) -> torch.Tensor:
-        """Prior statistics from deterministic states.
+    def prior(self, deter: torch.Tensor, member=None, action: torch.Tensor | None = None) -> torch.Tensor:
+        """Prior statistics from deterministic states (and, with ``prior_action``, the action into them,
+        shaped as ``deter``).
 
         member "all": deter (N, D) -> (M, N, P), every member in one batched matmul;
         member int m: (N, D) -> (N, P);  member (G,) long tensor with deter (G, N, D): group g uses
         member[g] -> (G, N, P) (one member per time step, still one batched matmul)."""
+        if self.cfg.prior_action:
+            if action is None:
+                raise ValueError("prior_action: the prior heads need the action into the state (action=)")
+            deter = torch.cat([deter, action.to(deter.dtype)], -1)
         if isinstance(member, str):
             if member != "all":
                 raise ValueError(f"member must be an int, a tensor of indices or 'all', got {member!r}")
@@ -369,7 +376,7 @@ class RSSM(nn.Module):
         deter = self.gru(x, state["deter"])
         stats_all = None
         if return_ensemble or isinstance(member, torch.Tensor):
-            stats_all = self.prior(deter, "all")
+            stats_all = self.prior(deter, "all", action)
             if member is None:
                 member = int(self.random_member(generator, device=deter.device)) if self.members > 1 else 0
             if isinstance(member, int):
@@ -379,7 +386,7 @@ class RSSM(nn.Module):
         else:
             if member is None:
                 member = int(self.random_member(generator, device=deter.device)) if self.members > 1 else 0
-            stats = self.prior(deter, int(member))
+            stats = self.prior(deter, int(member), action)
         out = {"deter": deter, "stoch": self.sample(stats, generator, sample), "stats": stats}
         return (out, stats_all) if return_ensemble else out
 
@@ -413,10 +420,11 @@ class RSSM(nn.Module):
         if members is None:
             members = torch.randint(0, self.members, (L,), generator=generator, device=embed.device)
         deter = post["deter"].flatten(0, 1)  # (B L, D)
+        act = (action * (~is_first.bool())[..., None].to(action.dtype)).flatten(0, 1)  # as obs_step saw it
         if self.members == 1:
-            prior = self.prior(deter, 0)
+            prior = self.prior(deter, 0, act)
         else:  # every member in one bmm (gathering a weight copy per step costs more), then member[t] at t
-            prior = self.prior(deter, "all").unflatten(1, (B, L))  # (M, B, L, P)
+            prior = self.prior(deter, "all", act).unflatten(1, (B, L))  # (M, B, L, P)
             prior = prior[members.to(embed.device), :, torch.arange(L, device=embed.device)]  # (L, B, P)
         return post, prior.unflatten(0, (B, L)) if self.members == 1 else prior.transpose(0, 1)
 

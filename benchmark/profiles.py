@@ -17,7 +17,7 @@ def schedule_for(spec: TaskSpec, profile: str) -> Schedule:
     s = spec.schedule
     if profile == "cpu":
         return dataclasses.replace(s, offline_steps=min(s.offline_steps, 1_000), online_steps=10 * s.updates_per_episode,
-                                   eval_every_episodes=5, eval_episodes=5)
+                                   eval_every_episodes=5, eval_episodes=10)
     if profile == "smoke":
         return Schedule(offline_steps=4, updates_per_episode=2, online_steps=4, eval_every_episodes=1, eval_episodes=1)
     return s

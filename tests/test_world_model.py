@@ -283,3 +283,21 @@ def test_the_measures_against_hand_computed_values():
               "meandis": math.sqrt(0.15 ** 2 * 2)}
     for m, v in expect.items():
         assert rssm.disagreement(logits, m, z).item() == pytest.approx(v, rel=1e-5), m
+
+
+def test_prior_heads_can_see_the_action_into_the_state():
+    rssm = tiny_rssm(ensemble=3, prior_action=True)
+    deter = torch.randn(4, 8)
+    a, b = torch.randn(4, 2), torch.randn(4, 2)
+    assert rssm.prior(deter, "all", a).shape == (3, 4, 12)
+    assert not torch.allclose(rssm.prior(deter, "all", a), rssm.prior(deter, "all", b))  # same h, other action
+    with pytest.raises(ValueError, match="action="):
+        rssm.prior(deter, "all")
+    # observe's priors use the action into each frame, zeroed where a window or an episode starts (as obs_step)
+    embed, action = torch.randn(2, 3, 5), torch.randn(2, 3, 2)
+    first = torch.zeros(2, 3, dtype=torch.bool)
+    members = torch.tensor([0, 2, 1])
+    post, prior = rssm.observe(embed, action, first, sample=False, members=members)
+    for t in range(3):
+        act = action[:, t] * (t > 0)
+        torch.testing.assert_close(prior[:, t], rssm.prior(post["deter"][:, t], int(members[t]), act))
