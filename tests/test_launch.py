@@ -178,6 +178,10 @@ def test_the_repositorys_sweep_files_load_and_name_the_papers_runs():
                               else len(g["tasks"].split(","))) for g in s["groups"])
     assert set(counts) == {"fig2_metaworld", "fig3_kitchen", "fig3_ablations", "fig5_data_size"}
     assert counts["fig2_metaworld"] == 8 * 10 * 3
+    study = load_sweep(REPO / "slurm" / "cpu_study.yaml")  # the MOTO fidelity study: 5 methods x 3 seeds, seed by seed
+    assert [g["seeds"] for g in study["groups"]] == ["0", "1", "2"]
+    assert all(g["algos"] == "moto,moto-no-unc,moto-no-bc,dreamerv2,bc" and g["profile"] == "cpu"
+               and g["tasks"] == "metaworld/drawer-open" for g in study["groups"])
 
 
 def test_help_explains_the_launcher_options():

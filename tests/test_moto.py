@@ -366,7 +366,7 @@ def test_action_uncertainty_rolls_data_policy_and_random_actions_from_the_same_s
 
 def test_the_uncertainty_measure_is_a_config_choice():
     # same seed, same weights, same draws: the measure changes u (and the penalised reward), not the rollout
-    a, b = smoke_agent(uncertainty="meandis"), smoke_agent()
+    a, b = smoke_agent(uncertainty="meandis"), smoke_agent(uncertainty="logits")
     g = torch.Generator().manual_seed(3)
     start = {"deter": torch.randn(5, 16, generator=g), "stoch": torch.rand(5, 16, generator=g),
              "stats": torch.zeros(5, 16)}

@@ -27,8 +27,8 @@ uncertainty). One row per measurement during fine-tuning.
     grad_step             int    gradient step
     episodes              int    online episodes so far
     env_steps             int    environment steps so far
-    expected_uncertainty  float  epsilon_u of Eq. 12: the mean over j, t of u(s_j^t, a_{j+t}) (ensemble
-                                 std of the prior logits) along H-step model rollouts of expert actions
+    expected_uncertainty  float  epsilon_u of Eq. 12: the mean over j, t of u(s_j^t, a_{j+t}) (by the run's
+                                 uncertainty measure) along H-step model rollouts of expert actions
                                  from posterior states of expert episodes
     performance_gap       float  J(expert) - J(policy): the expert episodes' mean return minus the
                                  policy's mean evaluation return at this point
