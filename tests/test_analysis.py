@@ -271,3 +271,25 @@ def test_importing_the_analysis_imports_no_training_framework():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_the_analysis_survives_a_sweep_in_progress(tmp_path, capsys, monkeypatch):
+    # mid-sweep: the data-size group (one method, one task, two datasets) holds no run with an evaluation
+    res = tmp_path / "res"
+    write_run(res, "moto", "kitchen/partial", 0, [(0, 0.0), (10, 1.0)])
+    for n, status in ((100, "running"), (250, "failed")):
+        write_run(res, "moto", "kitchen/mixed", 0, [], status=status, dataset=f"kitchen/mixed-{n}ep-seed0",
+                  subdir=f"kitchen/mixed/moto/{n}/seed_0")
+    assert cli.main([str(res), "--out", str(tmp_path / "o"), "--reps", "20", "--no-progress"]) == 0
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "Data-size runs exist but none has an evaluation yet" in md
+    assert "kitchen/mixed-100ep-seed0 (running)" in md and "kitchen/mixed-250ep-seed0 (failed)" in md
+    # an internal error is a bug: it keeps its traceback instead of reading as bad input
+    from benchmark.analysis import figures
+
+    def broken(*a, **k):
+        raise ValueError("a bug inside a figure")
+
+    monkeypatch.setattr(figures, "curves_figure", broken)
+    with pytest.raises(ValueError, match="a bug inside a figure"):
+        cli.main([str(res), "--out", str(tmp_path / "o2"), "--reps", "20", "--no-progress"])

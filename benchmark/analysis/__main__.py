@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from benchmark.analysis.pipeline import Options, analyze
+    from benchmark.analysis.pipeline import InputError, Options, analyze
 
     if not args.results_dir.is_dir():
         print(f"error: results directory {args.results_dir} does not exist or is not a folder", file=sys.stderr)
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 profile=args.profile, reference_file=args.reference, progress=not args.no_progress)
     try:
         A = analyze(args.results_dir, args.out, o)
-    except ValueError as e:
+    except InputError as e:  # bad input only: any other error is a bug and keeps its traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
     runs = A.results.runs

@@ -16,6 +16,11 @@ DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "results" / "paper_ref
 DOMAIN_TITLES = {"metaworld": "MetaWorld (paper Fig. 2)", "kitchen": "Franka Kitchen (paper Fig. 3, left)"}
 
 
+class InputError(ValueError):
+    """Bad input to the analysis (no runs, filters that match none, a bad reference file, bad options):
+    the CLI prints it as one line and exits 2. Any other exception is a bug and keeps its traceback."""
+
+
 @dataclass
 class Options:
     reps: int = 2000                 # bootstrap replications for every CI
@@ -68,7 +73,7 @@ def _select(res: Results, o: Options) -> Results:
         keep &= runs["profile"] == o.profile
     runs = runs[keep].reset_index(drop=True)
     if runs.empty:
-        raise ValueError(f"no run in {res.root} matches the filters (algos={o.algos}, tasks={o.tasks}, "
+        raise InputError(f"no run in {res.root} matches the filters (algos={o.algos}, tasks={o.tasks}, "
                          f"seeds={o.seeds}, profile={o.profile}); found algos "
                          f"{sorted(res.runs['variant'].unique())}, tasks {sorted(res.runs['task'].unique())}, "
                          f"profiles {sorted(res.runs['profile'].unique())}")
@@ -90,7 +95,7 @@ def read_reference(path: Path | None) -> pd.DataFrame:
     ref = pd.read_csv(path)
     missing = [c for c in cols if c not in ref.columns]
     if missing:
-        raise ValueError(f"reference file {path} lacks column(s) {', '.join(missing)} (expected {', '.join(cols)})")
+        raise InputError(f"reference file {path} lacks column(s) {', '.join(missing)} (expected {', '.join(cols)})")
     return ref
 
 
@@ -133,12 +138,12 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
     """Reads ``results_dir`` and writes tables/, figures/, gifs/, report.html and report.md into ``out``."""
     o = options or Options()
     if o.reps < 10:
-        raise ValueError(f"reps must be >= 10 bootstrap replications, got {o.reps}")
+        raise InputError(f"reps must be >= 10 bootstrap replications, got {o.reps}")
     t0 = time.perf_counter()
     out = Path(out)
     res = _select(load_runs(results_dir, progress=o.progress), o)
     if res.runs.empty:
-        raise ValueError(f"no run directory (a folder holding config.json) under {results_dir}"
+        raise InputError(f"no run directory (a folder holding config.json) under {results_dir}"
                          + (f"; unreadable: {res.problems}" if res.problems else ""))
     _label_methods(res)
     figures.set_style()
@@ -193,9 +198,14 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
     # data-size study (paper Fig. 5): a method on one task with several datasets
     multi = runs.groupby(["method", "task"])["dataset"].nunique()
     multi = multi[multi > 1]
-    if len(multi):
-        keys = set(multi.index)
-        ev = evals[[(m, t) in keys for m, t in zip(evals["method"], evals["task"])]].copy()
+    keys = set(multi.index)
+    ev = evals[[(m, t) in keys for m, t in zip(evals["method"], evals["task"])]].copy()
+    if len(multi) and ev.empty:  # mid-sweep or after failures: the groups exist, no run has evaluated yet
+        waiting = runs[[(m, t) in keys for m, t in zip(runs["method"], runs["task"])]]
+        A.note("curves", "Data-size runs exist but none has an evaluation yet, so no data-size figure: "
+                         + "; ".join(f"{r.method} on {r.task} with {r.dataset} ({r.status})"
+                                     for r in waiting.itertuples()))
+    elif len(multi):
         ev["panel"] = ev["method"].astype(str) + " on " + ev["task"].astype(str)
         ds_curves = stats.learning_curves(ev, ["panel", "dataset"], o.max_points, o.reps, o.seed)
         ds_curves.to_csv(tab_dir / "curves_datasize.csv", index=False)
