@@ -565,7 +565,15 @@ def launch_slurm(groups, args, res: dict, sorted_runs: dict, sweep_name: str) ->
     if not jobs:
         print("nothing to submit")
         return 0
-    handles, folder = submit(jobs, res, Path(args.out), sweep_name)
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    try:
+        handles, folder = submit(jobs, res, Path(args.out), sweep_name)
+    except (FailedJobError, FailedSubmissionError) as exc:  # sbatch said no: nothing was submitted or recorded
+        said = " ".join(str(exc).split()) or "no message"
+        raise U(f"sbatch refused the submission: {said}. Check the resources against your cluster (sinfo -o "
+                f"'%P %G %c %m %f'): without GPUs pass --gpus 0; partition, account, QoS and constraint come from "
+                f"--cluster FILE (see slurm/example.yaml)") from None
     for handle, payloads in zip(handles, jobs):
         for pl in payloads:
             d = Path(pl["dir"])

@@ -45,13 +45,24 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` where an NVIDIA driver is present, else ``cpu`` (without importing torch)."""
+def has_nvidia_gpu() -> bool:
+    """An NVIDIA driver is present (without importing torch)."""
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+
+
+def resolve_device(device: str, here: bool = True) -> str:
+    """``auto`` -> ``cuda`` where an NVIDIA driver is present, else ``cpu``. ``here``: the runs execute on
+    this machine, so ``cuda`` without a GPU is an error (a launcher that submits elsewhere passes False and
+    keeps ``auto`` for the machine that runs it to resolve)."""
     if device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if not here:
+        return device
+    if device == "cuda" and not has_nvidia_gpu():
+        raise UsageError("--device cuda: this machine has no NVIDIA GPU (no driver found); use --device cpu or auto")
     if device != "auto":
         return device
-    return "cuda" if Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") else "cpu"
+    return "cuda" if has_nvidia_gpu() else "cpu"
 
 
 def load_imports(imports: list[str]) -> None:
@@ -60,6 +71,8 @@ def load_imports(imports: list[str]) -> None:
             algorithms.import_plugin(spec)
         except (ImportError, FileNotFoundError) as exc:
             raise UsageError(str(exc)) from exc
+        except SyntaxError as exc:  # the user's file does not parse: where, and what
+            raise UsageError(f"--import {spec}: {exc.filename}, line {exc.lineno}: {exc.msg}") from exc
 
 
 def check_out(out: Path) -> None:
@@ -86,7 +99,7 @@ def plan(args, resolve: bool = True) -> list[dict]:
                              f"(add your own with --import FILE.py)")
     tasks = resolve_tasks(args.tasks)
     seeds = parse_seeds(args.seeds)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, here=resolve)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     check_out(Path(args.out))
     runs, verified = [], set()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmark import results
+from benchmark import status as status_mod
 from benchmark.run import main as run_cli
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -151,3 +152,15 @@ def test_slurm_launcher_bad_input_is_a_one_line_error(cluster, drawer_open_data,
     err = capsys.readouterr().err
     assert "unknown key(s) gpus" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_submission_sbatch_refuses_is_a_one_line_error_and_records_nothing(cluster, drawer_open_data, tmp_path,
+                                                                             capsys):
+    # the test node has one GPU: asking for four is refused by sbatch itself
+    out = tmp_path / "o"
+    assert run_cli(["--launcher", "slurm", "--partition", PARTITION, "--gpus", "4", "--algos", "bc", "--profile",
+                    "smoke", "--data-dir", str(drawer_open_data), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: sbatch refused the submission: sbatch: error:") and "--gpus 0" in err
+    assert len(err.splitlines()) == 1
+    assert not list(out.rglob(status_mod.SLURM_JOB_FILE))  # nothing recorded as submitted

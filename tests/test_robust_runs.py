@@ -181,3 +181,26 @@ def test_a_dataset_name_resolves_per_task_when_it_has_no_manifest_itself(tmp_pat
     runs = plan(args, resolve=False)
     assert [r["dataset"].name for r in runs] == ["scripted-mixed", "scripted-partial"]
     assert runs[0]["dir"].parent.name == "smoke@kitchen-scripted-mixed"
+
+
+def test_device_cuda_without_a_gpu_and_auto_records_what_it_resolved(tmp_path, drawer_open_data, capsys):
+    from benchmark.run import has_nvidia_gpu
+
+    if has_nvidia_gpu():
+        pytest.skip("this machine has an NVIDIA GPU")
+    base = ["--algos", "bc", "--profile", "smoke", "--data-dir", str(drawer_open_data), "--no-progress"]
+    assert run_cli([*base, "--device", "cuda", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --device cuda: this machine has no NVIDIA GPU (no driver found); use --device cpu or auto"
+    assert not (tmp_path / "c").exists()
+    assert run_cli([*base, "--out", str(tmp_path / "a")]) == 0  # --device auto (the default)
+    config = json.loads((tmp_path / "a/metaworld/drawer-open/bc/smoke/seed_0/config.json").read_text())
+    assert config["device"] == "cpu"
+
+
+def test_an_import_that_does_not_parse_is_a_one_line_error(tmp_path, capsys):
+    plugin = tmp_path / "broken_algo.py"
+    plugin.write_text("from algorithms import register\n\ndef make(:\n    pass\n")
+    assert run_cli(["--import", str(plugin), "--list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(plugin) in err and "line 3" in err and "invalid syntax" in err
