@@ -7,7 +7,10 @@ environments during training.
 
 The agent contract is in ``algorithms/contract.py``. Batches for gradient step s come from an RNG
 keyed by (seed, s, request), prefetched in a background thread; every episode (training or
-evaluation) starts from a reset seeded by (run seed, episode index); the checkpoint holds the agent
+evaluation) starts from a reset seeded by (run seed, episode index); evaluation episode i starts from
+the same reset at every evaluation of a run, and of every run with the same seed (common random
+numbers: two points of a curve, or two methods, differ by their policies, not by the draw of object
+positions). The checkpoint holds the agent
 (with its RNGs) and the global numpy / Python / torch generators. So a resumed run replays exactly
 what an uninterrupted one does.
 """
@@ -139,12 +142,12 @@ class Runner:
             ep["objects_done"] = np.stack(objects)
         return ep
 
-    def evaluate(self, env, agent, index: int) -> dict:
+    def evaluate(self, env, agent) -> dict:
         n, eps = self.schedule.eval_episodes, []
         for i in range(n):
             if getattr(self, "progress_bar", None) is not None:
                 self.progress_bar.note(phase=f"eval {i + 1}/{n}")
-            eps.append(self.rollout(env, agent, False, episode_seed(self.seed, EVAL, index * 1000 + i)))
+            eps.append(self.rollout(env, agent, False, episode_seed(self.seed, EVAL, i)))  # the same i-th reset each time
         self.last_eval_episodes = eps
         return {"eval_success": float(np.mean([e["success"].any() for e in eps])),
                 "eval_return": float(np.mean([e["reward"].sum() for e in eps]))}
@@ -257,8 +260,8 @@ class Runner:
                 break
             self._maybe_checkpoint()
 
-    def _evaluate_row(self, index: int) -> None:
-        self._row("eval", **self.evaluate(self.eval_env, self.agent, index))
+    def _evaluate_row(self) -> None:
+        self._row("eval", **self.evaluate(self.eval_env, self.agent))
         if self.live is not None and self.last_eval_episodes:
             self.live.gif(self.last_eval_episodes[0]["image"], self.c["episodes"])
         if hasattr(self.agent, "on_eval"):
@@ -302,7 +305,7 @@ class Runner:
                 if c["grad_step"] % self.offline_checkpoint_every == 0 and c["grad_step"] < sch.offline_steps:
                     self._checkpoint()
             if self.stop_reason is None and not c["offline_evaluated"]:
-                self._evaluate_row(0)
+                self._evaluate_row()
                 c["offline_evaluated"] = True
                 self._checkpoint()
                 if hasattr(agent, "on_phase"):
@@ -327,7 +330,7 @@ class Runner:
                     break
                 self._flush("online", episode_return=c["episode_return"], episode_success=c["episode_success"])
                 if c["episodes"] % sch.eval_every_episodes == 0 or c["episodes"] == sch.online_episodes:
-                    self._evaluate_row(c["episodes"])
+                    self._evaluate_row()
                 if c["episodes"] % self.checkpoint_every == 0 or c["episodes"] == sch.online_episodes:
                     self._checkpoint()
             if self.stop_reason is not None:

@@ -247,3 +247,21 @@ def test_progress_without_a_terminal_is_a_line_every_interval(capsys):
     quiet = Progress(total=10, initial=0, desc="q", every=3600.0)
     quiet.update(5)
     assert capsys.readouterr().err == ""  # nothing before the interval has passed
+
+
+def test_every_evaluation_starts_its_episodes_from_the_same_resets(tmp_path, data_dir):
+    # common random numbers: an unchanged policy evaluated twice sees the same episodes, so curves (and
+    # methods with the same seed) differ by policy, not by the draw of object positions
+    import dataclasses
+
+    runner = make_runner(tmp_path / "run", data_dir)
+    runner.schedule = dataclasses.replace(SCHEDULE, eval_episodes=2)
+    _, agent = runner._build()
+    env = runner.spec.make_env(seed=0, episode_length=5)
+    first = runner.evaluate(env, agent)
+    eps1 = runner.last_eval_episodes
+    second = runner.evaluate(env, agent)
+    assert first == second
+    for a, b in zip(eps1, runner.last_eval_episodes):
+        np.testing.assert_array_equal(a["image"], b["image"])
+    assert not np.array_equal(eps1[0]["image"][0], eps1[1]["image"][0])  # episode i and j: other resets
