@@ -94,8 +94,9 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
                         "local: one child process per run, --workers at a time; slurm: submit a job array "
                         "through submitit and return")
     g.add_argument("--sweep", default=None, metavar="FILE",
-                   help="a sweep file (slurm/<name>.yaml): its algorithms, tasks, seeds, profile and datasets "
-                        "replace --algos/--tasks/--seeds/--profile/--dataset")
+                   help="a sweep file (slurm/<name>.yaml): its algorithms, tasks and seeds replace --algos/--tasks/"
+                        "--seeds; its profile and datasets apply unless --profile or --dataset is given (e.g. "
+                        "--profile smoke: a quick pass of the whole sweep to check a cluster's set-up)")
     g.add_argument("--workers", type=int, default=1, help="local launcher: runs at once")
     g.add_argument("--retry-failed", action="store_true",
                    help="local and slurm launchers: run failed runs again (they resume from their last "
@@ -212,7 +213,7 @@ def load_sweep(path: str | Path) -> dict:
     return {"name": data.get("name") or Path(path).stem, "figure": data.get("figure", ""), "groups": groups}
 
 
-_SWEPT = ("--algos", "--tasks", "--seeds", "--profile", "--dataset")
+_SWEPT = ("--algos", "--tasks", "--seeds")
 
 
 def group_args(args, group: dict) -> argparse.Namespace:
@@ -231,13 +232,17 @@ def expand(args, argv: list[str] | None) -> list[tuple[argparse.Namespace, list[
         ns = copy.copy(args)
         ns.runs_per_job = None
         return [(ns, plan(ns, resolve=False))]
-    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a.split("=", 1)[0] in _SWEPT]
+    flags = [a.split("=", 1)[0] for a in (argv if argv is not None else sys.argv[1:])]
+    given = [a for a in flags if a in _SWEPT]
     if given:
-        raise _usage()(f"--sweep sets algorithms, tasks, seeds, profile and datasets; drop {', '.join(given)}")
+        raise _usage()(f"--sweep sets algorithms, tasks and seeds; drop {', '.join(given)}")
+    # --profile and --dataset on the command line replace the sweep's (a smoke pass of a paper sweep to
+    # check a cluster's set-up, or a sweep on other data, e.g. kitchen/scripted)
+    override = {k: getattr(args, k) for k in ("profile", "dataset") if f"--{k}" in flags}
     sweep = load_sweep(args.sweep)
     out, seen = [], set()
     for g in sweep["groups"]:
-        ns = group_args(args, g)
+        ns = group_args(args, {**g, **override})
         runs = [r for r in plan(ns, resolve=False) if r["dir"] not in seen]
         seen.update(r["dir"] for r in runs)
         out.append((ns, runs))
@@ -669,6 +674,9 @@ def main(args, argv=None) -> int:
         print(f"  failed: {r['dir']}: {r['error']}")
     if args.dry_run:
         print_estimate(groups, res, Path(args.out), launched={r["dir"] for r in sorted_runs["launch"]})
+        missing = run_mod.missing_datasets(all_runs)
+        if missing:
+            print(f"to get the missing data: {run_mod.missing_datasets_message(missing)}")
         return run_mod.EXIT_OK
     try:
         if args.launcher == "slurm":

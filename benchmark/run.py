@@ -102,7 +102,7 @@ def plan(args, resolve: bool = True) -> list[dict]:
     device = resolve_device(args.device, here=resolve)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     check_out(Path(args.out))
-    runs, verified = [], set()
+    runs, verified, missing = [], set(), {}
     for task in tasks:
         spec = get_task(task)
         name = args.dataset or task
@@ -111,11 +111,10 @@ def plan(args, resolve: bool = True) -> list[dict]:
                 (data_dir / per_task / "manifest.json").exists():
             name = per_task
         dataset = data_dir / name
-        if not (dataset / "manifest.json").exists():
-            how = (f"python -m benchmark.datasets generate {task}" if spec.domain == "metaworld"
-                   else "python -m benchmark.datasets import kitchen --format {d4rl,minari,npz} --source ...")
-            raise UsageError(f"missing dataset for {task} at {dataset} (no manifest.json); create it with `{how}`")
-        if dataset not in verified:
+        absent = not (dataset / "manifest.json").exists()
+        if absent:
+            missing.setdefault(spec.domain, {})[task] = dataset
+        elif dataset not in verified:
             try:
                 manifest = verify_dataset(dataset)  # every episode's checksum, shapes and dtypes
             except DatasetError as exc:
@@ -130,10 +129,27 @@ def plan(args, resolve: bool = True) -> list[dict]:
             for seed in seeds:
                 runs.append({"spec": spec, "algo": algo, "cfg": cfg, "schedule": schedule, "seed": seed,
                              "dataset": dataset, "env_overrides": env_overrides_for(spec, args.profile),
-                             "device": device, "imports": list(args.imports),
+                             "device": device, "imports": list(args.imports), "missing_dataset": absent,
                              "dir": results.run_dir(args.out, task, algo, seed, args.profile,
                                                     name if args.dataset else None)})
+    if missing and not getattr(args, "dry_run", False):  # a dry run shows the plan with the gaps marked
+        raise UsageError(missing_datasets_message(missing))
     return runs
+
+
+def missing_datasets_message(missing: dict[str, dict[str, Path]]) -> str:
+    """One line naming every missing dataset ({domain: {task: path}}) and how to get each domain's."""
+    where = ", ".join(f"{task} at {path}" for tasks in missing.values() for task, path in tasks.items())
+    how = []
+    if "metaworld" in missing:
+        how.append(f"MetaWorld: `python -m benchmark.datasets generate {','.join(missing['metaworld'])}` (scripted "
+                   f"demonstrations, seconds per task)")
+    if "kitchen" in missing:
+        how.append("Kitchen: import data you hold with `python -m benchmark.datasets import kitchen --format "
+                   "{d4rl,minari,npz} --source ...` (D4RL HDF5, Minari, D5RL NPZ; see --help), or generate our "
+                   "scripted demonstrations with `python -m benchmark.datasets generate kitchen` and run with "
+                   "`--dataset kitchen/scripted`")
+    return f"missing dataset(s) (no manifest.json): {where}. " + "; ".join(how)
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_HELD = 0, 1, 2, 3, 4
@@ -280,13 +296,25 @@ def main(argv=None) -> int:
         env_steps = s.online_episodes * ep_len * r["spec"].action_repeat
         print(f"{r['spec'].name:24s} {r['algo']:10s} seed {r['seed']}: {s.offline_steps} offline + "
               f"{s.online_episodes}x{s.updates_per_episode} online updates, {env_steps} env steps "
-              f"[{args.profile}, {r['device']}] -> {r['dir']}")
+              f"[{args.profile}, {r['device']}] -> {r['dir']}" + ("  [dataset missing]" if r["missing_dataset"] else ""))
     if args.dry_run:
+        missing = missing_datasets(runs)
+        if missing:
+            print(f"to get the missing data: {missing_datasets_message(missing)}")
         from benchmark import launch
 
         launch.print_estimate([(args, runs)], None, Path(args.out))
         return EXIT_OK
     return run_inline(args, runs)
+
+
+def missing_datasets(runs: list[dict]) -> dict[str, dict[str, Path]]:
+    """{domain: {task: dataset path}} of the planned runs whose dataset is missing (dry runs only)."""
+    out: dict[str, dict[str, Path]] = {}
+    for r in runs:
+        if r["missing_dataset"]:
+            out.setdefault(r["spec"].domain, {})[r["spec"].name] = r["dataset"]
+    return out
 
 
 def run_inline(args, runs: list[dict]) -> int:

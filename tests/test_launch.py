@@ -192,3 +192,18 @@ def test_help_explains_the_launcher_options():
         assert flag in p.stdout, flag
     s = subprocess.run([sys.executable, "-m", "benchmark.status", "--help"], capture_output=True, text=True, timeout=60)
     assert s.returncode == 0 and "--sweep" in s.stdout and "interrupted" in s.stdout
+
+
+def test_a_sweep_runs_at_another_profile_or_on_other_data_from_the_command_line(tmp_path, kitchen_scripted_data,
+                                                                                capsys):
+    # Fig. 3's ablation sweep (paper profile, the tasks' own datasets) as a smoke pass on scripted Kitchen data
+    sweep = REPO / "slurm" / "fig3_ablations.yaml"
+    argv = ["--sweep", str(sweep), "--out", str(tmp_path / "o"), "--data-dir", str(kitchen_scripted_data), "--dry-run"]
+    assert run_cli([*argv, "--profile", "smoke", "--dataset", "kitchen/scripted"]) == 0
+    out = capsys.readouterr().out
+    plan = [line for line in out.splitlines() if " -> " in line]
+    assert len(plan) == 30 and all("[smoke" in line for line in plan)
+    assert all("smoke@kitchen-scripted-" in line for line in plan)
+    assert run_cli(argv) == 0  # without the flags: the file's own profile and datasets
+    plan = [line for line in capsys.readouterr().out.splitlines() if " -> " in line]
+    assert all("[paper" in line and "@" not in line.split(" -> ")[1] for line in plan)

@@ -265,3 +265,20 @@ def test_every_evaluation_starts_its_episodes_from_the_same_resets(tmp_path, dat
     for a, b in zip(eps1, runner.last_eval_episodes):
         np.testing.assert_array_equal(a["image"], b["image"])
     assert not np.array_equal(eps1[0]["image"][0], eps1[1]["image"][0])  # episode i and j: other resets
+
+
+def test_the_missions_command_on_a_machine_with_metaworld_data_only(tmp_path, data_dir, capsys):
+    # a dry run shows the whole plan with the missing datasets marked, and how to get them
+    argv = ["--algos", "moto,dreamerv2", "--tasks", "all", "--out", str(tmp_path / "out"), "--data-dir", str(data_dir)]
+    assert run_cli([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    plan = [line for line in out.splitlines() if " -> " in line]
+    assert len(plan) == 24 and sum("[dataset missing]" in line for line in plan) == 22  # drawer-open is there
+    assert "generate kitchen" in out and "--dataset kitchen/scripted" in out and "import kitchen" in out
+    # the real command stops before writing anything, naming every missing dataset in one line
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "kitchen/mixed at" in err and "kitchen/partial at" in err
+    assert "metaworld/hammer at" in err and "metaworld/drawer-open at" not in err
+    assert "generate kitchen" in err and "D4RL HDF5, Minari, D5RL NPZ" in err
+    assert not (tmp_path / "out").exists()
