@@ -116,3 +116,23 @@ def test_import_d5rl_image_npz_errors(tmp_path, capsys):
     assert _import(tmp_path, "d4rl", src, "--image-key", "extra_image_camera_12_rgb") == 2
     assert "needs --format npz" in capsys.readouterr().err
     assert not list(tmp_path.glob("kitchen/*"))
+
+
+def test_import_minari_download(tmp_path, monkeypatch, capsys):
+    # --download of a dataset that is already local: Minari loads it without going out
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    write_minari("kitchen/noisy-v0", n_episodes=1, length=4)
+    assert _import(tmp_path, "minari", "kitchen/noisy-v0", "--tasks", "mixed", "--download") == 0
+    assert verify_dataset(tmp_path / "kitchen" / "mixed")["transitions"] == 4
+    assert _import(tmp_path, "npz", tmp_path, "--download", "--overwrite") == 2
+    assert "--download fetches Minari datasets only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_import_minari_download_without_network_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    # this machine reaches no dataset hub: Minari's own download fails (after its retries, ~30 s)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    assert _import(tmp_path, "minari", "D4RL/kitchen/mixed-v2", "--download") == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # (before it: the hub client's own retry lines)
+    assert "cannot download Minari dataset 'D4RL/kitchen/mixed-v2'" in last and "minari download" in last
+    assert not list(tmp_path.glob("kitchen/*"))

@@ -194,7 +194,11 @@ def cmd_import(args) -> None:
     if args.image_key:
         objects = tuple(dict.fromkeys(o for t in tasks for o in KITCHEN_TASKS[t]))
         raw = imp.read_npz(args.source, image_key=args.image_key, objects=objects)
+    elif args.format == "minari":
+        raw = imp.read_minari(args.source, download=args.download)
     else:
+        if args.download:
+            raise DatasetError("--download fetches Minari datasets only (--format minari)")
         raw = imp.READERS[args.format](args.source)
     if args.limit:
         raw = (ep for i, ep in zip(range(args.limit), raw))
@@ -297,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("domain", choices=["kitchen"])
     i.add_argument("--format", required=True, choices=["d4rl", "minari", "npz"])
     i.add_argument("--source", required=True, help="HDF5 file (d4rl), dataset id (minari) or NPZ folder (npz)")
+    i.add_argument("--download", action="store_true",
+                   help="minari: let Minari download the dataset id first if it is not local (needs network access)")
     i.add_argument("--tasks", default="mixed,partial", help="kitchen tasks to write (default: mixed,partial)")
     i.add_argument("--prefix", default="", help="write to <data-dir>/<prefix>/<task> instead of kitchen/<task>")
     i.add_argument("--limit", type=int, default=0, help="import only the first N episodes")

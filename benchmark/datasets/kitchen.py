@@ -80,14 +80,22 @@ def read_d4rl(path: str | Path) -> Iterator[dict[str, np.ndarray]]:
             yield {"qpos": qpos[s:e], "action": actions[s:e - 1]}
 
 
-def read_minari(dataset_id: str) -> Iterator[dict[str, np.ndarray]]:
+def read_minari(dataset_id: str, download: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """A Minari dataset's episodes; ``download``: let Minari fetch it first where it is not local (needs
+    network access; Minari keeps it under ``$MINARI_DATASETS_PATH``)."""
     import minari
 
     try:
-        dataset = minari.load_dataset(dataset_id)
+        dataset = minari.load_dataset(dataset_id, download=download)
     except Exception as exc:
-        raise DatasetError(f"cannot load Minari dataset {dataset_id!r} ({exc}); download it where it can be "
-                           f"reached (`minari download {dataset_id}`) and set MINARI_DATASETS_PATH") from exc
+        said = " ".join(str(exc).split())
+        if download:
+            raise DatasetError(f"cannot download Minari dataset {dataset_id!r} ({type(exc).__name__}: {said}); "
+                               f"without network access, download it elsewhere (`minari download {dataset_id}`), "
+                               f"copy it under MINARI_DATASETS_PATH and import without --download") from exc
+        raise DatasetError(f"cannot load Minari dataset {dataset_id!r} ({said}); pass --download to let Minari "
+                           f"fetch it, or download it where it can be reached (`minari download {dataset_id}`) "
+                           f"and set MINARI_DATASETS_PATH") from exc
     for ep in dataset.iterate_episodes():
         obs = ep.observations["observation"] if isinstance(ep.observations, dict) else ep.observations
         yield {"qpos": _qpos_from_observation(np.asarray(obs), f"{dataset_id} episode {ep.id}"),
