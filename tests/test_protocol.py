@@ -282,3 +282,16 @@ def test_the_missions_command_on_a_machine_with_metaworld_data_only(tmp_path, da
     assert "metaworld/hammer at" in err and "metaworld/drawer-open at" not in err
     assert "generate kitchen" in err and "D4RL HDF5, Minari, D5RL NPZ" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_paper_profile_on_a_cpu_says_so_in_one_line(tmp_path, data_dir, capsys):
+    from benchmark.run import has_nvidia_gpu
+
+    if has_nvidia_gpu():
+        pytest.skip("this machine has an NVIDIA GPU")
+    assert run_cli(["--algos", "bc", "--out", str(tmp_path / "o"), "--data-dir", str(data_dir), "--dry-run"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "GPU profile" in notes[0] and "--profile cpu" in notes[0]
+    assert run_cli(["--algos", "bc", "--profile", "cpu", "--out", str(tmp_path / "o"), "--data-dir", str(data_dir),
+                    "--dry-run"]) == 0
+    assert "note:" not in capsys.readouterr().err
