@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from algorithms import RunContext, register
-from algorithms.jax_nets import JaxLearner, MeanHead, PixelNet, adam, fold_frames, init_params, random_shift
+from algorithms.jax_nets import (JaxLearner, MeanHead, PixelNet, adam, decay_steps, fold_frames, init_params,
+                                 random_shift)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class BCConfig:
     latent: int = 50
     hidden: tuple[int, ...] = (256, 256)
     augment_pad: int = 4
-    cosine_decay_steps: int = 0  # 0: the run's total updates (jaxrl2's per-run decay_steps); <0: constant lr
+    cosine_decay_steps: int = 0  # 0: the task's paper-profile total updates (jaxrl2's decay_steps = its run's
+    # total; a shortened profile keeps that horizon, RunContext.schedule_updates); <0: constant lr
     tanh_mean: bool = True  # jaxrl2's UnitStdNormalPolicy default
     data: str = "offline"  # which episodes to clone: offline (the fork: no BC fine-tuning) / all / goal (filtered BC)
 
@@ -64,8 +66,7 @@ class BCAgent(JaxLearner):
         key = jax.random.PRNGKey(context.seed)
         H, W, C = context.obs_shape
         params = init_params(self.net, (context.seed, 1), jnp.zeros((1, H, W, C * config.framestack), jnp.uint8))
-        decay = config.cosine_decay_steps or context.total_updates
-        self.tx = adam(config.lr, max(decay, 0))
+        self.tx = adam(config.lr, decay_steps(config, context))
         self.state = {"params": params, "opt": self.tx.init(params), "key": key}
 
     def _update_fn(self, state, b):

@@ -136,7 +136,9 @@ class RunContext:
     obs_shape: tuple[int, int, int]  # one frame (H, W, C)
     action_dim: int
     seed: int
-    total_updates: int  # offline + online gradient updates of the whole run (for lr schedules)
+    total_updates: int  # offline + online gradient updates of the whole run
+    schedule_updates: int = 0  # the horizon of learning-rate schedules: the task's paper-profile total of
+    # updates, in every profile, so a shortened run keeps the paper's schedule shape (0: total_updates)
     device: str = "cpu"  # "cpu" or "cuda" (resolved from --device auto|cpu|cuda)
     task: str = ""  # e.g. "kitchen/partial"
     domain: str = ""

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 
 from algorithms import RunContext, register
 from algorithms.jax_nets import (JaxLearner, MeanHead, PixelActorCriticConfig, PixelNet, TwinQ, ValueHead, adam,
+                                 decay_steps,
                                  bootstrap_mask, fold_frames, gaussian_log_prob, init_params, soft_update,
                                  split_frames)
 from algorithms.sac import critic_loss, reduce_heads
@@ -73,8 +74,7 @@ class IQLAgent(JaxLearner):
         actor = init_params(self.actor, (context.seed, 1), pixels)
         critic = init_params(self.critic, (context.seed, 2), pixels, jnp.zeros((1, A)))
         value = init_params(self.value, (context.seed, 3), pixels)
-        decay = config.cosine_decay_steps or context.total_updates
-        self.tx = {"actor": adam(config.actor_lr, max(decay, 0)), "critic": adam(config.critic_lr),
+        self.tx = {"actor": adam(config.actor_lr, decay_steps(config, context)), "critic": adam(config.critic_lr),
                    "value": adam(config.value_lr)}
         self.state = {"actor": actor, "critic": critic, "target": critic, "value": value,
                       "actor_opt": self.tx["actor"].init(actor), "critic_opt": self.tx["critic"].init(critic),

@@ -187,6 +187,15 @@ def soft_update(target, online, tau: float):
     return jax.tree_util.tree_map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
 
 
+def decay_steps(config, context) -> int:
+    """The cosine decay's horizon: ``config.cosine_decay_steps`` if set (< 0: a constant rate), else the
+    task's paper-profile total of updates (``context.schedule_updates``; jaxrl2's decay_steps is its run's
+    total), else the run's own total. A shortened profile thus keeps the paper's schedule shape: its
+    online phase starts near the full rate, as the paper's does (99% after 1,000 of 21,000 updates)."""
+    steps = config.cosine_decay_steps or context.schedule_updates or context.total_updates
+    return max(steps, 0)
+
+
 def adam(lr: float, decay_steps: int = 0):
     """Adam; with decay_steps > 0 the learning rate follows a cosine decay to 0 over that many updates."""
     return optax.adam(optax.cosine_decay_schedule(lr, decay_steps) if decay_steps > 0 else lr)
@@ -237,7 +246,7 @@ class PixelActorCriticConfig:
     latent: int = 50
     hidden: tuple[int, ...] = (256, 256)
     augment_pad: int = 4
-    cosine_decay_steps: int = 0  # 0: the run's total updates; <0: constant actor lr
+    cosine_decay_steps: int = 0  # 0: the task's paper-profile total updates (RunContext.schedule_updates); <0: constant
     last_is_terminal: str = "all"  # all / offline / none: see bootstrap_mask
 
     PROFILES = {

@@ -30,7 +30,8 @@ learner without the conservative term (``algorithms/cql.py`` adds it). Facts rea
   a sample when exploring (``sample_actions``, also online);
 * random shift (4-pixel edge padding) of obs and next_obs with separate keys, inside the update;
 * Adam at 3e-4 for actor, critic and temperature; the actor's learning rate decays with a cosine
-  over the run's updates (``decay_steps = offline + online gradient steps``), the others are constant;
+  over the paper run's updates (``decay_steps = offline + online gradient steps`` of the task's paper
+  profile, ``jax_nets.decay_steps``), the others are constant;
 * gamma 0.99, batch 256.
 
 Cost: the actor's forward on obs is computed once (``jax.vjp``) and serves both the CQL samples and
@@ -45,6 +46,7 @@ import jax.numpy as jnp
 
 from algorithms import RunContext, register
 from algorithms.jax_nets import (JaxLearner, PixelActorCriticConfig, PixelNet, TanhGaussianHead, TwinQ, adam,
+                                 decay_steps,
                                  bootstrap_mask, fold_frames, init_params, soft_update, split_frames, tanh_gaussian,
                                  tanh_gaussian_sample)
 
@@ -101,8 +103,7 @@ class SACAgent(JaxLearner):
         actor = init_params(self.actor, (context.seed, 1), pixels)
         critic = init_params(self.critic, (context.seed, 2), pixels, jnp.zeros((1, A)))
         log_temp = jnp.log(jnp.asarray(config.init_temperature, jnp.float32))
-        decay = config.cosine_decay_steps or context.total_updates
-        self.tx = {"actor": adam(config.actor_lr, max(decay, 0)), "critic": adam(config.critic_lr),
+        self.tx = {"actor": adam(config.actor_lr, decay_steps(config, context)), "critic": adam(config.critic_lr),
                    "temp": adam(config.temp_lr)}
         self.state = {"actor": actor, "critic": critic, "target": critic, "log_temp": log_temp,
                       "actor_opt": self.tx["actor"].init(actor), "critic_opt": self.tx["critic"].init(critic),

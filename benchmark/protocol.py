@@ -166,6 +166,7 @@ class Runner:
         seed_globals(self.seed)
         context = RunContext(obs_shape=tuple(manifest["image_shape"]), action_dim=manifest["action_dim"],
                              seed=self.seed, total_updates=self.total_updates, device=self.device,
+                             schedule_updates=self.spec.schedule.offline_steps + self.spec.schedule.online_steps,
                              task=self.spec.name, domain=self.spec.domain, goal=self.spec.goal_rule,
                              run_dir=self.dir)
         agent = algorithms.make_agent(self.algo, self.cfg, context)

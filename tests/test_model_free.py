@@ -270,3 +270,26 @@ def test_bc_clones_only_the_dataset_by_default():
     agent = make("bc")
     assert agent.requests["bc"].filter == "offline"
     assert make("bc", data="goal").requests["bc"].filter == "goal"
+
+
+def test_the_actor_lr_decays_over_the_tasks_paper_schedule_in_every_profile(drawer_open_data, tmp_path):
+    # the cpu profile's 1,200 updates keep the paper run's schedule shape: its online phase starts near the
+    # full rate (the paper's run is at 99% then), not at the end of a decay squeezed into 1,200 updates
+    import dataclasses
+
+    from algorithms.jax_nets import decay_steps
+    from benchmark.profiles import schedule_for
+    from benchmark.protocol import Runner
+    from benchmark.tasks import get_task
+
+    cfg = algorithms.make_config("bc", "cpu")
+    ctx = RunContext(obs_shape=(8, 8, 3), action_dim=4, seed=0, total_updates=1200, schedule_updates=21000)
+    assert decay_steps(cfg, ctx) == 21000
+    assert decay_steps(dataclasses.replace(cfg, cosine_decay_steps=-1), ctx) == 0  # constant
+    assert decay_steps(dataclasses.replace(cfg, cosine_decay_steps=500), ctx) == 500
+    assert decay_steps(cfg, dataclasses.replace(ctx, schedule_updates=0)) == 1200
+    spec = get_task("metaworld/drawer-open")
+    runner = Runner(spec, "bc", algorithms.make_config("bc", "smoke"), schedule_for(spec, "smoke"), 0,
+                    tmp_path / "run", drawer_open_data / spec.name, progress=False)
+    _, agent = runner._build()
+    assert agent.context.schedule_updates == 1_000 + 20_000 and agent.context.total_updates == 4 + 4
