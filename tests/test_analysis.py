@@ -293,3 +293,21 @@ def test_the_analysis_survives_a_sweep_in_progress(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(figures, "curves_figure", broken)
     with pytest.raises(ValueError, match="a bug inside a figure"):
         cli.main([str(res), "--out", str(tmp_path / "o2"), "--reps", "20", "--no-progress"])
+
+
+def test_regret_is_the_mean_over_online_episodes_of_one_minus_success(tmp_path):
+    m = pd.DataFrame({"run": ["a"] * 5 + ["b"] * 2,
+                      "phase": ["offline", "online", "online", "eval", "online", "offline", "eval"],
+                      "episode_success": [np.nan, 1.0, 0.0, np.nan, 0.0, np.nan, np.nan]})
+    r = stats.regret(m)
+    assert r.to_dict() == {"a": pytest.approx(2 / 3)}  # b has no online episode
+    # in the final table and report: the mean over runs of each run's regret from its metrics.csv
+    res = tmp_path / "res"
+    for s in (0, 1):
+        write_run(res, "bc", "metaworld/hammer", s, [(0, 0.0), (6, 0.5)])
+    A = analyze(res, tmp_path / "o", Options(reps=20, progress=False))
+    per_run = [1.0 - load.read_metrics(res / f"metaworld/hammer/bc/seed_{s}").query("phase == 'online'")
+               ["episode_success"].mean() for s in (0, 1)]
+    assert A.tables["final"]["regret"].iloc[0] == pytest.approx(np.mean(per_run))
+    assert "regret" in pd.read_csv(tmp_path / "o" / "tables" / "final_per_run.csv").columns
+    assert "fine-tuning regret" in (tmp_path / "o" / "report.md").read_text()

@@ -117,7 +117,8 @@ def _expected_missing(runs: pd.DataFrame, o: Options) -> pd.DataFrame:
 
 
 def _final_table(final: pd.DataFrame, ref: pd.DataFrame, o: Options) -> pd.DataFrame:
-    """Final success (%) per method x task with a 95% CI, next to the paper's number and the difference."""
+    """Final success (%) per method x task with a 95% CI and the mean regret (CORL's: mean over online
+    episodes of 1 - success), next to the paper's number and the difference."""
     rows = []
     rs = ref[ref["metric"] == "final_success"]
     for (task, method), g in final.groupby(["task", "method"], sort=True):
@@ -127,11 +128,12 @@ def _final_table(final: pd.DataFrame, ref: pd.DataFrame, o: Options) -> pd.DataF
         paper = rs[(rs["task"] == task) & (rs["variant"] == variant)]
         pv = float(paper["value"].iloc[0]) if len(paper) else np.nan
         rows.append(dict(task=task, method=method, runs=len(g), final_success=float(pe["m"][0]),
-                         ci_low=float(ie["m"][0, 0]), ci_high=float(ie["m"][1, 0]), paper=pv,
+                         ci_low=float(ie["m"][0, 0]), ci_high=float(ie["m"][1, 0]),
+                         regret=float(g["regret"].mean()) if g["regret"].notna().any() else np.nan, paper=pv,
                          difference=float(pe["m"][0]) - pv if len(paper) else np.nan,
                          paper_source=paper["source"].iloc[0] if len(paper) else ""))
-    return pd.DataFrame(rows, columns=["task", "method", "runs", "final_success", "ci_low", "ci_high", "paper",
-                                       "difference", "paper_source"])
+    return pd.DataFrame(rows, columns=["task", "method", "runs", "final_success", "ci_low", "ci_high", "regret",
+                                       "paper", "difference", "paper_source"])
 
 
 def analyze(results_dir: str | Path, out: str | Path, options: Options | None = None) -> Analysis:
@@ -220,6 +222,7 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
 
     # ------------------------------------------------------------------ final scores and aggregates
     final = stats.final_scores(own, runs[runs["dataset"] == runs["task"]], o.final_window, o.include_unfinished, A.flags)
+    final = final.join(stats.regret(res.metrics), on="run")
     final.drop(columns=["path"]).to_csv(tab_dir / "final_per_run.csv", index=False)
     table = _final_table(final, ref, o)
     A.tables["final"] = table

@@ -169,6 +169,13 @@ def final_scores(evals: pd.DataFrame, runs: pd.DataFrame, window: int = 1, inclu
     return fin.reset_index(drop=True)
 
 
+def regret(metrics: pd.DataFrame) -> pd.Series:
+    """CORL's fine-tuning regret per run: the mean over its online training episodes of 1 - success
+    (``episode_success`` of the online rows); runs without an online episode are left out."""
+    online = metrics[(metrics["phase"] == "online") & metrics["episode_success"].notna()]
+    return (1.0 - online.groupby("run", observed=True)["episode_success"].mean()).rename("regret")
+
+
 def score_matrices(final: pd.DataFrame, tasks: list[str] | None = None, flags: Flags | None = None,
                    value: str = "final") -> tuple[dict[str, np.ndarray], list[str]]:
     """{method: (runs x tasks) array} over ``tasks`` (default: every task in ``final``), rows by position."""
