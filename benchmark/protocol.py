@@ -121,22 +121,25 @@ class Runner:
         low, high = env.action_space.low, env.action_space.high
         image, info = env.reset(seed=reset_seed)
         frames = deque([image] * k, maxlen=k)  # the first frame repeats before the start, as in training
-        images, actions, rewards, success, objects = [image], [], [], [], []
+        images, actions, executed, rewards, success, objects = [image], [], [], [], [], []
         state, done, terminated = None, False, False
         while not done:
             action, state = agent.act(np.stack(frames), state, explore)
-            action = np.clip(np.asarray(action, np.float32), low, high)  # what the env executes is stored
-            image, reward, terminated, truncated, info = env.step(action)
-            frames.append(image)
+            action = np.asarray(action, np.float32)
+            clipped = np.clip(action, low, high)  # the env executes the clip; the policy's draw is stored, as
+            image, reward, terminated, truncated, info = env.step(clipped)  # the authors' fork did (clipping
+            frames.append(image)  # a regression target would bias it toward 0)
             images.append(image)
             actions.append(action)
+            executed.append(clipped)
             rewards.append(reward)
             success.append(info["success"])
             if "objects_done" in info:
                 objects.append(info["objects_done"])
             done = terminated or truncated
-        ep = {"image": np.stack(images), "action": np.stack(actions), "reward": np.asarray(rewards, np.float32),
-              "success": np.asarray(success, bool), "terminal": np.zeros(len(actions), bool)}
+        ep = {"image": np.stack(images), "action": np.stack(actions), "executed_action": np.stack(executed),
+              "reward": np.asarray(rewards, np.float32), "success": np.asarray(success, bool),
+              "terminal": np.zeros(len(actions), bool)}
         ep["terminal"][-1] = terminated
         if objects:
             ep["objects_done"] = np.stack(objects)

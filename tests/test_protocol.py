@@ -126,10 +126,15 @@ def test_act_stacks_equal_training_stacks_and_hooks_are_called(tmp_path, data_di
             batch = store.transitions(np.array([store.global_index(e, t)]), k)
             np.testing.assert_array_equal(agent.seen.pop(0), batch["obs"][0])
     assert not agent.seen
-    # What is stored is what the env executed: clipped to the action space.
+    # What is stored is the policy's action as drawn (the fork's way); the env executed its clip, which the
+    # episode file keeps too
     stored = np.concatenate([store.episode(e)["action"] for e in range(n_off, store.num_episodes)])
-    np.testing.assert_array_equal(stored, np.clip(np.stack(agent.raw), -1.0, 1.0))
+    np.testing.assert_array_equal(stored, np.stack(agent.raw))
     assert np.abs(np.stack(agent.raw)).max() > 1.0
+    files = sorted((tmp_path / "run" / "episodes").glob("*.npz"))
+    executed = np.concatenate([np.load(f)["executed_action"] for f in files])
+    np.testing.assert_array_equal(executed, np.clip(np.stack(agent.raw), -1.0, 1.0))
+    np.testing.assert_array_equal(np.concatenate([np.load(f)["action"] for f in files]), stored)
 
 
 class NanAgent:
@@ -295,3 +300,13 @@ def test_the_paper_profile_on_a_cpu_says_so_in_one_line(tmp_path, data_dir, caps
     assert run_cli(["--algos", "bc", "--profile", "cpu", "--out", str(tmp_path / "o"), "--data-dir", str(data_dir),
                     "--dry-run"]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_an_iql_online_episode_stores_its_samples_and_the_env_gets_the_clip(tmp_path, data_dir):
+    # IQL explores with mean + N(0, I), unclipped (as the authors' fork): samples leave [-1, 1]
+    make_runner(tmp_path / "run", data_dir, algo="iql").run()
+    files = sorted((tmp_path / "run" / "episodes").glob("*.npz"))
+    drawn = np.concatenate([np.load(f)["action"] for f in files])
+    executed = np.concatenate([np.load(f)["executed_action"] for f in files])
+    assert np.abs(drawn).max() > 1.0
+    np.testing.assert_array_equal(executed, np.clip(drawn, -1.0, 1.0))

@@ -10,13 +10,15 @@ An episode of T transitions holds (``image`` has one more row than the per-step 
 observation before every action plus the last one)::
 
     image         (T+1, 64, 64, 3) uint8    observation o_0 .. o_T
-    action        (T, A)          float32   a_t taken at o_t
+    action        (T, A)          float32   a_t taken at o_t (online episodes: the policy's action as drawn)
     reward        (T,)            float32   r_t received for (o_t, a_t)
     success       (T,)            bool      the task was solved at o_{t+1}
     terminal      (T,)            bool      o_{t+1} ends the MDP (no bootstrapping); time limits are not terminal
   optional:
     objects_done  (T, K)          bool      Kitchen: each task object in its goal configuration at o_{t+1}
     qpos          (T+1, nq)       float32   simulator joint positions behind each image
+    executed_action (T, A)        float32   online episodes: the action the env executed (``action``
+                                            clipped to the action space)
 
 Datasets are written into a temporary folder and renamed into place, so a crash never leaves
 half a dataset behind, and an existing dataset is only replaced when asked to.
@@ -37,7 +39,7 @@ import numpy as np
 FORMAT = "moto-benchmark-episodes"
 FORMAT_VERSION = 1
 REQUIRED = {"image": np.uint8, "action": np.float32, "reward": np.float32, "success": np.bool_, "terminal": np.bool_}
-OPTIONAL = {"objects_done": np.bool_, "qpos": np.float32}
+OPTIONAL = {"objects_done": np.bool_, "qpos": np.float32, "executed_action": np.float32}
 
 
 class DatasetError(Exception):
@@ -67,7 +69,8 @@ def validate_episode(ep: dict[str, np.ndarray], where: str = "episode") -> int:
     T = image.shape[0] - 1
     if T < 1:
         raise DatasetError(f"{where}: an episode needs at least one transition, got {T}")
-    lead = {"action": T, "reward": T, "success": T, "terminal": T, "objects_done": T, "qpos": T + 1}
+    lead = {"action": T, "reward": T, "success": T, "terminal": T, "objects_done": T, "qpos": T + 1,
+            "executed_action": T}
     for key, n in lead.items():
         if key in ep and ep[key].shape[0] != n:
             raise DatasetError(f"{where}: {key!r} has {ep[key].shape[0]} rows but the episode has "
