@@ -209,19 +209,40 @@ class TanhGaussianActor(nn.Module):
         return a, logp
 
 
-class LatentSAC(nn.Module):
-    """Twin critics Q1, Q2 with Polyak targets, a tanh-Gaussian actor and a learned temperature.
+class DeterministicActor(nn.Module):
+    """a = tanh(MLP(s)): LOMPO's ``ActorNetwork``; ``forward`` matches TanhGaussianActor's (action, log pi),
+    with log pi = 0 (no entropy term) and exploration noise added by ``LatentSAC.policy``."""
 
+    def __init__(self, feat_dim: int, action_dim: int, layers, act: str):
+        super().__init__()
+        self.net = mlp(feat_dim, tuple(layers), action_dim, act)
+
+    def forward(self, feat: torch.Tensor, generator: torch.Generator | None = None, deterministic: bool = True):
+        a = torch.tanh(self.net(feat))
+        return a, torch.zeros(a.shape[:-1], device=a.device)
+
+
+class LatentSAC(nn.Module):
+    """Twin critics Q1, Q2 with Polyak targets and an actor on latent features; ``cfg.actor``:
+
+    deterministic (LOMPO's code, the default): a = pi(s), exploration a + N(0, expl_noise^2) clipped to
+    [-1, 1] (acting and model rollouts), no entropy term:
+        y = r + gamma d min_k Q'_k(s', pi(s'));   L_pi = -mean min_k Q_k(s, pi(s))
+    sac: a tanh-Gaussian actor with a learned temperature:
         y = r + gamma d (min_k Q'_k(s', a') - alpha log pi(a' | s')),   a' ~ pi(s')
-        L_Q = sum_k mean (Q_k(s, a) - y)^2  [+ cql_alpha sum_k R_k, see cql_regulariser]
         L_pi = mean (alpha log pi(a~ | s) - min_k Q_k(s, a~));  L_alpha = -mean log alpha (log pi + H_target)
-        Q'_k <- tau Q_k + (1 - tau) Q'_k after every update
+    Both: L_Q = sum_k mean (Q_k(s, a) - y)^2  [+ cql_alpha sum_k R_k, see cql_regulariser];
+    Q'_k <- tau Q_k + (1 - tau) Q'_k after every update.
     """
 
     def __init__(self, feat_dim: int, action_dim: int, cfg):
         super().__init__()
         self.cfg, self.action_dim = cfg, action_dim
-        self.actor = TanhGaussianActor(feat_dim, action_dim, cfg.actor_mlp, cfg.act)
+        if cfg.actor not in ("deterministic", "sac"):
+            raise ValueError(f"actor must be 'deterministic' (LOMPO's code) or 'sac', got {cfg.actor!r}")
+        self.deterministic = cfg.actor == "deterministic"
+        actor_cls = DeterministicActor if self.deterministic else TanhGaussianActor
+        self.actor = actor_cls(feat_dim, action_dim, cfg.actor_mlp, cfg.act)
         self.q = nn.ModuleList([mlp(feat_dim + action_dim, tuple(cfg.critic_mlp), 1, cfg.act) for _ in range(2)])
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
@@ -230,6 +251,17 @@ class LatentSAC(nn.Module):
         self.critic_opt = ClippedAdam(self.q.parameters(), cfg.critic_lr, cfg.opt_eps, cfg.grad_clip, 0.0)
         self.alpha_opt = ClippedAdam([self.log_alpha], cfg.actor_lr, cfg.opt_eps, 0.0, 0.0)
 
+    def policy(self, feat: torch.Tensor, generator: torch.Generator | None, explore: bool) -> torch.Tensor:
+        """The action to take: exploring, LOMPO's additive Gaussian noise (deterministic actor) or a sample
+        (sac); else the deterministic action / tanh of the mean."""
+        if not self.deterministic:
+            return self.actor(feat, generator, deterministic=not explore)[0]
+        a, _ = self.actor(feat)
+        if not explore:
+            return a
+        noise = torch.randn(a.shape, generator=generator, device=a.device) * self.cfg.expl_noise
+        return (a + noise).clamp(-1.0, 1.0)
+
     def qs(self, nets, feat, action) -> torch.Tensor:
         x = torch.cat([feat, action], -1)
         return torch.stack([q(x).squeeze(-1) for q in nets])  # (2, ...)
@@ -237,7 +269,7 @@ class LatentSAC(nn.Module):
     def update(self, b: dict, generator: torch.Generator, cql_alpha: float = 0.0, cql_samples: int = 16) -> dict:
         cfg = self.cfg
         obs, act, rew, nxt, disc = b["obs"], b["action"], b["reward"], b["next_obs"], b["discount"]
-        alpha = self.log_alpha.exp().detach()
+        alpha = torch.zeros((), device=obs.device) if self.deterministic else self.log_alpha.exp().detach()
         with torch.no_grad():
             a2, logp2 = self.actor(nxt, generator)
             target = self.qs(self.q_target, nxt, a2).min(0).values - alpha * logp2
@@ -265,15 +297,17 @@ class LatentSAC(nn.Module):
             p.requires_grad_(True)
         actor_loss = (alpha * logp - q_pi).mean()
         actor_norm = self.actor_opt.step(actor_loss)
-        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-        self.alpha_opt.step(alpha_loss)
+        if not self.deterministic:
+            alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+            self.alpha_opt.step(alpha_loss)
         with torch.no_grad():
             for p, pt in zip(self.q.parameters(), self.q_target.parameters()):
                 pt.lerp_(p, cfg.tau)
         metrics.update({"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
-                        "q_value": q.mean().detach(), "q_target": y.mean().detach(), "temperature": alpha,
-                        "actor_entropy": -logp.mean().detach(), "critic_grad_norm": critic_norm,
+                        "q_value": q.mean().detach(), "q_target": y.mean().detach(), "critic_grad_norm": critic_norm,
                         "actor_grad_norm": actor_norm})
+        if not self.deterministic:
+            metrics.update({"temperature": alpha, "actor_entropy": -logp.mean().detach()})
         return metrics
 
     def opt_state(self) -> dict:

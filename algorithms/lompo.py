@@ -24,12 +24,13 @@ Per update (one protocol gradient step), on a batch of 64 x 50 sequences:
        s_{t+1} ~ p^{m_t}(s | s_t, a_t),   r~_t = rew(s_{t+1}) - lambda u(s_t, a_t)
    with u LOMPO's ``log_prob`` disagreement: the population std over members i of log p^i(z_{t+1}),
    z_{t+1} the sampled next latent (``latent_sac.disagreement``); rows go into the model buffer.
-4. SAC on a batch of ``agent_batch`` rows, ``real_fraction`` real and the rest model-generated
-   (``latent_sac.LatentSAC``); COMBO adds cql_alpha x the CQL regulariser.
+4. The actor-critic (a deterministic actor, or SAC) on a batch of ``agent_batch`` rows, ``real_fraction``
+   real and the rest model-generated (``latent_sac.LatentSAC``); COMBO adds cql_alpha x the CQL regulariser.
 
-Deviations, stated: the reference's actor is a deterministic tanh policy with additive N(0, 0.2)
-exploration and actor loss -min Q; the paper and the issue call it SAC, so this is SAC (tanh-Gaussian,
-learned temperature, target entropy -|A|). The reference draws agent_batch rows from each buffer
+The actor is the reference's by default: a deterministic tanh policy with additive N(0, 0.2)
+exploration (acting and model rollouts) and actor loss -min Q, no entropy term; ``actor="sac"`` gives the
+tanh-Gaussian SAC actor with a learned temperature (target entropy -|A|) that the paper names.
+Deviations, stated: the reference draws agent_batch rows from each buffer
 (2 x 256); here agent_batch = 256 in total, half and half. Real latents are posterior means (the
 reference samples them) so that re-encoding the same frames with an unchanged model gives drift 0.
 Activations: ELU everywhere (the reference's convs use ReLU).
@@ -88,7 +89,10 @@ class LompoConfig(WorldModelConfig):
     lmbd: float = 5.0
     cql_alpha: float = 0.0
     cql_samples: int = 16
-    # SAC
+    # Actor-critic on latent features (latent_sac.LatentSAC)
+    actor: str = "deterministic"  # LOMPO's code: a tanh actor on -min Q with additive N(0, expl_noise^2)
+    # exploration; "sac": a tanh-Gaussian actor with a learned temperature (the paper calls it SAC)
+    expl_noise: float = 0.2  # LOMPO's expl_amount (acting and model rollouts; evaluation: none)
     actor_mlp: tuple[int, ...] = (256, 256, 256, 256)
     critic_mlp: tuple[int, ...] = (256, 256, 256)
     actor_lr: float = 3e-4
@@ -97,8 +101,8 @@ class LompoConfig(WorldModelConfig):
     real_fraction: float = 0.5
     discount: float = 0.99
     tau: float = 5e-3
-    init_temperature: float = 1.0
-    target_entropy: float | None = None  # None: -|A|
+    init_temperature: float = 1.0  # actor = "sac" only
+    target_entropy: float | None = None  # actor = "sac" only; None: -|A|
 
     PROFILES = {
         "cpu": dict(deter=64, hidden=64, stoch=16, enc_channels=(8, 16, 32, 64), dec_in=128,
@@ -213,7 +217,7 @@ class LompoAgent:
         rows = {k: [] for k in ("obs", "action", "reward", "next_obs", "penalty", "member")}
         for _ in range(horizon):
             feat = rssm.feat(state)
-            action, _ = self.sac.actor(feat, self.gen)
+            action = self.sac.policy(feat, self.gen, explore=True)  # LOMPO's rollouts explore too
             nxt, stats_all = rssm.img_step(state, action, self.gen, member=None, sample=True, return_ensemble=True)
             means, stds = rssm.mean_std(stats_all)
             member = int((stats_all == nxt["stats"][None]).flatten(1).all(1).float().argmax())
@@ -271,7 +275,7 @@ class LompoAgent:
     @torch.no_grad()
     def act(self, obs, state, explore: bool):
         latent = self.wm.observe_step(obs, state, self.device, self.gen, sample=False)
-        action, _ = self.sac.actor(self.wm.rssm.feat(latent), self.gen, deterministic=not explore)
+        action = self.sac.policy(self.wm.rssm.feat(latent), self.gen, explore)
         return action[0].cpu().numpy().astype(np.float32), (latent, action)
 
     # -- state --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """LOMPO and COMBO: penalty, CQL term, batch mix, rollouts, latent buffer, drift metric, exact resume."""
+import copy
 import csv
 import math
 
@@ -234,3 +235,36 @@ def _final_buffer(run, name, state):
     buf = LatentBuffer(name, cfg.model_capacity, cfg.deter + cfg.stoch, 4)
     buf.load(run / "agent", state["committed"][name])
     return buf.data["obs"]
+
+
+def test_lompos_actor_is_deterministic_on_minus_min_q_with_gaussian_exploration():
+    agent = make_agent("lompo")
+    assert agent.config.actor == "deterministic" and agent.config.expl_noise == 0.2
+    sac = agent.sac
+    b = {k: torch.as_tensor(v) for k, v in mixed_batch(*_filled(agent), 8, 0.5, torch.Generator().manual_seed(0)).items()}
+    obs, nxt = b["obs"].float(), b["next_obs"].float()
+    with torch.no_grad():  # the losses by hand, before the update changes the nets
+        y = b["reward"] + sac.cfg.discount * b["discount"] * sac.qs(sac.q_target, nxt, sac.actor(nxt)[0]).min(0).values
+        q = sac.qs(sac.q, obs, b["action"].float())
+        critic_loss = ((q - y[None]) ** 2).mean(1).sum()
+    actor_before = copy.deepcopy(sac.actor)
+    m = sac.update(b, torch.Generator().manual_seed(1))
+    assert m["critic_loss"].item() == pytest.approx(critic_loss.item(), rel=1e-5)
+    assert "temperature" not in m and "actor_entropy" not in m  # no entropy term
+    with torch.no_grad():  # the actor loss: -mean min_k Q_k(s, pi(s)), critics already updated
+        actor_loss = -sac.qs(sac.q, obs, actor_before(obs)[0]).min(0).values.mean()
+    assert m["actor_loss"].item() == pytest.approx(actor_loss.item(), rel=1e-5)
+    feat = obs[:3]
+    g = torch.Generator().manual_seed(5)
+    mode = sac.policy(feat, g, explore=False)
+    torch.testing.assert_close(mode, torch.tanh(sac.actor.net(feat)))
+    draws = torch.stack([sac.policy(feat, g, explore=True) for _ in range(400)])
+    assert draws.abs().max() <= 1.0
+    inside = (mode.abs() < 0.6)  # away from the clip: the noise is N(0, 0.2^2)
+    assert (draws - mode).std(0)[inside].mean().item() == pytest.approx(0.2, abs=0.03)
+    # the SAC actor stays reachable: a sampled tanh-Gaussian with a learned temperature
+    sac_agent = make_agent("lompo", actor="sac")
+    m = sac_agent.sac.update(b, torch.Generator().manual_seed(1))
+    assert "temperature" in m
+    with pytest.raises(ValueError, match="actor must be"):
+        make_agent("lompo", actor="td3")
