@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from algorithms import RunContext, register
 from algorithms.jax_nets import (JaxLearner, MeanHead, PixelActorCriticConfig, PixelNet, TwinQ, ValueHead, adam,
@@ -102,9 +103,10 @@ class IQLAgent(JaxLearner):
 
         # (IQL-2)
         weights = awr_weights(q_target, v, c.inverse_temperature, c.max_weight)
-        loss_pi, g = jax.value_and_grad(lambda ap: awr_loss(weights, b["action"], self.actor.apply(ap, obs)))(
+        loss_pi, g_actor = jax.value_and_grad(lambda ap: awr_loss(weights, b["action"], self.actor.apply(ap, obs)))(
             state["actor"])
-        actor, actor_opt = self._step("actor", state["actor"], state["actor_opt"], g)
+        actor, actor_opt = self._step("actor", state["actor"], state["actor_opt"], g_actor)
+        actor_step = optax.global_norm(jax.tree_util.tree_map(jnp.subtract, actor, state["actor"]))
 
         # (IQL-3)
         y = b["reward"] + c.discount * mask * v_next
@@ -115,8 +117,15 @@ class IQLAgent(JaxLearner):
 
         new = {"actor": actor, "critic": critic, "target": target, "value": value, "actor_opt": actor_opt,
                "critic_opt": critic_opt, "value_opt": value_opt, "key": key}
+        online = b["online"].astype(jnp.float32)
         metrics = {"critic_loss": loss_q, "value_loss": loss_v, "actor_loss": loss_pi, "v": v.mean(),
-                   "adv": (q_target - v).mean(), "weight": weights.mean()}
+                   "adv": (q_target - v).mean(), "weight": weights.mean(),
+                   # what changes at the phase boundary: the actor's parameter step (Adam's effective
+                   # rate), and the advantage weights on online vs offline samples of the batch
+                   "actor_step_norm": actor_step, "actor_grad_norm": optax.global_norm(g_actor),
+                   "weight_online": (weights * online).sum() / jnp.maximum(online.sum(), 1.0),
+                   "weight_offline": (weights * (1 - online)).sum() / jnp.maximum((1 - online).sum(), 1.0),
+                   "online_share": online.mean()}
         return new, metrics
 
     def _act_fn(self, state, obs, key, explore):
