@@ -57,7 +57,7 @@ from algorithms import RunContext, Sequences, register, register_variant
 from algorithms.dreamerv2 import DreamerV2Agent, DreamerV2Config
 from algorithms.torch_nets import (Actor, ClippedAdam, batch_to_device, frozen, load_parts, mlp,
                                    resolve_device_options, save_parts, to_cpu)
-from algorithms.world_model import WorldModel, WorldModelConfig
+from algorithms.world_model import UNCERTAINTY_MEASURES, WorldModel, WorldModelConfig
 
 
 @dataclass(frozen=True)
@@ -457,7 +457,6 @@ def action_uncertainty(wm, episodes: list[dict], horizon: int, generator: torch.
         random  uniform actions in [-1, 1]^A
     and the mean over every (j, t) of u(s^t_j, a^t_j) by every measure (default: all the latents allow).
     Returns {source: {measure: mean u}}; {} when no episode is longer than H."""
-    from algorithms.world_model import UNCERTAINTY_MEASURES
     from algorithms.wm_diagnostics import episode_tensors
 
     rssm = wm.rssm
