@@ -297,9 +297,8 @@ def test_diagnostics_are_written_in_the_analysis_formats_and_from_the_checkpoint
     assert float(again[-1]["expected_uncertainty"]) > 0
 
 
-def test_expected_uncertainty_rolls_expert_actions_from_the_first_T_minus_H_states():
-    agent = smoke_agent()
-    ep = make_episode(T=6, size=16)
+def spy_img_steps(agent) -> list:
+    """Records (batch size, action) of every prior step the agent's RSSM takes from now on."""
     calls = []
     real_step = agent.wm.rssm.img_step
 
@@ -308,6 +307,13 @@ def test_expected_uncertainty_rolls_expert_actions_from_the_first_T_minus_H_stat
         return real_step(state, action, *a, **kw)
 
     agent.wm.rssm.img_step = spy
+    return calls
+
+
+def test_expected_uncertainty_rolls_expert_actions_from_the_first_T_minus_H_states():
+    agent = smoke_agent()
+    ep = make_episode(T=6, size=16)
+    calls = spy_img_steps(agent)
     eps = moto.expected_uncertainty(agent.wm, [ep], horizon=2, generator=torch.Generator().manual_seed(0))
     assert eps > 0 and len(calls) == 2
     assert all(n == 4 for n, _ in calls)  # j = 0 .. T-H-1
@@ -340,15 +346,9 @@ def test_bc_burns_in_the_first_frames_of_a_window_that_starts_mid_episode():
 def test_action_uncertainty_rolls_data_policy_and_random_actions_from_the_same_states():
     agent = smoke_agent()
     ep = make_episode(T=7, size=16)
-    calls = []
-    real_step = agent.wm.rssm.img_step
-
-    def spy(state, action, *a, **kw):
-        calls.append(action.clone())
-        return real_step(state, action, *a, **kw)
-
-    agent.wm.rssm.img_step = spy
+    steps = spy_img_steps(agent)
     out = moto.action_uncertainty(agent.wm, [ep], 2, torch.Generator().manual_seed(0), agent.actor)
+    calls = [action for _, action in steps]
     assert list(out) == ["data", "policy", "random"] and len(calls) == 6
     assert set(out["data"]) == {"logits", "log_probs", "probs", "sample_log_prob", "meandis"}
     torch.testing.assert_close(calls[0], torch.as_tensor(ep["action"][0:5]))  # the data's own actions
