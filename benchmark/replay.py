@@ -129,12 +129,12 @@ class EpisodeStore:
         n = T + 1
         if self.frames is None:
             self._allocate(image.shape[1:], action.shape[1], n)
-        if self.n_frames == 0:  # the first episode decides which optional fields the store keeps
-            for k, v in optional.items():
-                self._arr.setdefault(f"{k}_in", np.empty((self.capacity, *v.shape[1:]), v.dtype))
         elif self.n_frames + n > self.capacity:
             self._allocate(self.frames.shape[1:], action.shape[1],
                            max(self.n_frames + n, int(self.capacity * self.grow)))
+        if self.n_frames == 0:  # the first episode decides which optional fields the store keeps
+            for k, v in optional.items():
+                self._arr.setdefault(f"{k}_in", np.empty((self.capacity, *v.shape[1:]), v.dtype))
         s = slice(self.n_frames, self.n_frames + n)
         a = self._arr
         self.frames[s] = image

@@ -102,7 +102,7 @@ def plan(args, resolve: bool = True) -> list[dict]:
     device = resolve_device(args.device, here=resolve)
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     check_out(Path(args.out))
-    runs, verified, missing = [], set(), {}
+    runs, verified = [], set()
     for task in tasks:
         spec = get_task(task)
         name = args.dataset or task
@@ -112,9 +112,7 @@ def plan(args, resolve: bool = True) -> list[dict]:
             name = per_task
         dataset = data_dir / name
         absent = not (dataset / "manifest.json").exists()
-        if absent:
-            missing.setdefault(spec.domain, {})[task] = dataset
-        elif dataset not in verified:
+        if not absent and dataset not in verified:
             try:
                 manifest = verify_dataset(dataset)  # every episode's checksum, shapes and dtypes
             except DatasetError as exc:
@@ -132,6 +130,7 @@ def plan(args, resolve: bool = True) -> list[dict]:
                              "device": device, "imports": list(args.imports), "missing_dataset": absent,
                              "dir": results.run_dir(args.out, task, algo, seed, args.profile,
                                                     name if args.dataset else None)})
+    missing = missing_datasets(runs)
     if missing and not getattr(args, "dry_run", False):  # a dry run shows the plan with the gaps marked
         raise UsageError(missing_datasets_message(missing))
     return runs

@@ -230,3 +230,12 @@ def test_episodes_keep_the_fields_a_goal_rule_reads():
     assert "objects_done" not in plain.episode(0)
     with pytest.raises(ValueError, match="earlier episodes lack"):
         plain.add(make_episode(T=3, objects_done=np.zeros((3, 4), bool)))
+
+
+def test_a_first_episode_longer_than_the_reservation_grows_the_store_with_its_fields():
+    store = EpisodeStore()
+    store.reserve(3, (8, 8, 3), 4)  # room for 3 frames; the episode has 7
+    ep = make_episode(T=6, objects_done=np.ones((6, 2), bool))
+    store.add(ep)
+    np.testing.assert_array_equal(store.episode(0)["image"], ep["image"])
+    np.testing.assert_array_equal(store.episode(0)["objects_done"], ep["objects_done"])
