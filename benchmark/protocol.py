@@ -125,10 +125,12 @@ class Runner:
         state, done, terminated = None, False, False
         while not done:
             action, state = agent.act(np.stack(frames), state, explore)
+            # The env executes the clip; the policy's draw is what the episode stores as its action, as the
+            # authors' fork did (clipping a regression target would bias it toward 0).
             action = np.asarray(action, np.float32)
-            clipped = np.clip(action, low, high)  # the env executes the clip; the policy's draw is stored, as
-            image, reward, terminated, truncated, info = env.step(clipped)  # the authors' fork did (clipping
-            frames.append(image)  # a regression target would bias it toward 0)
+            clipped = np.clip(action, low, high)
+            image, reward, terminated, truncated, info = env.step(clipped)
+            frames.append(image)
             images.append(image)
             actions.append(action)
             executed.append(clipped)
