@@ -15,7 +15,7 @@ GL_HELP = (
 
 def configure_gl(default: str = "egl") -> str:
     """Pick MuJoCo's headless OpenGL backend. MuJoCo reads ``MUJOCO_GL`` once, when first imported,
-    so this runs when ``benchmark.envs`` is imported (every env factory imports it first); importing
+    so this runs when ``benchmark.tasks.envs`` is imported (every env factory imports it first); importing
     ``benchmark`` alone configures nothing."""
     backend = os.environ.get("MUJOCO_GL", "").lower()
     if not backend and "mujoco" in sys.modules:

@@ -1,7 +1,7 @@
 import csv
 from pathlib import Path
 
-import benchmark.envs  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
+import benchmark.tasks.envs  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
 import numpy as np
 import pytest
 
@@ -35,7 +35,7 @@ def kill_and_resume(monkeypatch, runner, cut_dir, whole_run, kill_step):
     ``whole_run``'s: nothing lost, nothing twice, same numbers."""
     import torch
 
-    from benchmark.replay import BatchSampler
+    from benchmark.core.replay import BatchSampler
 
     real = BatchSampler.batch
 
@@ -57,7 +57,7 @@ def kill_and_resume(monkeypatch, runner, cut_dir, whole_run, kill_step):
 
 def checkpoint_params(run_dir, parts):
     """The parameters of the named parts of the agent in a run's checkpoint, as one flat array."""
-    from benchmark.results import load_checkpoint
+    from benchmark.core.rundir import load_checkpoint
 
     agent = load_checkpoint(run_dir)["agent"]
     return np.concatenate([v.numpy().ravel() for part in parts for v in agent[part].values()])

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import results
-from benchmark import status as status_mod
+from benchmark.core import rundir
+from benchmark.launch import status as status_mod
 from benchmark.run import main as run_cli
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -61,7 +61,7 @@ def slurm_args(out, drawer_open_data, algos="bc", seeds="0", extra=()):
 
 
 def status_of(d):
-    return results.read_status(Path(d)).get("status")
+    return rundir.read_status(Path(d)).get("status")
 
 
 def test_a_sweep_of_smoke_runs_completes_and_a_resubmission_skips_it(cluster, drawer_open_data, tmp_path, capsys):
@@ -77,7 +77,7 @@ def test_a_sweep_of_smoke_runs_completes_and_a_resubmission_skips_it(cluster, dr
     again = capsys.readouterr().out
     assert "0 to launch" in again and "nothing to submit" in again
     wait_for(lambda: all(status_of(d) == "done" for d in dirs), cluster=cluster, what="runs done")
-    status = results.read_status(dirs[0])
+    status = rundir.read_status(dirs[0])
     assert status["grad_step"] == 8 and status["episodes"] == 2
     assert [r["phase"] for r in rows(dirs[0])][-1] == "eval"
     wait_for(lambda: not cluster.squeue(), cluster=cluster, what="queue empty")
@@ -164,4 +164,4 @@ def test_a_submission_sbatch_refuses_is_an_error_with_a_hint_and_records_nothing
     last = capsys.readouterr().err.strip().splitlines()[-1]  # (before it: sbatch's own lines, echoed by submitit)
     assert last.startswith("error: sbatch refused the submission:") and "nvalid partition" in last
     assert "--gpus 0" in last and "--cluster FILE" in last  # the hint
-    assert not list(out.rglob(status_mod.SLURM_JOB_FILE))  # nothing recorded as submitted
+    assert not list(out.rglob(rundir.SLURM_JOB_FILE))  # nothing recorded as submitted

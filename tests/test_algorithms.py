@@ -62,7 +62,7 @@ def test_list_and_dry_run_import_neither_jax_nor_torch():
         from benchmark.run import main
         with contextlib.redirect_stdout(io.StringIO()):
             assert main(["--list"]) == 0
-        import benchmark, benchmark.tasks, benchmark.protocol, algorithms
+        import benchmark, benchmark.tasks, benchmark.core.protocol, algorithms
         heavy = [m for m in ("jax", "torch", "flax", "mujoco", "metaworld") if m in sys.modules]
         print("HEAVY", heavy, "GL", __import__("os").environ.get("MUJOCO_GL"))
     """)

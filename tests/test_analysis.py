@@ -266,7 +266,7 @@ def test_cli_runs_end_to_end(tmp_path, capsys):
 
 def test_importing_the_analysis_imports_no_training_framework():
     code = ("import sys, benchmark.analysis, benchmark.analysis.pipeline, benchmark.analysis.figures; "
-            "bad = [m for m in ('jax', 'torch', 'flax', 'algorithms', 'benchmark.protocol', 'mujoco') "
+            "bad = [m for m in ('jax', 'torch', 'flax', 'algorithms', 'benchmark.core.protocol', 'mujoco') "
             "if m in sys.modules]; print(bad)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -8,7 +8,7 @@ import torch
 
 import algorithms
 from benchmark.datasets.__main__ import main as datasets_cli
-from benchmark.protocol import Runner
+from benchmark.core.protocol import Runner
 from benchmark.run import main as run_cli
 from benchmark.tasks import Schedule, get_task
 from conftest import checkpoint_params, kill_and_resume, metric_rows as rows

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from benchmark.envs.kitchen import KITCHEN_TASKS, objects_done
-from benchmark.envs.metaworld import scripted_expert
+from benchmark.tasks.envs.kitchen import KITCHEN_TASKS, objects_done
+from benchmark.tasks.envs.metaworld import scripted_expert
 from benchmark.tasks import TASKS, get_task
 
 
@@ -61,8 +61,8 @@ def test_metaworld_objects_are_randomised_and_seeded():
 
 
 def test_metaworld_corner_camera_is_turned_upright():
-    from benchmark.envs.metaworld import CAMERAS
-    from benchmark.envs.render import Camera, PixelRenderer
+    from benchmark.tasks.envs.metaworld import CAMERAS
+    from benchmark.tasks.envs.render import Camera, PixelRenderer
 
     env = get_task("metaworld/hammer").make_env(seed=0, camera="corner")
     env.reset()
@@ -131,7 +131,7 @@ def _run(code: str, **env_vars):
 
 
 def test_unsupported_gl_backend_is_a_clear_error():
-    out = _run("import benchmark.envs", MUJOCO_GL="directx")
+    out = _run("import benchmark.tasks.envs", MUJOCO_GL="directx")
     assert out.returncode != 0 and "MUJOCO_GL='directx' is not supported" in out.stderr
 
 

@@ -4,7 +4,7 @@ from kitchen_sources import kitchen_rollouts, write_d4rl_hdf5, write_dreamer_npz
 
 from benchmark.datasets import load_episodes, verify_dataset
 from benchmark.datasets.__main__ import main as cli
-from benchmark.envs.kitchen import KitchenPixelEnv
+from benchmark.tasks.envs.kitchen import KitchenPixelEnv
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_import_errors(tmp_path, capsys):
 def test_import_d5rl_image_npz(tmp_path):
     from kitchen_sources import write_d5rl_image_npz
 
-    from benchmark.envs.kitchen import KITCHEN_TASKS
+    from benchmark.tasks.envs.kitchen import KITCHEN_TASKS
 
     src, episodes = write_d5rl_image_npz(tmp_path / "d5rl", n_episodes=2, length=5)
     assert _import(tmp_path, "npz", src, "--image-key", "extra_image_camera_12_rgb") == 0

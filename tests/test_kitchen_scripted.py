@@ -4,15 +4,15 @@ import json
 import numpy as np
 import pytest
 
-import benchmark.envs  # noqa: F401  (headless GL before mujoco)
+import benchmark.tasks.envs  # noqa: F401  (headless GL before mujoco)
 from benchmark.datasets import load_episodes, verify_dataset
 from benchmark.datasets.__main__ import main as cli
-from benchmark.envs import kitchen_expert as ke
-from benchmark.envs.kitchen import KITCHEN_TASKS
+from benchmark.datasets import kitchen_demo as ke
+from benchmark.tasks.envs.kitchen import KITCHEN_TASKS
 
 
 def _in_goal(qpos, obj):
-    """Independent of benchmark.envs.kitchen.objects_done: D4RL's rule read off gymnasium-robotics' tables."""
+    """Independent of benchmark.tasks.envs.kitchen.objects_done: D4RL's rule read off gymnasium-robotics' tables."""
     from gymnasium_robotics.envs.franka_kitchen.kitchen_env import BONUS_THRESH, OBS_ELEMENT_GOALS, OBS_ELEMENT_INDICES
 
     return np.linalg.norm(qpos[..., OBS_ELEMENT_INDICES[obj]] - OBS_ELEMENT_GOALS[obj], axis=-1) < BONUS_THRESH
@@ -52,7 +52,7 @@ def test_chained_plans_and_seeded_noise(physics):
 
 
 def test_episode_orders():
-    from benchmark.datasets.kitchen_scripted import draw_order
+    from benchmark.datasets.kitchen_demo import draw_order
 
     rng = np.random.default_rng(0)
     orders = [draw_order(rng) for _ in range(400)]
@@ -76,7 +76,7 @@ def generated(tmp_path_factory):
 
 
 def test_generated_datasets_rewards(generated):
-    from benchmark.datasets.kitchen_scripted import episode_plan
+    from benchmark.datasets.kitchen_demo import episode_plan
 
     eps = {t: load_episodes(generated / f"kitchen/scripted-{t}") for t in ("mixed", "partial")}
     for task, objects in KITCHEN_TASKS.items():

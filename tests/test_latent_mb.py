@@ -189,9 +189,9 @@ def _rows(run):
 
 
 def test_kill_and_resume_with_a_non_empty_latent_buffer(tmp_path, drawer_open_data, monkeypatch):
-    from benchmark.protocol import Runner
-    from benchmark.replay import BatchSampler
-    from benchmark.results import load_checkpoint
+    from benchmark.core.protocol import Runner
+    from benchmark.core.replay import BatchSampler
+    from benchmark.core.rundir import load_checkpoint
     from benchmark.tasks import Schedule, get_task
 
     spec = get_task("metaworld/drawer-open")

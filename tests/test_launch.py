@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import results
-from benchmark.launch import load_sweep
+from benchmark.core import rundir
+from benchmark.launch.sweeps import load_sweep
 from benchmark.run import main as run_cli
 from benchmark.status import main as status_cli
 from conftest import metric_rows as rows
@@ -55,17 +55,17 @@ def test_two_workers_run_a_sweep_and_a_killed_workers_run_resumes_to_the_same_me
     launcher = subprocess.Popen(local_cmd(out, drawer_open_data), cwd=REPO, env={**os.environ, "SLOW_BC_DELAY": "0.4"},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim = seed_dir(out, 1)
-    wait_for(lambda: n_online(victim) >= 1 and results.read_status(seed_dir(out, 0)).get("status") == "running")
-    both_running = results.read_status(seed_dir(out, 0)).get("status") == "running"
-    worker = results.read_status(victim)["pid"]  # the worker process that holds seed 1
+    wait_for(lambda: n_online(victim) >= 1 and rundir.read_status(seed_dir(out, 0)).get("status") == "running")
+    both_running = rundir.read_status(seed_dir(out, 0)).get("status") == "running"
+    worker = rundir.read_status(victim)["pid"]  # the worker process that holds seed 1
     assert worker != launcher.pid
     os.kill(worker, signal.SIGKILL)
     stdout, stderr = launcher.communicate(timeout=600)
     assert launcher.returncode == 1, stdout + stderr  # a run did not finish
     assert "worker died (killed by SIGKILL; rerun to resume)" in stdout
     assert both_running  # two workers at once
-    assert results.read_status(seed_dir(out, 0))["status"] == "done"
-    assert results.read_status(victim)["status"] == "running"  # its process died holding it
+    assert rundir.read_status(seed_dir(out, 0))["status"] == "done"
+    assert rundir.read_status(victim)["status"] == "running"  # its process died holding it
     st = subprocess.run([sys.executable, "-m", "benchmark.status", str(out), "--no-squeue"], capture_output=True,
                         text=True, timeout=120)
     assert "total: 1 done, 0 running, 0 queued, 1 interrupted, 0 failed, 0 missing" in st.stdout, st.stdout
@@ -85,7 +85,7 @@ def test_failed_runs_are_listed_skipped_and_retried_with_retry_failed(tmp_path, 
             "--out", str(out), "--data-dir", str(drawer_open_data), "--no-progress", "--launcher", "local"]
     assert run_cli(args) == 0
     d = out / "metaworld/drawer-open/bc/smoke/seed_1"
-    results.set_status(d, "failed", error="RuntimeError: out of memory")  # as a crashed run leaves it
+    rundir.set_status(d, "failed", error="RuntimeError: out of memory")  # as a crashed run leaves it
     capsys.readouterr()
     assert run_cli(args) == 1  # nothing run, but a failed run remains
     printed = capsys.readouterr().out
@@ -95,7 +95,7 @@ def test_failed_runs_are_listed_skipped_and_retried_with_retry_failed(tmp_path, 
     table = capsys.readouterr().out
     assert "1 done, 0 running, 0 queued, 0 interrupted, 1 failed" in table and "RuntimeError: out of memory" in table
     assert run_cli([*args, "--retry-failed"]) == 0
-    assert results.read_status(d)["status"] == "done"
+    assert rundir.read_status(d)["status"] == "done"
 
 
 SWEEP = """

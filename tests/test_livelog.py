@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from benchmark.livelog import LiveLog, add_cli_arguments
+from benchmark.core.livelog import LiveLog, add_cli_arguments
 
 
 def scalars(run_dir):
@@ -95,7 +95,7 @@ def test_a_failing_sink_is_switched_off_with_a_warning(tmp_path):
 
 def test_wandb_offline_run_in_the_run_directory(tmp_path):
     # in a subprocess: wandb starts a service process and patches the interpreter
-    code = ("from benchmark.livelog import LiveLog; import numpy as np\n"
+    code = ("from benchmark.core.livelog import LiveLog; import numpy as np\n"
             f"l = LiveLog({str(tmp_path)!r}, wandb=True, wandb_project='p', config={{'task': 't', 'algo': 'a', 'seed': 0}})\n"
             "l.log({'phase': 'eval', 'grad_step': 1, 'env_steps': 10, 'eval_success': 0.5})\n"
             "l.gif(np.zeros((3, 64, 64, 3), np.uint8), 0)\n"

@@ -14,7 +14,7 @@ from algorithms.cql import cql_penalty
 from algorithms.iql import awr_loss, awr_weights, expectile_loss
 from algorithms.jax_nets import bootstrap_mask, soft_update, tanh_gaussian_sample
 from algorithms.sac import actor_loss, critic_loss, td_target, temperature_loss
-from benchmark.replay import BatchSampler, EpisodeStore
+from benchmark.core.replay import BatchSampler, EpisodeStore
 
 
 def _quick_compiles():
@@ -278,8 +278,8 @@ def test_the_actor_lr_decays_over_the_tasks_paper_schedule_in_every_profile(draw
     import dataclasses
 
     from algorithms.jax_nets import decay_steps
-    from benchmark.profiles import schedule_for
-    from benchmark.protocol import Runner
+    from benchmark.tasks.profiles import schedule_for
+    from benchmark.core.protocol import Runner
     from benchmark.tasks import get_task
 
     cfg = algorithms.make_config("bc", "cpu")

@@ -14,8 +14,8 @@ from algorithms import moto
 from algorithms.contract import RunContext
 from algorithms.torch_nets import lambda_return
 from algorithms.world_model import RSSM, WorldModelConfig
-from benchmark.protocol import Runner, resolved_config
-from benchmark.replay import EpisodeStore
+from benchmark.core.protocol import Runner, resolved_config
+from benchmark.core.replay import EpisodeStore
 from benchmark.tasks import Schedule, get_task
 from conftest import checkpoint_params, kill_and_resume, make_episode, metric_rows as rows
 

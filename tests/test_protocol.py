@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import algorithms
-from benchmark.protocol import NonFiniteLoss, Runner
+from benchmark.core.protocol import NonFiniteLoss, Runner
 from benchmark.run import main as run_cli
 from benchmark.tasks import Schedule, get_task
 from conftest import kill_and_resume, metric_rows as rows
@@ -61,7 +61,7 @@ def test_kill_and_resume_gives_the_same_metrics(tmp_path, data_dir, monkeypatch,
 def _params(run_dir):
     import jax
 
-    from benchmark.results import load_checkpoint
+    from benchmark.core.rundir import load_checkpoint
 
     agent = load_checkpoint(run_dir)["agent"]
     tree = agent.get("params", agent.get("net"))
@@ -238,7 +238,7 @@ def test_list_and_dry_run(tmp_path, data_dir, capsys):
 
 
 def test_progress_without_a_terminal_is_a_line_every_interval(capsys):
-    from benchmark.protocol import Progress
+    from benchmark.core.protocol import Progress
 
     bar = Progress(total=10, initial=4, desc="task algo s0", every=0.0)  # resumed at 4; pytest's stderr is no tty
     for _ in range(3):
@@ -290,7 +290,7 @@ def test_the_missions_command_on_a_machine_with_metaworld_data_only(tmp_path, da
 
 
 def test_the_paper_profile_on_a_cpu_says_so_in_one_line(tmp_path, data_dir, capsys):
-    from benchmark.run import has_nvidia_gpu
+    from benchmark.launch.plan import has_nvidia_gpu
 
     if has_nvidia_gpu():
         pytest.skip("this machine has an NVIDIA GPU")

@@ -3,7 +3,7 @@ import pytest
 from conftest import make_episode
 
 from algorithms import Sequences, Transitions
-from benchmark.replay import BatchSampler, EpisodeStore, sampling_rng
+from benchmark.core.replay import BatchSampler, EpisodeStore, sampling_rng
 
 
 def naive_stack(frames, t, k):

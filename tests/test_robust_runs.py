@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 import algorithms
-from benchmark import results
+from benchmark.core import rundir
 from benchmark.datasets.__main__ import main as datasets_cli
-from benchmark.replay import BatchSampler
-from benchmark.run import ConfigMismatch, execute, main as run_cli, plan, build_parser
+from benchmark.core.replay import BatchSampler
+from benchmark.launch.execute import ConfigMismatch, execute
+from benchmark.launch.plan import plan
+from benchmark.run import build_parser, main as run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = str(REPO / "tests" / "slow_bc.py")
@@ -72,13 +74,13 @@ def reference(tmp_path_factory, drawer_open_data):
 
 def test_two_processes_on_one_run_one_runs_the_other_refuses(tmp_path, data_dir, reference):
     a = start(tmp_path, data_dir)
-    wait_for(lambda: results.read_status(run_dir(tmp_path)).get("status") == "running")
+    wait_for(lambda: rundir.read_status(run_dir(tmp_path)).get("status") == "running")
     b = start(tmp_path, data_dir)
     out_b, err_b = b.communicate(timeout=600)
     assert a.wait(timeout=600) == 0, a.stderr.read()
     assert b.returncode == 4, err_b
     assert f"skipped: running in pid {a.pid} on host" in out_b
-    status = results.read_status(run_dir(tmp_path))
+    status = rundir.read_status(run_dir(tmp_path))
     assert status["status"] == "done"
     assert rows(run_dir(tmp_path)) == reference  # the finished metrics equal a single run's
     assert not list(run_dir(tmp_path).glob(".*.tmp"))  # no temporary file left behind
@@ -93,14 +95,14 @@ def test_a_signal_checkpoints_and_the_rerun_resumes_to_the_same_metrics(tmp_path
     p.send_signal(sig)
     _, err = p.communicate(timeout=600)
     assert p.returncode == 3, err
-    status = results.read_status(d)
+    status = rundir.read_status(d)
     assert status["status"] == "interrupted" and status["signal"] == sig.name
     assert f"interrupted ({sig.name})" in err and "Traceback" not in err
     assert len(rows(d)) < len(reference)
     p = start(tmp_path, data_dir, delay="0")
     assert p.wait(timeout=600) == 0, p.stderr.read()
     assert rows(d) == reference
-    assert results.read_status(d)["status"] == "done"
+    assert rundir.read_status(d)["status"] == "done"
 
 
 def test_smoke_and_cpu_runs_into_one_out_do_not_collide(tmp_path, data_dir):
@@ -110,8 +112,8 @@ def test_smoke_and_cpu_runs_into_one_out_do_not_collide(tmp_path, data_dir):
     wait_for(lambda: n_rows(run_dir(tmp_path, "cpu")) >= 1)
     cpu.send_signal(signal.SIGTERM)
     cpu.communicate(timeout=600)
-    assert results.read_status(run_dir(tmp_path, "cpu"))["status"] == "interrupted"
-    assert results.read_status(run_dir(tmp_path, "smoke"))["status"] == "done"
+    assert rundir.read_status(run_dir(tmp_path, "cpu"))["status"] == "interrupted"
+    assert rundir.read_status(run_dir(tmp_path, "smoke"))["status"] == "done"
     assert json.loads((run_dir(tmp_path, "cpu") / "config.json").read_text())["profile"] == "cpu"
 
 
@@ -184,7 +186,7 @@ def test_a_dataset_name_resolves_per_task_when_it_has_no_manifest_itself(tmp_pat
 
 
 def test_device_cuda_without_a_gpu_and_auto_records_what_it_resolved(tmp_path, drawer_open_data, capsys):
-    from benchmark.run import has_nvidia_gpu
+    from benchmark.launch.plan import has_nvidia_gpu
 
     if has_nvidia_gpu():
         pytest.skip("this machine has an NVIDIA GPU")

@@ -1,7 +1,7 @@
 """Run directories -> pandas: one tidy metrics frame and one row per run.
 
-A run directory is any folder holding ``config.json``; the walk does not descend below one (so the
-``episodes/`` of 1,000 runs are never listed). Identity comes from ``config.json``, never from the path:
+A run directory is found by ``benchmark.core.rundir.find_runs`` and read when it holds ``config.json``.
+Identity comes from ``config.json``, never from the path:
 
     algorithm   config["base_algo"] (the base algorithm of a variant), else config["algo"]
     variant     config["algo"], the registered name (``moto-no-bc``; equal to ``algorithm`` for a base)
@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-METRIC_COLUMNS = ["phase", "grad_step", "env_steps", "episodes", "eval_success", "eval_return",
-                  "episode_return", "episode_success"]
+from benchmark.core.rundir import METRICS_COLUMNS, dataset_name, find_runs
+
+METRIC_COLUMNS = [c for c in METRICS_COLUMNS if c not in ("steps_per_s", "wall_time")]  # what curves need
 ID_COLUMNS = ["run", "algorithm", "variant", "task", "domain", "dataset", "profile", "seed", "status"]
 STATUSES = ("done", "running", "failed", "interrupted", "unknown")
 
@@ -47,39 +47,9 @@ class Results:
 
 
 def find_run_dirs(root: str | Path) -> list[Path]:
-    """Every folder under ``root`` (``root`` included) that holds ``config.json``, sorted."""
-    root = Path(root)
-    if not root.exists():
-        raise FileNotFoundError(f"results directory {root} does not exist")
-    if not root.is_dir():
-        raise NotADirectoryError(f"{root} is not a directory (give the folder that holds run directories)")
-    found: list[Path] = []
-    stack = [str(root)]
-    while stack:
-        d = stack.pop()
-        try:
-            entries = list(os.scandir(d))
-        except OSError:
-            continue
-        if any(e.name == "config.json" and e.is_file() for e in entries):
-            found.append(Path(d))
-            continue
-        stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
-    return sorted(found)
-
-
-def _dataset_name(cfg: dict) -> str | None:
-    ds = cfg.get("dataset")
-    if isinstance(ds, str):
-        return ds
-    if not isinstance(ds, dict):
-        return None
-    if ds.get("name"):
-        return str(ds["name"])
-    if ds.get("path"):
-        parts = Path(str(ds["path"])).parts
-        return "/".join(parts[-2:]) if len(parts) >= 2 else parts[-1]
-    return None
+    """The run directories under ``root`` that have started (hold ``config.json``), sorted
+    (``benchmark.core.rundir.find_runs``: the walk stops at a run directory)."""
+    return [d for d in find_runs(root) if (d / "config.json").is_file()]
 
 
 def _read_json(path: Path) -> dict:
@@ -109,7 +79,7 @@ def read_identity(run: Path, root: Path) -> dict:
     return {
         "run": rel, "path": str(run),
         "algorithm": str(cfg.get("base_algo") or cfg["algo"]), "variant": str(cfg["algo"]),
-        "task": task, "domain": task.split("/")[0], "dataset": _dataset_name(cfg) or task,
+        "task": task, "domain": task.split("/")[0], "dataset": dataset_name(cfg) or task,
         "profile": str(cfg.get("profile") or "unknown"), "seed": int(cfg["seed"]),
         "status": str(status.get("status") or "unknown"),
         "error": str(status.get("error") or ""),

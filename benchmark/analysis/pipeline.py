@@ -312,7 +312,7 @@ def _diagnostics(A: Analysis, runs: pd.DataFrame, ref: pd.DataFrame, fig_dir: Pa
     with_rp = runs[runs["reward_prediction"] != ""]
     if with_rp.empty:
         A.note("diagnostics", "No run wrote diagnostics/reward_prediction.csv: no model-generalisation figure "
-                              "(paper Fig. 4). World-model agents write it; the format is in the README.")
+                              "(paper Fig. 4). World-model agents write it; the format is in docs/analysis.md.")
     for (method, task), g in with_rp.groupby(["method", "task"]):
         df = _read_diagnostic(A, g, "reward_prediction", diagnostics.read_reward_prediction)
         if df.empty:

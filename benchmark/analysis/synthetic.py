@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-BASE_COLUMNS = ["phase", "grad_step", "env_steps", "episodes", "eval_success", "eval_return", "episode_return",
-                "episode_success", "steps_per_s", "wall_time"]
+from benchmark.core.rundir import METRICS_COLUMNS as BASE_COLUMNS
+
+
 
 
 def write_run(root: str | Path, algo: str, task: str, seed: int, evals: list[tuple[int, float]], *,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import signal
 import sys
 import threading
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.core.console import print_table
 from benchmark.datasets.format import DatasetError, DatasetWriter, read_manifest, verify_dataset
 from benchmark.tasks import default_data_dir, get_task, resolve_tasks
 
@@ -30,21 +30,6 @@ def _names(spec: list[str], root: Path) -> list[str]:
             raise DatasetError(f"no datasets under {root}; create them with `python -m benchmark.datasets generate metaworld`")
         return names
     return spec
-
-
-def _fmt(x) -> str:
-    if isinstance(x, float):
-        return "-" if math.isnan(x) else f"{x:.3f}"
-    return str(x)
-
-
-def print_table(rows: list[dict], columns: list[str]) -> None:
-    cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
 def _stats_row(name: str, m: dict) -> dict:
@@ -109,7 +94,7 @@ def cmd_generate(args) -> None:
 def cmd_generate_kitchen(args) -> None:
     from tqdm import tqdm
 
-    from benchmark.datasets import kitchen_scripted as gen
+    from benchmark.datasets import kitchen_demo as gen
 
     episodes = gen.PAPER_EPISODES if args.episodes is None else args.episodes
     noise = gen.DEFAULT_NOISE if args.action_noise is None else args.action_noise
@@ -173,7 +158,7 @@ def cmd_import(args) -> None:
     from tqdm import tqdm
 
     from benchmark.datasets import kitchen as imp
-    from benchmark.envs.kitchen import KITCHEN_TASKS
+    from benchmark.tasks.envs.kitchen import KITCHEN_TASKS
 
     if args.domain != "kitchen":
         raise DatasetError(f"only kitchen data is imported (got {args.domain!r}); MetaWorld data is generated")

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from benchmark.datasets.format import DatasetError
-from benchmark.envs.kitchen import KITCHEN_TASKS, N_QPOS, objects_done
+from benchmark.tasks.envs.kitchen import KITCHEN_TASKS, N_QPOS, objects_done
 
 GENERATOR = "kitchen-import"
 GENERATOR_VERSION = 1
@@ -186,7 +186,7 @@ def task_episode(raw: dict[str, np.ndarray], images: np.ndarray, objects) -> dic
 
 def import_episodes(raw_episodes, writers: dict[str, Any], *, image_size: int = 64, progress=None) -> int:
     """Render each raw episode once and add it to every task's writer; returns the episode count."""
-    from benchmark.envs.kitchen import KitchenPixelEnv
+    from benchmark.tasks.envs.kitchen import KitchenPixelEnv
 
     env = None
     count = 0

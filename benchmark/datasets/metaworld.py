@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.envs.metaworld import scripted_expert
+from benchmark.tasks.envs.metaworld import scripted_expert
 from benchmark.tasks import TaskSpec
 
 GENERATOR = "metaworld-scripted"

@@ -1,7 +1,7 @@
 """Fast headless MuJoCo rendering: one offscreen renderer per environment, made once.
 
 MuJoCo picks its OpenGL backend from ``MUJOCO_GL`` when ``mujoco`` is first imported;
-importing ``benchmark.envs`` sets it (``benchmark.configure_gl``) before anything imports mujoco.
+importing ``benchmark.tasks.envs`` sets it (``benchmark.configure_gl``) before anything imports mujoco.
 CPU rendering (Mesa llvmpipe through EGL, or OSMesa) is slow with MuJoCo's default visual
 settings, so every renderer here uses a 64x64 offscreen buffer, no multisampling, no
 shadows and no reflections.

@@ -3,4 +3,4 @@ from benchmark import configure_gl
 
 configure_gl()
 
-from benchmark.envs.render import Camera, PixelRenderer, RenderBackendError  # noqa: E402,F401
+from benchmark.tasks.envs.render import Camera, PixelRenderer, RenderBackendError  # noqa: E402,F401

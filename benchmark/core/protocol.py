@@ -25,13 +25,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 import algorithms
 from algorithms.contract import RunContext
-from benchmark import results
+from benchmark.core import rundir
 from benchmark.datasets.format import iter_episodes, load_episode, read_manifest, save_npz
-from benchmark.replay import BatchSampler, EpisodeStore
+from benchmark.core.console import Progress
+from benchmark.core.replay import BatchSampler, EpisodeStore
 from benchmark.tasks import Schedule, TaskSpec
 
 
@@ -196,7 +196,7 @@ class Runner:
     # -- metrics --------------------------------------------------------------------------------
     def _row(self, phase: str, **values) -> None:
         if self.log is None:
-            self.log = results.MetricsLog(self.dir / "metrics.csv", keep_rows=self.c["rows"])
+            self.log = rundir.MetricsLog(self.dir / "metrics.csv", keep_rows=self.c["rows"])
         self.log.log({"phase": phase, "grad_step": self.c["grad_step"], "env_steps": self.c["env_steps"],
                       "episodes": self.c["episodes"], "wall_time": self._wall(), **values})
         self.c["rows"] = self.log.rows
@@ -242,7 +242,7 @@ class Runner:
             agent.save(self.dir / "agent")
         self._pending = self._pending_floats()
         self.c["wall_time"] = self._wall()
-        results.save_checkpoint(self.dir, {
+        rundir.save_checkpoint(self.dir, {
             "agent": agent.state_dict(), "counters": dict(self.c), "rngs": capture_rngs(),
             "pending_metrics": list(self._pending),
             "episode_lengths": list(self.store.ep_len[self.n_offline:])})
@@ -285,7 +285,7 @@ class Runner:
                 agent.on_episode(store.episode(e), False)
         self.log, self._pending = None, []
         self.c["owed"] = 0  # updates still owed to the last online episode
-        ckpt = results.load_checkpoint(d)
+        ckpt = rundir.load_checkpoint(d)
         if ckpt is not None:
             self._restore(ckpt)
             self._pending = list(ckpt.get("pending_metrics", []))
@@ -353,52 +353,6 @@ class Runner:
         return dict(c)
 
 
-class Progress:
-    """A tqdm bar on a terminal; elsewhere (a log file, a SLURM job) one line every ``every`` seconds.
-    The rate and ETA start after the first update, so compilation does not distort them."""
-
-    def __init__(self, total: int, initial: int, desc: str, enabled: bool = True, every: float = 30.0):
-        self.total, self.n, self.desc, self.every = total, initial, desc, every
-        self.enabled, self.tty = enabled, sys.stderr.isatty()
-        self.info: dict = {}
-        self._t0 = None  # set after the first update
-        self._n0 = initial
-        self._last_line = time.time()
-        self.bar = None
-        if enabled and self.tty:
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="upd", dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        if self._t0 is None:  # the first update (compiling) is not a rate sample
-            self._t0, self._n0 = time.time(), self.n
-            if self.bar is not None:
-                self.bar.bar_format = None  # the default format, with rate and ETA from here on
-                self.bar.start_t, self.bar.initial = self.bar._time(), self.n
-        if self.bar is not None:
-            self.bar.update(n)
-        elif self.enabled and time.time() - self._last_line >= self.every:
-            self._line()
-
-    def _line(self) -> None:
-        self._last_line = now = time.time()
-        rate = (self.n - self._n0) / max(now - (self._t0 or now), 1e-9)
-        eta = (self.total - self.n) / rate if rate > 0 else float("nan")
-        extra = " ".join(f"{k}={v}" for k, v in self.info.items())
-        print(f"{self.desc}: {self.n}/{self.total} updates, {rate:.2f} upd/s, ETA {eta / 60:.1f} min {extra}",
-              file=sys.stderr, flush=True)
-
-    def note(self, **info) -> None:
-        self.info.update(info)
-        if self.bar is not None:
-            self.bar.set_postfix(self.info, refresh=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def resolved_config(spec, algo, cfg, schedule, seed, profile, env_overrides, dataset_path, device="cpu",
                     imports=()) -> dict:
     manifest = read_manifest(dataset_path)
@@ -409,5 +363,5 @@ def resolved_config(spec, algo, cfg, schedule, seed, profile, env_overrides, dat
             "action_repeat": spec.action_repeat, "device": device, "imports": list(imports),
             "dataset": {"path": str(dataset_path), "checksum": manifest["checksum"],
                         "episodes": manifest["episodes"], "transitions": manifest["transitions"]},
-            "versions": results.versions(), "git_commit": results.git_commit()}
+            "versions": rundir.versions(), "git_commit": rundir.git_commit()}
 

@@ -9,48 +9,35 @@ states, 7 prior heads), and updates/s with the rollout amortised over ``rollout_
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
-from benchmark.datasets.__main__ import print_table
-from benchmark.perf_worldmodel import _agent, _batch
-
-
-def _median(fn, steps: int) -> float:
-    out = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        out.append(time.perf_counter() - t)
-    return float(np.median(out))
+from benchmark.perf.common import paper_agent, print_table, random_batch, timed
 
 
 def rows(steps: int = 2, device: str = "cpu", batch: int = 64, length: int = 50) -> list[dict]:
     rng = np.random.default_rng(0)
-    data = _batch(batch, length, 4, rng)
+    data = random_batch(batch, length, 4, rng)
     out = []
     for name in ("lompo", "combo"):
-        agent = _agent(name, device, batch=batch, length=length, model_warmup=0, rollout_every=10**9,
+        agent = paper_agent(name, device, batch=batch, length=length, model_warmup=0, rollout_every=10**9,
                        rollout_starts=min(3200, batch * length))
         T = 100
         agent.on_episode({"image": rng.integers(0, 256, (T + 1, 64, 64, 3), dtype=np.uint8),
                           "action": rng.uniform(-1, 1, (T, 4)).astype(np.float32),
                           "reward": np.zeros(T, np.float32), "terminal": np.zeros(T, bool)}, False)
         agent.update(data)  # warm-up: encodes the episode and fills the model buffer once
-        upd = _median(lambda: agent.update(data), steps)
+        upd = timed(lambda: agent.update(data), steps, warmup=False)[0]
         b = {k: torch.as_tensor(v).to(agent.device) for k, v in data["model"].items()
              if k in ("image", "action", "reward", "is_first", "is_terminal")}
         with torch.no_grad():
             _, _, post = agent.wm.loss(b, agent.gen)
-        roll = _median(lambda: agent._generate(post), steps)
+        roll = timed(lambda: agent._generate(post), steps, warmup=False)[0]
         every = algorithms_default_rollout_every(name)
         out.append({"agent": name, "update w/o rollout (s)": round(upd, 3), "rollout batch (s)": round(roll, 3),
                     "rollout_every": every, "updates/s": round(1.0 / (upd + roll / every), 3)})
-        del agent
+        agent = None  # free it before the next one is built
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-from benchmark.envs.render import Camera, PixelRenderer
+from benchmark.tasks.envs.render import Camera, PixelRenderer
 
 KITCHEN_TASKS: dict[str, tuple[str, ...]] = {
     "mixed": ("microwave", "kettle", "light switch", "slide cabinet"),

@@ -22,7 +22,7 @@ import numpy as np
 
 def _store(task: str, data_dir: str | None, episodes: int = 10, length: int = 100):
     from benchmark.datasets.format import iter_episodes
-    from benchmark.replay import EpisodeStore
+    from benchmark.core.replay import EpisodeStore
     from benchmark.tasks import default_data_dir, get_task
 
     from pathlib import Path
@@ -52,7 +52,7 @@ def _block(metrics):
 def bench(name: str, store, profile: str, batch: int | None, updates: int, repeats: int) -> dict:
     import algorithms
     from algorithms import RunContext
-    from benchmark.replay import BatchSampler
+    from benchmark.core.replay import BatchSampler
 
     overrides = {"batch_size": batch} if batch else {}
     cfg = algorithms.make_config(name, profile, **overrides)
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
 
     import jax
 
-    from benchmark.datasets.__main__ import print_table
+    from benchmark.perf.common import print_table
 
     store, source = _store(args.task, args.data_dir)
     print(f"device: {jax.devices()[0].platform} ({jax.device_count()} device(s)); data: {source}; "

@@ -8,42 +8,14 @@ imagination from all 800 posterior states + actor + critic), and the same full u
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
-from benchmark.datasets.__main__ import print_table
+from benchmark.perf.common import paper_agent, print_table, random_batch, timed
 
-# measured 2026-11-23 with pydreamer's own WorldModel beside ours, interleaved (README, Performance)
+# measured 2026-11-23 with pydreamer's own WorldModel beside ours, interleaved (docs/performance.md, Side by side with pydreamer)
 PYDREAMER_SIDE_BY_SIDE = {"pydreamer wm step (s)": 14.0, "ours wm step (s)": 10.79, "ratio": 1.30}
-
-
-def _batch(B, L, A, rng):
-    b = {"image": rng.integers(0, 256, (B, L, 64, 64, 3), dtype=np.uint8),
-         "action": rng.uniform(-1, 1, (B, L, A)).astype(np.float32),
-         "reward": (rng.uniform(size=(B, L)) > 0.8).astype(np.float32),
-         "is_first": np.zeros((B, L), bool), "is_terminal": np.zeros((B, L), bool),
-         "discount": np.ones((B, L), np.float32)}
-    b["is_first"][:, 0] = True
-    return {"model": b}
-
-
-def _agent(algo, device, **overrides):
-    import algorithms
-    from algorithms.contract import RunContext
-
-    cfg = algorithms.make_config(algo, "paper", **overrides)
-    ctx = RunContext(obs_shape=(64, 64, 3), action_dim=4, seed=0, total_updates=1000, device=device)
-    return algorithms.make_agent(algo, cfg, ctx)
-
-
-def _time(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - t
 
 
 def main(argv=None) -> int:
@@ -64,10 +36,10 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    batch = _batch(args.batch, args.length, 4, rng)
+    batch = random_batch(args.batch, args.length, 4, rng)
     from algorithms.torch_nets import batch_to_device
 
-    agents = {m: _agent(args.algo, args.device, ensemble=m, batch=args.batch, length=args.length,
+    agents = {m: paper_agent(args.algo, args.device, ensemble=m, batch=args.batch, length=args.length,
                          precision=args.precision, compile=args.compile)
               for m in (1, args.ensemble)}
 
@@ -82,9 +54,9 @@ def main(argv=None) -> int:
     times = {(m, k): [] for m in agents for k in ("wm", "full")}
     for _ in range(args.repeats):  # interleaved, so load changes on a shared machine hit both alike
         for m, agent in agents.items():
-            times[m, "wm"].append(_time(lambda: wm_step(agent)))
+            times[m, "wm"].append(timed(lambda: wm_step(agent), 1, warmup=False)[0])
         for m, agent in agents.items():
-            times[m, "full"].append(_time(lambda: agent.update(batch)))
+            times[m, "full"].append(timed(lambda: agent.update(batch), 1, warmup=False)[0])
     rows = []
     for m, agent in agents.items():
         n_params = sum(p.numel() for mod in (agent.wm, agent.actor, agent.critic) for p in mod.parameters())
@@ -101,10 +73,10 @@ def main(argv=None) -> int:
     print(f"ensemble cost: {args.ensemble} prior heads / 1 = {ens['full step (s)'] / one['full step (s)']:.3f}x "
           f"(full step), {ens['wm step (s)'] / one['wm step (s)']:.3f}x (world-model step)  [target <= 1.3x]")
     print(f"pydreamer side by side (2-core CPU, 1 thread each, equal sizes: 28.4M parameters, batch 16 x 50; "
-          f"README, Performance): its world-model step {PYDREAMER_SIDE_BY_SIDE['pydreamer wm step (s)']} s, "
+          f"docs/performance.md): its world-model step {PYDREAMER_SIDE_BY_SIDE['pydreamer wm step (s)']} s, "
           f"ours {PYDREAMER_SIDE_BY_SIDE['ours wm step (s)']} s -> {PYDREAMER_SIDE_BY_SIDE['ratio']:.2f}x  [target >= 1.2x]")
-    if not args.no_moto:  # MOTO's full step (benchmark/perf_moto.py has more: CPU time, MOTO with one head)
-        from benchmark.perf_moto import moto_step_ratio
+    if not args.no_moto:  # MOTO's full step (benchmark/perf/moto.py has more: CPU time, MOTO with one head)
+        from benchmark.perf.moto import moto_step_ratio
 
         print(moto_step_ratio(agents[1], batch, args.algo, args.device, args.batch, args.length, args.repeats))
     return 0

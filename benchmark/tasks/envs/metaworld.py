@@ -14,7 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from benchmark.envs.render import Camera, PixelRenderer
+from benchmark.tasks.envs.render import Camera, PixelRenderer
 
 # The paper's ten tasks (it used the -v2 versions; metaworld 3.x ships -v3).
 METAWORLD_TASKS = (

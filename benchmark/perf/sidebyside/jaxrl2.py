@@ -2,8 +2,8 @@
 batch 256, 64x64x3 frames, 3-frame stacks. Interleaved per pair; best and median.
 
 Not part of the suite (it imports third-party code we do not depend on). Set-up and the one patch the
-fork needs are in the README (Performance); then:
-    JAXRL2_DIR=/path/to/jaxrl2 OMP_NUM_THREADS=2 /path/to/venv/bin/python benchmark/sidebyside/jaxrl2.py \
+fork needs are in docs/performance.md (Side by side with JAXRL2); then:
+    JAXRL2_DIR=/path/to/jaxrl2 OMP_NUM_THREADS=2 /path/to/venv/bin/python benchmark/perf/sidebyside/jaxrl2.py \
         bc,iql,sac,cql,sac-pixelsac 2 3      # pairs, updates per timing, repeats
 """
 import os, sys, time, statistics, json
@@ -15,8 +15,8 @@ from configs.offline_pixels_config import get_config
 from jaxrl2.agents import PixelBCLearner, PixelSACLearner, PixelCQLLearner, PixelIQLLearner
 import algorithms
 from algorithms import RunContext
-from benchmark.replay import BatchSampler
-from benchmark.perf_learners import _store
+from benchmark.core.replay import BatchSampler
+from benchmark.perf.learners import _store
 
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 2       # updates per timing
 R = int(sys.argv[3]) if len(sys.argv) > 3 else 3       # repeats

@@ -38,13 +38,10 @@ def _rows(path: Path) -> list[dict]:
 
 def measure(algo: str, task: str, profile: str, device: str, data_dir: str | None, out: Path, offline: int,
             episodes: int, eval_episodes: int, log_every: int, overrides: dict | None = None) -> dict:
-    from benchmark import run as runmod
-    from benchmark.protocol import Runner
+    from benchmark.core.protocol import Runner
+    from benchmark.launch.plan import plan, plan_args
 
-    args = runmod.build_parser().parse_args(
-        ["--algos", algo, "--tasks", task, "--profile", profile, "--device", device, "--out", str(out)]
-        + (["--data-dir", data_dir] if data_dir else []))
-    (r,) = runmod.plan(args)
+    (r,) = plan(plan_args(algos=algo, tasks=task, profile=profile, device=device, out=str(out), data_dir=data_dir))
     if overrides:
         import algorithms
 
@@ -110,8 +107,8 @@ def main(argv=None) -> int:
         except (ValueError, SyntaxError):
             overrides[k.strip()] = v
     import algorithms
-    from benchmark.datasets.__main__ import print_table
-    from benchmark.run import resolve_device
+    from benchmark.perf.common import print_table
+    from benchmark.launch.plan import resolve_device
 
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     try:

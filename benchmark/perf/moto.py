@@ -1,4 +1,4 @@
-"""MOTO's full update next to DreamerV2's, at the paper's sizes (``python -m benchmark.perf_moto``).
+"""MOTO's full update next to DreamerV2's, at the paper's sizes (``python -m benchmark.perf moto``).
 
 Batches of 16 x 50 random 64x64 frames (plus MOTO's goal-filtered 4 x 32 BC batch). For each agent:
 the full update (world model + imagination + actor + critics), median of ``--steps`` after one warm-up,
@@ -10,42 +10,26 @@ shared machine; with ``--threads 1`` it is the compute cost). Rows: DreamerV2 (1
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
-from benchmark.datasets.__main__ import print_table
-from benchmark.perf_worldmodel import _agent, _batch
-
-
-def _time(fn, steps: int, warmup: bool = True) -> tuple[float, float]:
-    if warmup:
-        fn()
-    wall, cpu = [], []
-    for _ in range(steps):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        wall.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    return float(np.median(wall)), float(np.median(cpu))
+from benchmark.perf.common import paper_agent, print_table, random_batch, timed
 
 
 def rows(steps: int = 2, batch: int = 16, length: int = 50, device: str = "cpu", algo: str = "moto",
          baseline: str = "dreamerv2") -> list[dict]:
     rng = np.random.default_rng(0)
-    data = _batch(batch, length, 4, rng)["model"]
+    data = random_batch(batch, length, 4, rng)["model"]
     data["episode_goal"] = np.ones((batch, length), bool)
     out = []
     for name, overrides in ((baseline, {}), (algo, {}), (algo, {"ensemble": 1})):
-        agent = _agent(name, device, batch=batch, length=length, **overrides)
+        agent = paper_agent(name, device, batch=batch, length=length, **overrides)
         batches = with_bc_batch({"model": data}, agent)
-        wall, cpu = _time(lambda: agent.update(batches), steps)
+        wall, cpu = timed(lambda: agent.update(batches), steps)
         out.append({"agent": name, "prior heads": agent.wm.rssm.members, "full step wall (s)": round(wall, 3),
                     "full step CPU (s)": round(cpu, 3)})
-        del agent
+        agent = None  # free it before the next one is built
     base = out[0]
     for r in out:
         r["CPU vs baseline"] = round(r["full step CPU (s)"] / base["full step CPU (s)"], 3)
@@ -68,20 +52,20 @@ def moto_step_ratio(baseline, batches: dict, baseline_algo: str, device: str, ba
     """MOTO's full update timed interleaved with an already built DreamerV2 agent's (wall seconds);
     the line ``benchmark.perf worldmodel`` prints."""
     algo = "moto-dmc" if baseline_algo.endswith("-dmc") else "moto"
-    agent = _agent(algo, device, batch=batch, length=length)
+    agent = paper_agent(algo, device, batch=batch, length=length)
     mb = with_bc_batch(batches, agent)
     agent.update(mb)  # warm-up
     t_base, t_moto = [], []
     for _ in range(repeats):
-        t_base.append(_time(lambda: baseline.update(batches), 1, warmup=False)[0])
-        t_moto.append(_time(lambda: agent.update(mb), 1, warmup=False)[0])
+        t_base.append(timed(lambda: baseline.update(batches), 1, warmup=False)[0])
+        t_moto.append(timed(lambda: agent.update(mb), 1, warmup=False)[0])
     m, d = float(np.median(t_moto)), float(np.median(t_base))
     return (f"{algo} full step (7 prior heads, {agent.config.agent_batch} rollouts, twin critics, filtered BC): "
             f"{m:.3f} s = {m / d:.3f}x {baseline_algo}'s full step ({d:.3f} s), interleaved  [target <= 1.5x]")
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf_moto", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmark.perf moto", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", default="moto", help="moto or moto-dmc")
     p.add_argument("--baseline", default="dreamerv2", help="dreamerv2 or dreamerv2-dmc")

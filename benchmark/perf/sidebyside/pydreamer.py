@@ -2,7 +2,7 @@
 (loss + backward + clip + optimiser step), batch 16 x 50, 64x64x3, equal sizes.
 
 Not part of the suite (it imports third-party code we do not depend on); no patch of pydreamer needed.
-    PYDREAMER_DIR=/path/to/pydreamer OMP_NUM_THREADS=1 python benchmark/sidebyside/pydreamer.py 1 4 run matched
+    PYDREAMER_DIR=/path/to/pydreamer OMP_NUM_THREADS=1 python benchmark/perf/sidebyside/pydreamer.py 1 4 run matched
     (threads, repeats, "params" to print parameter counts only, a filter on the configuration label)
 """
 import os, sys, time, statistics, types

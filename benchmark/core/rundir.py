@@ -9,6 +9,14 @@
     checkpoint.pkl   agent, loop counters, RNG state (written to a temporary file, then renamed)
     episodes/        online episodes, one NPZ each, in the dataset format
     status.json      running (pid, host, SLURM job) / done / failed (+ error) / interrupted (+ signal)
+    slurm_job.json   the SLURM job that will run it (written by the SLURM launcher at submission)
+    diagnostics/     agent-written CSVs (their columns: ``algorithms/diagnostics.py``)
+    gifs/, tb/       the live view (``livelog.py``)
+
+This module owns that format: the naming rule (``run_dir``), how runs are found under a results folder
+(``find_runs``) and named (``run_key``), the lock and a run's state (``run_state``), ``metrics.csv``'s
+columns (``METRICS_COLUMNS``) and checkpoints. Everything that reads or writes run directories goes
+through it.
 """
 from __future__ import annotations
 
@@ -26,8 +34,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ["phase", "grad_step", "env_steps", "episodes", "eval_success", "eval_return",
-           "episode_return", "episode_success", "steps_per_s", "wall_time"]
+METRICS_COLUMNS = ["phase", "grad_step", "env_steps", "episodes", "eval_success", "eval_return",
+                   "episode_return", "episode_success", "steps_per_s", "wall_time"]  # then the agent's metrics
+RUN_FILES = ("config.json", "status.json", "slurm_job.json")  # a folder holding one of them is a run directory
+SLURM_JOB_FILE = "slurm_job.json"
+STATES = ("done", "running", "queued", "interrupted", "failed", "missing")
 PACKAGES = ("numpy", "jax", "flax", "optax", "torch", "mujoco", "gymnasium", "gymnasium-robotics", "metaworld")
 
 
@@ -35,8 +46,71 @@ def run_dir(out: str | Path, task: str, algo: str, seed: int, profile: str = "pa
     """Everything that changes results and is not a code default decides the folder: the profile and,
     when it is not the task's own, the dataset (the data-size study); the rest is checked against
     ``config.json`` by ``identity_diff`` when a run resumes."""
-    setting = profile if dataset in (None, task) else f"{profile}@{dataset.replace('/', '-')}"
-    return Path(out) / task / algo / setting / f"seed_{seed}"
+    return Path(out) / task / algo / setting_name(profile, dataset, task) / f"seed_{seed}"
+
+
+def setting_name(profile: str, dataset: str | None, task: str) -> str:
+    """``profile``, or ``profile@<dataset>`` when the dataset is not the task's own."""
+    return profile if dataset in (None, task) else f"{profile}@{dataset.replace('/', '-')}"
+
+
+def dataset_name(config: dict) -> str | None:
+    """The dataset a config ran on: its ``name``, else the last two parts of its path (``kitchen/mixed``)."""
+    ds = config.get("dataset")
+    if isinstance(ds, str):
+        return ds
+    if not isinstance(ds, dict):
+        return None
+    if ds.get("name"):
+        return str(ds["name"])
+    if ds.get("path"):
+        parts = Path(str(ds["path"])).parts
+        return "/".join(parts[-2:]) if len(parts) >= 2 else parts[-1]
+    return None
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Every run directory under ``root`` (``root`` included): a folder holding one of ``RUN_FILES``; the walk
+    does not descend below one (the ``episodes/`` of 1,000 runs are never listed) nor into hidden folders."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"results directory {root} does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a directory (give the folder that holds run directories)")
+    found: list[Path] = []
+    stack = [str(root)]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        if any(e.name in RUN_FILES and e.is_file() for e in entries):
+            found.append(Path(d))
+            continue
+        stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+    return sorted(found)
+
+
+def run_key(d: Path, root: Path | None = None) -> tuple[str, str, str, int]:
+    """(task, algo, setting, seed) of a run directory: from its ``config.json``, else (a run submitted but not
+    started) from its path, ``<root>/<domain>/<task>/<algo>/<setting>/seed_<n>``."""
+    cfg = read_json(Path(d) / "config.json")
+    if all(k in cfg for k in ("task", "algo", "seed", "profile")):
+        task = str(cfg["task"])
+        return task, str(cfg["algo"]), setting_name(str(cfg["profile"]), dataset_name(cfg), task), int(cfg["seed"])
+    rel = Path(d).relative_to(root).parts if root is not None else Path(d).parts[-5:]
+    if len(rel) != 5 or not rel[4].startswith("seed_"):
+        raise ValueError(f"{d}: no config.json, and its path is not <domain>/<task>/<algo>/<setting>/seed_<n>")
+    return f"{rel[0]}/{rel[1]}", rel[2], rel[3], int(rel[4].split("_", 1)[1])
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file's object; {} when it is missing or unreadable (a run that is being written)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 # The parts of a resolved config that change results (not versions, git commit, device or paths).
@@ -127,6 +201,54 @@ def read_status(path: Path) -> dict:
     return json.loads(f.read_text()) if f.exists() else {}
 
 
+def local_lock_held(run: Path) -> bool:
+    """Whether a process on this host holds the run's flock, read from /proc/locks (without taking
+    the lock: a probe that took it would make a starting run skip itself)."""
+    lock = Path(run) / ".lock"
+    try:
+        st = lock.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return False
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    return any(line.split()[1] == "FLOCK" and key in line.split() for line in table.splitlines()
+               if len(line.split()) > 5)
+
+
+def run_state(d: Path, queue: dict[str, str] | None = None) -> tuple[str, dict]:
+    """(state, status.json) of one run directory; ``queue``: SLURM job id -> state (squeue), None without.
+
+      done         status.json says done
+      running      a live process holds the run's lock (seen in /proc/locks on this host), or the run
+                   says it runs on another host under a SLURM job that squeue lists as running
+      queued       not started, but a SLURM job that will run it is pending (``slurm_job.json``, squeue)
+      interrupted  stopped by a signal, or its process died (its lock is free): rerunning resumes it
+      failed       status.json says failed (rerun with --retry-failed)
+      missing      never started
+    """
+    d = Path(d)
+    status = read_json(d / "status.json")
+    s = status.get("status")
+    if s == "done":
+        return "done", status
+    if local_lock_held(d):
+        return "running", status
+    if s == "running" and status.get("host") not in (None, socket.gethostname()):
+        job = status.get("slurm_job")
+        if queue is None or (job and queue.get(str(job)) == "RUNNING"):
+            return "running", status  # another host: trust it unless squeue says otherwise
+    submitted = read_json(d / SLURM_JOB_FILE)
+    if queue is not None and submitted.get("job_id") and str(submitted["job_id"]) in queue:
+        state = queue[str(submitted["job_id"])]
+        if s in (None, "interrupted", "running") and state != "COMPLETING":
+            return ("running" if state == "RUNNING" and s == "running" else "queued"), status
+    if s == "failed":
+        return "failed", status
+    if s in ("interrupted", "running"):
+        return "interrupted", status  # "running" with a free lock: its process died
+    return "missing", status
+
+
 def set_status(path: Path, status: str, **extra: Any) -> None:
     write_json(path / "status.json", {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
 
@@ -169,7 +291,7 @@ class MetricsLog:
 
     def __init__(self, path: Path, keep_rows: int | None = None):
         self.path = path
-        self.columns = list(COLUMNS)
+        self.columns = list(METRICS_COLUMNS)
         rows = []
         if path.exists():
             with open(path, newline="") as f:

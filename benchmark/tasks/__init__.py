@@ -133,13 +133,13 @@ PAPER_METAWORLD_RETURNS = {
 
 
 def _make_metaworld(task: str, seed: int | None = None, **kw):
-    from benchmark.envs.metaworld import MetaWorldPixelEnv
+    from benchmark.tasks.envs.metaworld import MetaWorldPixelEnv
 
     return MetaWorldPixelEnv(task, seed=seed, **kw)
 
 
 def _make_kitchen(task: str, seed: int | None = None, **kw):
-    from benchmark.envs.kitchen import KITCHEN_TASKS, KitchenPixelEnv
+    from benchmark.tasks.envs.kitchen import KITCHEN_TASKS, KitchenPixelEnv
 
     return KitchenPixelEnv(KITCHEN_TASKS[task], seed=seed, **kw)
 

@@ -1,0 +1,191 @@
+"""The plan: every run of a command (algorithms x tasks x seeds), checked before anything is written.
+
+``plan(args)`` takes the run CLI's options (an ``argparse.Namespace``: algos, tasks, seeds, profile, out,
+data_dir, dataset, device, imports) and returns one dict per run: spec, algo, cfg, schedule, seed, dataset,
+env_overrides, device, imports, missing_dataset, dir. Bad input raises ``UsageError`` with what was wrong
+and how to fix it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+import algorithms
+from benchmark.core import rundir
+from benchmark.datasets.format import DatasetError, verify_dataset
+from benchmark.tasks import default_data_dir, get_task, resolve_tasks
+from benchmark.tasks.profiles import PROFILES, env_overrides_for, schedule_for
+
+
+class UsageError(Exception):
+    pass
+
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated non-negative integers (e.g. 0,1,2), got {text!r}")
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds must be distinct non-negative integers (e.g. 0,1,2), got {text!r}")
+    return seeds
+
+
+def has_nvidia_gpu() -> bool:
+    """An NVIDIA driver is present (without importing torch)."""
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+
+
+def resolve_device(device: str, here: bool = True) -> str:
+    """``auto`` -> ``cuda`` where an NVIDIA driver is present, else ``cpu``. ``here``: the runs execute on
+    this machine, so ``cuda`` without a GPU is an error (a launcher that submits elsewhere passes False and
+    keeps ``auto`` for the machine that runs it to resolve)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if not here:
+        return device
+    if device == "cuda" and not has_nvidia_gpu():
+        raise UsageError("--device cuda: this machine has no NVIDIA GPU (no driver found); use --device cpu or auto")
+    if device != "auto":
+        return device
+    return "cuda" if has_nvidia_gpu() else "cpu"
+
+
+def load_imports(imports: list[str]) -> None:
+    for spec in imports:
+        try:
+            algorithms.import_plugin(spec)
+        except (ImportError, FileNotFoundError) as exc:
+            raise UsageError(str(exc)) from exc
+        except SyntaxError as exc:  # the user's file does not parse: where, and what
+            raise UsageError(f"--import {spec}: {exc.filename}, line {exc.lineno}: {exc.msg}") from exc
+
+
+def check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {parent} is not writable")
+
+
+def plan(args, resolve: bool = True) -> list[dict]:
+    """Every run of the sweep, checked. ``resolve=False`` (dry runs) skips building configs, which
+    would import the algorithms' frameworks."""
+    if args.profile not in PROFILES:
+        raise UsageError(f"unknown profile {args.profile!r}; known: {', '.join(PROFILES)}")
+    algos = list(dict.fromkeys(a.strip() for a in args.algos.split(",") if a.strip()))
+    if not algos:
+        raise UsageError("--algos is empty; see --list")
+    for a in algos:
+        if not algorithms.exists(a):
+            raise UsageError(f"unknown algorithm {a!r}; known: {', '.join(algorithms.names())} "
+                             f"(add your own with --import FILE.py)")
+    tasks = resolve_tasks(args.tasks)
+    seeds = parse_seeds(args.seeds)
+    device = resolve_device(args.device, here=resolve)
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    check_out(Path(args.out))
+    runs, verified = [], set()
+    for task in tasks:
+        spec = get_task(task)
+        name = args.dataset or task
+        per_task = f"{name}-{task.split('/', 1)[1]}"  # e.g. kitchen/scripted -> kitchen/scripted-mixed
+        if args.dataset and not (data_dir / name / "manifest.json").exists() and \
+                (data_dir / per_task / "manifest.json").exists():
+            name = per_task
+        dataset = data_dir / name
+        absent = not (dataset / "manifest.json").exists()
+        if not absent and dataset not in verified:
+            try:
+                manifest = verify_dataset(dataset)  # every episode's checksum, shapes and dtypes
+            except DatasetError as exc:
+                raise UsageError(f"invalid dataset for {task} at {dataset}: {exc}") from exc
+            if manifest["action_dim"] != spec.action_dim:
+                raise UsageError(f"dataset {dataset} has {manifest['action_dim']}-dim actions; {task} has "
+                                 f"{spec.action_dim}")
+            verified.add(dataset)
+        schedule = schedule_for(spec, args.profile)
+        for algo in algos:
+            cfg = algorithms.make_config(algo, args.profile) if resolve else None
+            for seed in seeds:
+                runs.append({"spec": spec, "algo": algo, "cfg": cfg, "schedule": schedule, "seed": seed,
+                             "dataset": dataset, "env_overrides": env_overrides_for(spec, args.profile),
+                             "device": device, "imports": list(args.imports), "missing_dataset": absent,
+                             "dir": rundir.run_dir(args.out, task, algo, seed, args.profile,
+                                                    name if args.dataset else None)})
+    missing = missing_datasets(runs)
+    if missing and not getattr(args, "dry_run", False):  # a dry run shows the plan with the gaps marked
+        raise UsageError(missing_datasets_message(missing))
+    return runs
+
+
+def missing_datasets_message(missing: dict[str, dict[str, Path]]) -> str:
+    """One line naming every missing dataset ({domain: {task: path}}) and how to get each domain's."""
+    where = ", ".join(f"{task} at {path}" for tasks in missing.values() for task, path in tasks.items())
+    how = []
+    if "metaworld" in missing:
+        how.append(f"MetaWorld: `python -m benchmark.datasets generate {','.join(missing['metaworld'])}` (scripted "
+                   f"demonstrations, seconds per task)")
+    if "kitchen" in missing:
+        how.append("Kitchen: import data you hold with `python -m benchmark.datasets import kitchen --format "
+                   "{d4rl,minari,npz} --source ...` (D4RL HDF5, Minari, D5RL NPZ; see --help), or generate our "
+                   "scripted demonstrations with `python -m benchmark.datasets generate kitchen` and run with "
+                   "`--dataset kitchen/scripted`")
+    return f"missing dataset(s) (no manifest.json): {where}. " + "; ".join(how)
+
+
+
+
+def missing_datasets(runs: list[dict]) -> dict[str, dict[str, Path]]:
+    """{domain: {task: dataset path}} of the planned runs whose dataset is missing (dry runs only)."""
+    out: dict[str, dict[str, Path]] = {}
+    for r in runs:
+        if r["missing_dataset"]:
+            out.setdefault(r["spec"].domain, {})[r["spec"].name] = r["dataset"]
+    return out
+
+
+
+def describe(r: dict, profile: str) -> str:
+    """One line of a plan: the run's updates and env steps, where it runs and its directory."""
+    s = r["schedule"]
+    ep_len = r["env_overrides"].get("episode_length", r["spec"].episode_length)
+    env_steps = s.online_episodes * ep_len * r["spec"].action_repeat
+    return (f"{r['spec'].name:24s} {r['algo']:10s} seed {r['seed']}: {s.offline_steps} offline + "
+            f"{s.online_episodes}x{s.updates_per_episode} online updates, {env_steps} env steps "
+            f"[{profile}, {r['device']}] -> {r['dir']}" + ("  [dataset missing]" if r["missing_dataset"] else ""))
+
+
+def missing_datasets_note(runs: list[dict]) -> str | None:
+    """For a dry run: how to get the datasets the plan lacks (None when none is missing)."""
+    missing = missing_datasets(runs)
+    return f"to get the missing data: {missing_datasets_message(missing)}" if missing else None
+
+
+def plan_args(**values) -> argparse.Namespace:
+    """The options ``plan`` reads, at the run CLI's defaults, with ``values`` on top (for a run planned again
+    in a child process, and for a sweep file's runs)."""
+    defaults = {"algos": "bc", "tasks": "metaworld/drawer-open", "seeds": "0", "profile": "paper", "out": "results",
+                "data_dir": None, "dataset": None, "device": "auto", "imports": [], "dry_run": False}
+    return argparse.Namespace(**{**defaults, **values})
+
+
+def load_yaml(path: str | Path, what: str) -> dict:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{what} {path}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{what} {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{what} {path}: expected a mapping of keys to values at the top level")
+    return data

@@ -1,0 +1,33 @@
+"""Speed and memory figures: ``python -m benchmark.perf <benchmark> [its options]``.
+
+    render      environment steps/s: raw MuJoCo vs our wrapped env, fast vs default rendering
+    store       episode-store memory and sampling batches/s
+    learners    model-free (JAX) updates/s
+    worldmodel  world-model and DreamerV2 update time at the paper's sizes (and MOTO's beside it)
+    moto        MOTO's full update next to DreamerV2's (wall and CPU time)
+    latent      LOMPO / COMBO updates/s
+    run         the whole protocol timed; a full run's hours projected
+
+Each is a module of ``benchmark/perf/`` with its own ``--help``. Figures measured so far: docs/performance.md.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ("render", "store", "learners", "worldmodel", "moto", "latent", "run")
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHMARKS:
+        print(__doc__)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"error: unknown benchmark {argv[0]!r}; one of {', '.join(BENCHMARKS)}", file=sys.stderr)
+            return 2
+        return 0 if argv else 2
+    return importlib.import_module(f"benchmark.perf.{argv[0]}").main(argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

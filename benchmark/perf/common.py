@@ -1,0 +1,61 @@
+"""What every speed benchmark shares: one timer, random paper-size batches and agents, the table printer."""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from benchmark.core.console import print_table  # noqa: F401  (the one table printer, re-exported for perf/)
+
+
+def timed(fn, steps: int, warmup: bool = True) -> tuple[float, float]:
+    """(median wall seconds, median CPU seconds of this process) of ``steps`` calls of ``fn``, after one
+    warm-up call; CUDA work is waited for. CPU time is robust to other processes on a shared machine."""
+    torch = sys.modules.get("torch")
+    cuda = torch is not None and torch.cuda.is_available()
+    if warmup:
+        fn()
+    wall, cpu = [], []
+    for _ in range(steps):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return float(np.median(wall)), float(np.median(cpu))
+
+
+def random_batch(B: int, L: int, A: int, rng: np.random.Generator) -> dict:
+    """A world-model batch ``{"model": ...}`` of B x L random 64x64 frames, actions and rewards."""
+    b = {"image": rng.integers(0, 256, (B, L, 64, 64, 3), dtype=np.uint8),
+         "action": rng.uniform(-1, 1, (B, L, A)).astype(np.float32),
+         "reward": (rng.uniform(size=(B, L)) > 0.8).astype(np.float32),
+         "is_first": np.zeros((B, L), bool), "is_terminal": np.zeros((B, L), bool),
+         "discount": np.ones((B, L), np.float32)}
+    b["is_first"][:, 0] = True
+    return {"model": b}
+
+
+def paper_agent(algo: str, device: str, **overrides):
+    """An agent at the paper profile's sizes (64x64 frames, 4-dim actions), ``overrides`` on its config."""
+    import algorithms
+    from algorithms.contract import RunContext
+
+    cfg = algorithms.make_config(algo, "paper", **overrides)
+    ctx = RunContext(obs_shape=(64, 64, 3), action_dim=4, seed=0, total_updates=1000, device=device)
+    return algorithms.make_agent(algo, cfg, ctx)
+
+
+def best_rate(fn, steps: int, repeats: int = 3) -> float:
+    """Calls per second of ``fn``: the best of ``repeats`` runs of ``steps`` calls, after one warm-up call (the
+    best, not the median: on a shared, noisy machine the fastest run is the closest to the code's speed)."""
+    fn()  # warm up
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        best = max(best, steps / (time.perf_counter() - t))
+    return best
