@@ -1,6 +1,6 @@
 """The agent contract: what the protocol gives an agent and what it expects back.
 
-The protocol (``benchmark/protocol.py``) builds an agent once per run with ``make(config, context)``
+The protocol (``benchmark/core/protocol.py``) builds an agent once per run with ``make(config, context)``
 and then only calls the methods below. Numpy goes in; the framework (JAX, PyTorch) is the agent's
 own business; metrics may come back as device scalars.
 
