@@ -96,7 +96,7 @@ def paper_on_cpu_note(args, runs: list[dict]) -> None:
     """One line where the paper profile (the GPU profile) would run on this machine's CPU: the projected
     time where measured rates exist, and the laptop-sized profile. It asks nothing and goes on."""
     here = resolve_device("auto")  # what auto resolves to on this machine
-    on_cpu = [r for r in runs if (here if r["device"] == "auto" else r["device"]) == "cpu"]
+    on_cpu = [r for r in runs if (here if r.device == "auto" else r.device) == "cpu"]
     if args.profile != "paper" or not on_cpu:
         return
     from benchmark.launch.estimate import estimate_hours

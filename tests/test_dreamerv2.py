@@ -8,7 +8,7 @@ import torch
 
 import algorithms
 from benchmark.datasets.__main__ import main as datasets_cli
-from benchmark.core.protocol import Runner
+from benchmark.core.protocol import Runner, RunSpec
 from benchmark.run import main as run_cli
 from benchmark.tasks import Schedule, get_task
 from conftest import checkpoint_params, kill_and_resume, metric_rows as rows
@@ -27,7 +27,7 @@ def make_runner(out, data_dir, **kw):
     spec = get_task("metaworld/drawer-open")
     cfg = algorithms.make_config("dreamerv2", "smoke")
     kw = {"log_every": 2, "offline_checkpoint_every": 2, "checkpoint_every": 2, "progress": False, **kw}
-    return Runner(spec, "dreamerv2", cfg, SCHEDULE, 0, out, data_dir / spec.name, {"episode_length": 5}, **kw)
+    return Runner(RunSpec(spec, "dreamerv2", cfg, SCHEDULE, 0, data_dir / spec.name, out, {"episode_length": 5}), **kw)
 
 
 def params(run_dir):

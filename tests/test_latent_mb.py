@@ -189,7 +189,7 @@ def _rows(run):
 
 
 def test_kill_and_resume_with_a_non_empty_latent_buffer(tmp_path, drawer_open_data, monkeypatch):
-    from benchmark.core.protocol import Runner
+    from benchmark.core.protocol import Runner, RunSpec
     from benchmark.core.replay import BatchSampler
     from benchmark.core.rundir import load_checkpoint
     from benchmark.tasks import Schedule, get_task
@@ -199,7 +199,7 @@ def test_kill_and_resume_with_a_non_empty_latent_buffer(tmp_path, drawer_open_da
 
     def runner(out):
         cfg = algorithms.make_config("combo", "smoke", real_capacity=150)
-        return Runner(spec, "combo", cfg, schedule, 0, out, drawer_open_data / spec.name, {"episode_length": 5},
+        return Runner(RunSpec(spec, "combo", cfg, schedule, 0, drawer_open_data / spec.name, out, {"episode_length": 5}),
                       log_every=2, offline_checkpoint_every=2, checkpoint_every=1, progress=False)
 
     runner(tmp_path / "whole").run()

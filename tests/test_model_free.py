@@ -279,7 +279,7 @@ def test_the_actor_lr_decays_over_the_tasks_paper_schedule_in_every_profile(draw
 
     from algorithms.jax_nets import decay_steps
     from benchmark.tasks.profiles import schedule_for
-    from benchmark.core.protocol import Runner
+    from benchmark.core.protocol import Runner, RunSpec
     from benchmark.tasks import get_task
 
     cfg = algorithms.make_config("bc", "cpu")
@@ -289,7 +289,7 @@ def test_the_actor_lr_decays_over_the_tasks_paper_schedule_in_every_profile(draw
     assert decay_steps(dataclasses.replace(cfg, cosine_decay_steps=500), ctx) == 500
     assert decay_steps(cfg, dataclasses.replace(ctx, schedule_updates=0)) == 1200
     spec = get_task("metaworld/drawer-open")
-    runner = Runner(spec, "bc", algorithms.make_config("bc", "smoke"), schedule_for(spec, "smoke"), 0,
-                    tmp_path / "run", drawer_open_data / spec.name, progress=False)
+    runner = Runner(RunSpec(spec, "bc", algorithms.make_config("bc", "smoke"), schedule_for(spec, "smoke"), 0,
+                            drawer_open_data / spec.name, tmp_path / "run"), progress=False)
     _, agent = runner._build()
     assert agent.context.schedule_updates == 1_000 + 20_000 and agent.context.total_updates == 4 + 4

@@ -14,7 +14,7 @@ from algorithms import moto
 from algorithms.contract import RunContext
 from algorithms.torch_nets import lambda_return
 from algorithms.world_model import RSSM, WorldModelConfig
-from benchmark.core.protocol import Runner, resolved_config
+from benchmark.core.protocol import Runner, RunSpec, resolved_config
 from benchmark.core.replay import EpisodeStore
 from benchmark.tasks import Schedule, get_task
 from conftest import checkpoint_params, kill_and_resume, make_episode, metric_rows as rows
@@ -227,10 +227,10 @@ def make_runner(out, data_dir, **kw):
     spec = get_task("metaworld/drawer-open")
     cfg = algorithms.make_config("moto", "smoke", diag_episodes=1)
     kw = {"log_every": 2, "offline_checkpoint_every": 2, "checkpoint_every": 1, "progress": False, **kw}
-    runner = Runner(spec, "moto", cfg, SCHEDULE, 0, out, data_dir / spec.name, {"episode_length": 4}, **kw)
+    run = RunSpec(spec, "moto", cfg, SCHEDULE, 0, data_dir / spec.name, out, {"episode_length": 4})
+    runner = Runner(run, **kw)
     out.mkdir(parents=True, exist_ok=True)  # config.json as the run CLI writes it (load_agent reads it)
-    (out / "config.json").write_text(json.dumps(resolved_config(
-        spec, "moto", cfg, SCHEDULE, 0, "smoke", {"episode_length": 4}, data_dir / spec.name), default=str))
+    (out / "config.json").write_text(json.dumps(resolved_config(run, "smoke"), default=str))
     return runner
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import algorithms
-from benchmark.core.protocol import NonFiniteLoss, Runner
+from benchmark.core.protocol import NonFiniteLoss, Runner, RunSpec
 from benchmark.run import main as run_cli
 from benchmark.tasks import Schedule, get_task
 from conftest import kill_and_resume, metric_rows as rows
@@ -31,7 +31,7 @@ def make_runner(out, data_dir, algo="bc", **kw):
     spec = get_task("metaworld/drawer-open")
     cfg = algorithms.make_config(algo, "smoke")
     kw = {"log_every": 2, "offline_checkpoint_every": 2, "checkpoint_every": 2, "progress": False, **kw}
-    return Runner(spec, algo, cfg, SCHEDULE, 0, out, data_dir / spec.name, {"episode_length": 5}, **kw)
+    return Runner(RunSpec(spec, algo, cfg, SCHEDULE, 0, data_dir / spec.name, out, {"episode_length": 5}), **kw)
 
 
 def test_schedule_counts_with_the_real_env(tmp_path, data_dir):

@@ -129,7 +129,7 @@ def test_resuming_with_another_config_is_refused_naming_the_fields(tmp_path, dat
     with pytest.raises(Exception, match="interrupted"):
         execute(r, "smoke", progress=False)
     monkeypatch.undo()
-    changed = {**r, "cfg": dataclasses.replace(r["cfg"], lr=1e-3)}
+    changed = dataclasses.replace(r, cfg=dataclasses.replace(r.cfg, lr=1e-3))
     with pytest.raises(ConfigMismatch, match=r"agent_config.lr: 0.0003 -> 0.001"):
         execute(changed, "smoke", progress=False)
     assert execute(r, "smoke", progress=False) == "done"  # the same config resumes
@@ -142,7 +142,7 @@ def test_a_run_on_another_dataset_gets_its_own_directory(tmp_path, data_dir):
     args = build_parser().parse_args(["--algos", "bc", "--profile", "smoke", "--out", str(tmp_path),
                                       "--data-dir", str(data_dir), "--dataset", f"metaworld/{sub}", "--dry-run"])
     (r,) = plan(args, resolve=False)
-    assert r["dir"] == tmp_path / "metaworld/drawer-open/bc" / f"smoke@metaworld-{sub}" / "seed_0"
+    assert r.dir == tmp_path / "metaworld/drawer-open/bc" / f"smoke@metaworld-{sub}" / "seed_0"
 
 
 def test_bad_inputs_are_one_line_errors_with_nothing_written(tmp_path, data_dir, capsys):
@@ -182,7 +182,7 @@ def test_a_dataset_name_resolves_per_task_when_it_has_no_manifest_itself(tmp_pat
                                       "kitchen/scripted", "--dry-run"])
     runs = plan(args, resolve=False)
     assert [r["dataset"].name for r in runs] == ["scripted-mixed", "scripted-partial"]
-    assert runs[0]["dir"].parent.name == "smoke@kitchen-scripted-mixed"
+    assert runs[0].dir.parent.name == "smoke@kitchen-scripted-mixed"
 
 
 def test_device_cuda_without_a_gpu_and_auto_records_what_it_resolved(tmp_path, drawer_open_data, capsys):

@@ -21,8 +21,9 @@ import random
 import sys
 import time
 from collections import deque
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,18 +83,35 @@ def seed_globals(seed: int) -> None:
         torch.manual_seed(seed)
 
 
+@dataclass
+class RunSpec:
+    """One run: everything that decides what it does. ``benchmark.launch.plan`` makes and checks them;
+    ``Runner`` executes one."""
+
+    task: TaskSpec
+    algo: str  # a registered name (variants included)
+    cfg: Any  # the algorithm's config (None in a dry run's plan, which imports no framework)
+    schedule: Schedule
+    seed: int
+    dataset: Path  # the dataset's folder
+    dir: Path  # the run directory
+    env_overrides: dict = field(default_factory=dict)  # e.g. {"episode_length": 6} (the smoke profile)
+    device: str = "cpu"
+    imports: list[str] = field(default_factory=list)  # --import modules, recorded in config.json
+    missing_dataset: bool = False  # a dry run plans runs whose dataset is not there yet
+
+
 class Runner:
     """One run. The loop's state lives on the object (``self.c``: counters), so a caller can ask for
     a checkpoint or a stop at a safe point (``request_stop``)."""
 
-    def __init__(self, spec: TaskSpec, algo: str, agent_config, schedule: Schedule, seed: int, out_dir: Path,
-                 dataset_path: Path, env_overrides: dict | None = None, device: str = "cpu",
-                 checkpoint_every: int = 10, offline_checkpoint_every: int = 1000, log_every: int = 100,
-                 progress: bool = True, prefetch: int = 2, checkpoint_minutes: float = 10.0, live=None):
-        self.spec, self.algo, self.cfg, self.schedule, self.seed = spec, algo, agent_config, schedule, seed
-        self.dir, self.dataset_path = Path(out_dir), Path(dataset_path)
-        self.env_overrides = env_overrides or {}
-        self.device = device
+    def __init__(self, run: RunSpec, *, checkpoint_every: int = 10, offline_checkpoint_every: int = 1000,
+                 log_every: int = 100, progress: bool = True, prefetch: int = 2, checkpoint_minutes: float = 10.0,
+                 live=None):
+        self.spec, self.algo, self.cfg, self.schedule, self.seed = run.task, run.algo, run.cfg, run.schedule, run.seed
+        self.dir, self.dataset_path = Path(run.dir), Path(run.dataset)
+        self.env_overrides = run.env_overrides or {}
+        self.device = run.device
         self.checkpoint_every, self.offline_checkpoint_every = checkpoint_every, offline_checkpoint_every
         self.log_every, self.progress, self.prefetch = log_every, progress, prefetch
         self.checkpoint_minutes = checkpoint_minutes  # also checkpoint when this much wall time has passed
@@ -353,15 +371,15 @@ class Runner:
         return dict(c)
 
 
-def resolved_config(spec, algo, cfg, schedule, seed, profile, env_overrides, dataset_path, device="cpu",
-                    imports=()) -> dict:
-    manifest = read_manifest(dataset_path)
-    return {"task": spec.name, "algo": algo, "base_algo": algorithms.get(algo).base_algo, "seed": seed,
-            "profile": profile, "agent_config": asdict(cfg), "schedule": asdict(schedule),
-            "env_overrides": env_overrides,
-            "episode_length": env_overrides.get("episode_length", spec.episode_length),
-            "action_repeat": spec.action_repeat, "device": device, "imports": list(imports),
-            "dataset": {"path": str(dataset_path), "checksum": manifest["checksum"],
+def resolved_config(run: RunSpec, profile: str) -> dict:
+    """What ``config.json`` records of a run: its identity (``rundir.IDENTITY_KEYS``), versions and commit."""
+    manifest = read_manifest(run.dataset)
+    return {"task": run.task.name, "algo": run.algo, "base_algo": algorithms.get(run.algo).base_algo,
+            "seed": run.seed, "profile": profile, "agent_config": asdict(run.cfg), "schedule": asdict(run.schedule),
+            "env_overrides": run.env_overrides,
+            "episode_length": run.env_overrides.get("episode_length", run.task.episode_length),
+            "action_repeat": run.task.action_repeat, "device": run.device, "imports": list(run.imports),
+            "dataset": {"path": str(run.dataset), "checksum": manifest["checksum"],
                         "episodes": manifest["episodes"], "transitions": manifest["transitions"]},
             "versions": rundir.versions(), "git_commit": rundir.git_commit()}
 

@@ -5,6 +5,7 @@ import argparse
 import csv
 from pathlib import Path
 
+from benchmark.core.protocol import RunSpec
 from benchmark.core.rundir import find_runs, run_key
 from benchmark.launch.slurm import runs_per_job
 
@@ -41,9 +42,9 @@ def measured_rates(out: Path, algo: str, profile: str, task: str, domain: str) -
     return None
 
 
-def estimate_hours(out: Path, r: dict, profile: str) -> tuple[float | None, str]:
-    s = r["schedule"]
-    m = measured_rates(Path(out), r["algo"], profile, r["spec"].name, r["spec"].domain)
+def estimate_hours(out: Path, r: RunSpec, profile: str) -> tuple[float | None, str]:
+    s = r.schedule
+    m = measured_rates(Path(out), r.algo, profile, r.task.name, r.task.domain)
     if m is None:
         return None, "no measurement"
     rates, basis = m
@@ -51,25 +52,25 @@ def estimate_hours(out: Path, r: dict, profile: str) -> tuple[float | None, str]
     return secs / 3600, basis
 
 
-def print_estimate(groups: list[tuple[argparse.Namespace, list[dict]]], res: dict | None, out: Path,
+def print_estimate(groups: list[tuple[argparse.Namespace, list[RunSpec]]], res: dict | None, out: Path,
                    launched: set | None = None) -> None:
     """Totals of the plan: runs, jobs, gradient and env steps, and run-hours / GPU-hours from
     measured steps/s where run directories have them."""
     n_runs = n_jobs = grad = env = 0
     hours, gpu_hours, unmeasured, bases = 0.0, 0.0, set(), set()
     for ns, runs in groups:
-        todo = [r for r in runs if launched is None or r["dir"] in launched]
+        todo = [r for r in runs if launched is None or r.dir in launched]
         rpj = runs_per_job(ns, res) if res else 1
         n_runs += len(todo)
         n_jobs += -(-len(todo) // rpj)
         for r in todo:
-            s = r["schedule"]
-            ep_len = r["env_overrides"].get("episode_length", r["spec"].episode_length)
+            s = r.schedule
+            ep_len = r.env_overrides.get("episode_length", r.task.episode_length)
             grad += s.offline_steps + s.online_episodes * s.updates_per_episode
-            env += s.online_episodes * ep_len * r["spec"].action_repeat
+            env += s.online_episodes * ep_len * r.task.action_repeat
             h, basis = estimate_hours(out, r, ns.profile)
             if h is None:
-                unmeasured.add(f"{r['algo']}/{ns.profile}")
+                unmeasured.add(f"{r.algo}/{ns.profile}")
                 continue
             bases.add(basis)
             hours += h

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmark.core import rundir
 from benchmark.core.livelog import LiveLog
-from benchmark.core.protocol import Runner, resolved_config
+from benchmark.core.protocol import Runner, RunSpec, resolved_config
 from benchmark.launch.plan import UsageError, load_imports, plan, plan_args
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_HELD = 0, 1, 2, 3, 4
@@ -36,13 +36,13 @@ class ConfigMismatch(Exception):
     pass
 
 
-def execute(r: dict, profile: str, progress: bool = True, live_factory=None, stop_signals=STOP_SIGNALS) -> str:
+def execute(r: RunSpec, profile: str, progress: bool = True, live_factory=None, stop_signals=STOP_SIGNALS) -> str:
     """Run (or resume) one run under its lock; returns a one-line outcome. Raises ``Interrupted``
     after a signal, ``RunHeld`` if another process holds it, ``ConfigMismatch`` if its directory holds
     a different config, and re-raises a run's error after recording it in ``status.json``.
     ``stop_signals``: the signals that stop the run at a safe point (a SLURM job uses SIGUSR2 only;
     see ``benchmark.launch``)."""
-    d: Path = r["dir"]
+    d: Path = r.dir
     if rundir.read_status(d).get("status") == "done":
         return "skipped (done)"
     d.mkdir(parents=True, exist_ok=True)
@@ -51,8 +51,7 @@ def execute(r: dict, profile: str, progress: bool = True, live_factory=None, sto
     try:
         if rundir.read_status(d).get("status") == "done":  # finished by another process meanwhile
             return "skipped (done)"
-        config = resolved_config(r["spec"], r["algo"], r["cfg"], r["schedule"], r["seed"], profile,
-                                 r["env_overrides"], r["dataset"], device=r["device"], imports=r["imports"])
+        config = resolved_config(r, profile)
         config["config_hash"] = rundir.config_hash(config)
         if (d / "config.json").exists():
             diff = rundir.identity_diff(json.loads((d / "config.json").read_text()), config)
@@ -63,8 +62,7 @@ def execute(r: dict, profile: str, progress: bool = True, live_factory=None, sto
             rundir.write_json(d / "config.json", config)
         rundir.set_status(d, "running", **rundir.RunLock.holder_info())
         live = live_factory(d, config) if live_factory else None
-        runner = Runner(r["spec"], r["algo"], r["cfg"], r["schedule"], r["seed"], d, r["dataset"],
-                        r["env_overrides"], device=r["device"], progress=progress,
+        runner = Runner(r, progress=progress,
                         checkpoint_every=1 if profile == "smoke" else 10,
                         log_every=1 if profile == "smoke" else 100, live=live)
         stops = []
@@ -103,23 +101,23 @@ def execute(r: dict, profile: str, progress: bool = True, live_factory=None, sto
 
 
 
-def run_one(r: dict, profile: str, progress: bool = True, live_factory=None, stop_signals=STOP_SIGNALS) -> int:
+def run_one(r: RunSpec, profile: str, progress: bool = True, live_factory=None, stop_signals=STOP_SIGNALS) -> int:
     """``execute`` with its outcome as an exit code and one line (stdout, or stderr for errors)."""
     try:
         outcome = execute(r, profile, progress=progress, live_factory=live_factory, stop_signals=stop_signals)
     except Interrupted as exc:
-        print(f"{r['dir']}: {exc}", file=sys.stderr)
+        print(f"{r.dir}: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except rundir.RunHeld as exc:
-        print(f"{r['dir']}: skipped: {exc}")
+        print(f"{r.dir}: skipped: {exc}")
         return EXIT_HELD
     except ConfigMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
-        print(f"{r['dir']}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{r.dir}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{r['dir']}: {outcome}")
+    print(f"{r.dir}: {outcome}")
     return EXIT_OK
 
 
@@ -142,7 +140,7 @@ def usage_error(exc: Exception) -> int:
     return EXIT_USAGE
 
 
-def run_inline(args, runs: list[dict]) -> int:
+def run_inline(args, runs: list[RunSpec]) -> int:
     """Executes the planned runs one after another in this process; a signal stops them all."""
     codes = []
     for r in runs:
@@ -157,16 +155,16 @@ def run_inline(args, runs: list[dict]) -> int:
 PAYLOAD_OPTIONS = ("no_progress", "wandb", "wandb_project", "wandb_entity", "no_tensorboard")
 
 
-def child_payload(ns: argparse.Namespace, r: dict) -> dict:
+def child_payload(ns: argparse.Namespace, r: RunSpec) -> dict:
     """Everything a child needs to plan this one run again, as JSON-able values with absolute paths."""
     from benchmark.tasks import default_data_dir
 
     imports = [str(Path(i).resolve()) if (i.endswith(".py") or Path(i).exists()) else i for i in ns.imports]
-    return {"algos": r["algo"], "tasks": r["spec"].name, "seeds": str(r["seed"]), "profile": ns.profile,
+    return {"algos": r.algo, "tasks": r.task.name, "seeds": str(r.seed), "profile": ns.profile,
             "out": str(Path(ns.out).resolve()),
             "data_dir": str(Path(ns.data_dir).resolve() if ns.data_dir else default_data_dir().resolve()),
             "dataset": ns.dataset, "device": ns.device, "imports": imports,
-            **{k: getattr(ns, k, None) for k in PAYLOAD_OPTIONS}, "dir": str(Path(r["dir"]).resolve())}
+            **{k: getattr(ns, k, None) for k in PAYLOAD_OPTIONS}, "dir": str(Path(r.dir).resolve())}
 
 
 def child_main(payload: dict, slurm: bool) -> int:
@@ -182,7 +180,7 @@ def child_main(payload: dict, slurm: bool) -> int:
     except (UsageError, KeyError) as exc:
         return usage_error(exc)
     if early:
-        print(f"{r['dir']}: SIGUSR2 before the run started; nothing to checkpoint", file=sys.stderr)
+        print(f"{r.dir}: SIGUSR2 before the run started; nothing to checkpoint", file=sys.stderr)
         return EXIT_INTERRUPTED
     return run_one(r, ns.profile, progress=not ns.no_progress,
                    stop_signals=(signal.SIGUSR2,) if slurm else STOP_SIGNALS,

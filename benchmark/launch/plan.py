@@ -1,8 +1,7 @@
 """The plan: every run of a command (algorithms x tasks x seeds), checked before anything is written.
 
 ``plan(args)`` takes the run CLI's options (an ``argparse.Namespace``: algos, tasks, seeds, profile, out,
-data_dir, dataset, device, imports) and returns one dict per run: spec, algo, cfg, schedule, seed, dataset,
-env_overrides, device, imports, missing_dataset, dir. Bad input raises ``UsageError`` with what was wrong
+data_dir, dataset, device, imports) and returns one ``RunSpec`` per run (``benchmark/core/protocol.py``). Bad input raises ``UsageError`` with what was wrong
 and how to fix it.
 """
 from __future__ import annotations
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import algorithms
 from benchmark.core import rundir
+from benchmark.core.protocol import RunSpec
 from benchmark.datasets.format import DatasetError, verify_dataset
 from benchmark.tasks import default_data_dir, get_task, resolve_tasks
 from benchmark.tasks.profiles import PROFILES, env_overrides_for, schedule_for
@@ -74,7 +74,7 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {out}: {parent} is not writable")
 
 
-def plan(args, resolve: bool = True) -> list[dict]:
+def plan(args, resolve: bool = True) -> list[RunSpec]:
     """Every run of the sweep, checked. ``resolve=False`` (dry runs) skips building configs, which
     would import the algorithms' frameworks."""
     if args.profile not in PROFILES:
@@ -114,11 +114,11 @@ def plan(args, resolve: bool = True) -> list[dict]:
         for algo in algos:
             cfg = algorithms.make_config(algo, args.profile) if resolve else None
             for seed in seeds:
-                runs.append({"spec": spec, "algo": algo, "cfg": cfg, "schedule": schedule, "seed": seed,
-                             "dataset": dataset, "env_overrides": env_overrides_for(spec, args.profile),
-                             "device": device, "imports": list(args.imports), "missing_dataset": absent,
-                             "dir": rundir.run_dir(args.out, task, algo, seed, args.profile,
-                                                    name if args.dataset else None)})
+                runs.append(RunSpec(task=spec, algo=algo, cfg=cfg, schedule=schedule, seed=seed, dataset=dataset,
+                                    dir=rundir.run_dir(args.out, task, algo, seed, args.profile,
+                                                       name if args.dataset else None),
+                                    env_overrides=env_overrides_for(spec, args.profile), device=device,
+                                    imports=list(args.imports), missing_dataset=absent))
     missing = missing_datasets(runs)
     if missing and not getattr(args, "dry_run", False):  # a dry run shows the plan with the gaps marked
         raise UsageError(missing_datasets_message(missing))
@@ -142,27 +142,27 @@ def missing_datasets_message(missing: dict[str, dict[str, Path]]) -> str:
 
 
 
-def missing_datasets(runs: list[dict]) -> dict[str, dict[str, Path]]:
+def missing_datasets(runs: list[RunSpec]) -> dict[str, dict[str, Path]]:
     """{domain: {task: dataset path}} of the planned runs whose dataset is missing (dry runs only)."""
     out: dict[str, dict[str, Path]] = {}
     for r in runs:
-        if r["missing_dataset"]:
-            out.setdefault(r["spec"].domain, {})[r["spec"].name] = r["dataset"]
+        if r.missing_dataset:
+            out.setdefault(r.task.domain, {})[r.task.name] = r.dataset
     return out
 
 
 
-def describe(r: dict, profile: str) -> str:
+def describe(r: RunSpec, profile: str) -> str:
     """One line of a plan: the run's updates and env steps, where it runs and its directory."""
-    s = r["schedule"]
-    ep_len = r["env_overrides"].get("episode_length", r["spec"].episode_length)
-    env_steps = s.online_episodes * ep_len * r["spec"].action_repeat
-    return (f"{r['spec'].name:24s} {r['algo']:10s} seed {r['seed']}: {s.offline_steps} offline + "
+    s = r.schedule
+    ep_len = r.env_overrides.get("episode_length", r.task.episode_length)
+    env_steps = s.online_episodes * ep_len * r.task.action_repeat
+    return (f"{r.task.name:24s} {r.algo:10s} seed {r.seed}: {s.offline_steps} offline + "
             f"{s.online_episodes}x{s.updates_per_episode} online updates, {env_steps} env steps "
-            f"[{profile}, {r['device']}] -> {r['dir']}" + ("  [dataset missing]" if r["missing_dataset"] else ""))
+            f"[{profile}, {r.device}] -> {r.dir}" + ("  [dataset missing]" if r.missing_dataset else ""))
 
 
-def missing_datasets_note(runs: list[dict]) -> str | None:
+def missing_datasets_note(runs: list[RunSpec]) -> str | None:
     """For a dry run: how to get the datasets the plan lacks (None when none is missing)."""
     missing = missing_datasets(runs)
     return f"to get the missing data: {missing_datasets_message(missing)}" if missing else None

@@ -134,7 +134,7 @@ def launch_slurm(groups, args, res: dict, launch: set, sweep_name: str) -> int:
         raise UsageError("--launcher slurm needs sbatch and srun on PATH (run it on a SLURM login node)")
     jobs: list[list[dict]] = []
     for ns, runs in groups:
-        todo = [child_payload(ns, r) for r in runs if r["dir"] in launch]
+        todo = [child_payload(ns, r) for r in runs if r.dir in launch]
         k = runs_per_job(ns, res)
         jobs += [todo[i:i + k] for i in range(0, len(todo), k)]
     if not jobs:

@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         from benchmark.launch.sweeps import sweep_runs
 
         try:
-            expected = [Path(r["dir"]) for r in sweep_runs(args.sweep, out, args.data_dir)]
+            expected = [Path(r.dir) for r in sweep_runs(args.sweep, out, args.data_dir)]
         except (UsageError, KeyError) as exc:
             return usage_error(exc)
     from benchmark.launch.slurm import slurm_queue

@@ -9,6 +9,7 @@ import copy
 import sys
 from pathlib import Path
 
+from benchmark.core.protocol import RunSpec
 from benchmark.core.rundir import SLURM_JOB_FILE, read_json, run_state
 from benchmark.launch import execute
 from benchmark.launch.estimate import print_estimate
@@ -109,7 +110,7 @@ def group_args(args, group: dict) -> argparse.Namespace:
     return ns
 
 
-def expand(args, argv: list[str] | None) -> list[tuple[argparse.Namespace, list[dict]]]:
+def expand(args, argv: list[str] | None) -> list[tuple[argparse.Namespace, list[RunSpec]]]:
     """[(namespace of a group, its checked runs)]; one group without --sweep."""
     if not args.sweep:
         ns = copy.copy(args)
@@ -126,8 +127,8 @@ def expand(args, argv: list[str] | None) -> list[tuple[argparse.Namespace, list[
     out, seen = [], set()
     for g in sweep["groups"]:
         ns = group_args(args, {**g, **override})
-        runs = [r for r in plan(ns, resolve=False) if r["dir"] not in seen]
-        seen.update(r["dir"] for r in runs)
+        runs = [r for r in plan(ns, resolve=False) if r.dir not in seen]
+        seen.update(r.dir for r in runs)
         out.append((ns, runs))
     return out
 
@@ -139,16 +140,16 @@ def sweep_runs(sweep: str, out: Path, data_dir: str | None) -> list[dict]:
 
 
 # -- what to launch ----------------------------------------------------------------------------
-def sort_runs(runs: list[dict], retry_failed: bool, queue: dict | None) -> dict[str, list[tuple[dict, str]]]:
+def sort_runs(runs: list[RunSpec], retry_failed: bool, queue: dict | None) -> dict[str, list[tuple[dict, str]]]:
     """{"launch", "done", "held", "failed"} -> [(run, note)] by each run directory's state; the note says who
     holds a held run and why a failed one failed."""
     out = {"launch": [], "done": [], "held": [], "failed": []}
     for r in runs:
-        state, status = run_state(r["dir"], queue)
+        state, status = run_state(r.dir, queue)
         if state == "done":
             out["done"].append((r, ""))
         elif state in ("running", "queued"):
-            held_by = read_json(Path(r["dir"]) / SLURM_JOB_FILE).get("job_id") if state == "queued" else \
+            held_by = read_json(Path(r.dir) / SLURM_JOB_FILE).get("job_id") if state == "queued" else \
                 f"pid {status.get('pid', '?')} on {status.get('host', '?')}"
             out["held"].append((r, str(held_by)))
         elif state == "failed" and not retry_failed:
@@ -190,10 +191,10 @@ def main(args, argv=None) -> int:
           f"process or queued job (skipped), {n['failed']} failed (" +
           ("skipped; --retry-failed runs them again)" if n["failed"] else "none)"))
     for r, held_by in sorted_runs["held"]:
-        print(f"  held: {r['dir']} ({held_by})")
+        print(f"  held: {r.dir} ({held_by})")
     for r, error in sorted_runs["failed"]:
-        print(f"  failed: {r['dir']}: {error}")
-    launched = {r["dir"] for r, _ in sorted_runs["launch"]}
+        print(f"  failed: {r.dir}: {error}")
+    launched = {r.dir for r, _ in sorted_runs["launch"]}
     if args.dry_run:
         print_estimate(groups, res, Path(args.out), launched=launched)
         note = missing_datasets_note(all_runs)

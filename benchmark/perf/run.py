@@ -45,18 +45,17 @@ def measure(algo: str, task: str, profile: str, device: str, data_dir: str | Non
     if overrides:
         import algorithms
 
-        r["cfg"] = algorithms.make_config(algo, profile, **overrides)
-    full = r["schedule"]  # the task's whole schedule for this profile, from the plan
+        r = dataclasses.replace(r, cfg=algorithms.make_config(algo, profile, **overrides))
+    full = r.schedule  # the task's whole schedule for this profile, from the plan
     G = full.updates_per_episode
-    r["schedule"] = dataclasses.replace(full, offline_steps=offline, online_steps=episodes * G,
-                                        eval_every_episodes=episodes, eval_episodes=eval_episodes)
-    r["dir"].mkdir(parents=True, exist_ok=True)
+    r = dataclasses.replace(r, schedule=dataclasses.replace(full, offline_steps=offline, online_steps=episodes * G,
+                                                            eval_every_episodes=episodes, eval_episodes=eval_episodes))
+    r.dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    runner = Runner(r["spec"], algo, r["cfg"], r["schedule"], r["seed"], r["dir"], r["dataset"], r["env_overrides"],
-                    device=r["device"], progress=False, log_every=log_every)
+    runner = Runner(r, progress=False, log_every=log_every)
     runner.run()
     total = time.time() - t0
-    rows = _rows(r["dir"] / "metrics.csv")
+    rows = _rows(r.dir / "metrics.csv")
     off = [float(x["steps_per_s"]) for x in rows if x["phase"] == "offline"]
     on_rows = [x for x in rows if x["phase"] == "online"]
     on_walls = [float(x["wall_time"]) for x in on_rows]
