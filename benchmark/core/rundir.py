@@ -39,6 +39,15 @@ METRICS_COLUMNS = ["phase", "grad_step", "env_steps", "episodes", "eval_success"
 RUN_FILES = ("config.json", "status.json", "slurm_job.json")  # a folder holding one of them is a run directory
 SLURM_JOB_FILE = "slurm_job.json"
 STATES = ("done", "running", "queued", "interrupted", "failed", "missing")
+STATES_HELP = """\
+  done         status.json says done
+  running      a live process holds the run's lock (seen in /proc/locks on this host), or the run
+               says it runs on another host under a SLURM job that squeue lists as running
+  queued       not started, but a SLURM job that will run it is pending (slurm_job.json, squeue)
+  interrupted  stopped by a signal, or its process died (its lock is free): rerunning resumes it
+  failed       status.json says failed (rerun with --retry-failed)
+  missing      expected (a sweep's run, or a seed seen in the folder) but never started
+"""
 PACKAGES = ("numpy", "jax", "flax", "optax", "torch", "mujoco", "gymnasium", "gymnasium-robotics", "metaworld")
 
 
@@ -216,16 +225,8 @@ def local_lock_held(run: Path) -> bool:
 
 
 def run_state(d: Path, queue: dict[str, str] | None = None) -> tuple[str, dict]:
-    """(state, status.json) of one run directory; ``queue``: SLURM job id -> state (squeue), None without.
-
-      done         status.json says done
-      running      a live process holds the run's lock (seen in /proc/locks on this host), or the run
-                   says it runs on another host under a SLURM job that squeue lists as running
-      queued       not started, but a SLURM job that will run it is pending (``slurm_job.json``, squeue)
-      interrupted  stopped by a signal, or its process died (its lock is free): rerunning resumes it
-      failed       status.json says failed (rerun with --retry-failed)
-      missing      never started
-    """
+    """(state, status.json) of one run directory (``STATES_HELP``); ``queue``: SLURM job id -> state
+    (squeue), None without one."""
     d = Path(d)
     status = read_json(d / "status.json")
     s = status.get("status")

@@ -4,15 +4,7 @@ What a results folder holds: for every algorithm x task (x setting: profile[@dat
 are done / running / queued / interrupted / failed / missing, the progress (gradient updates done over
 updates planned), and the error of each failed run.
 
-  done         status.json says done
-  running      a live process holds the run's lock (seen in /proc/locks on this host), or the run
-               says it runs on another host under a SLURM job that squeue lists as running
-  queued       not started, but a SLURM job that will run it is pending (``slurm_job.json``, squeue)
-  interrupted  stopped by a signal, or its process died (its lock is free): rerunning resumes it
-  failed       status.json says failed (rerun with --retry-failed)
-  missing      in the expected grid (--sweep, or every seed seen in the folder) but never started
-
-The states are ``benchmark.core.rundir.run_state``'s. Reads run directories only; imports neither JAX nor
+The states (below) are ``benchmark.core.rundir.run_state``'s. Reads run directories only; imports neither JAX nor
 PyTorch.
 """
 from __future__ import annotations
@@ -24,7 +16,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from benchmark.core.rundir import STATES, find_runs, read_json, run_key, run_state
+from benchmark.core.rundir import STATES, STATES_HELP, find_runs, read_json, run_key, run_state
 
 def progress(d: Path) -> tuple[int, int]:
     """(gradient updates done, updates planned) from metrics.csv and config.json."""
@@ -84,7 +76,7 @@ def format_table(table: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmark.status", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmark.status", description=__doc__ + "\nstates:\n" + STATES_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out", help="results folder (the --out of benchmark.run)")
     p.add_argument("--sweep", default=None, help="a sweep file (slurm/<name>.yaml): count its runs that were never "
