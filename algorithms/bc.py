@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from algorithms import RunContext, register
-from algorithms.jax_nets import (JaxLearner, MeanHead, PixelNet, adam, decay_steps, fold_frames, init_params,
-                                 random_shift)
+from algorithms.nets.jax_learner import (JaxLearner, MeanHead, PixelNet, adam, decay_steps, fold_frames,
+                                         init_params, random_shift)
 
 
 @dataclass(frozen=True)

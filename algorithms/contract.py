@@ -22,7 +22,7 @@ Transition batch (B samples; frames stored once, stacks built by index)
     frames (B, k+1, H, W, C) uint8   frames t-k+1 .. t+1 of one episode (the first frame repeated
                                      before the episode start)
     obs, next_obs (B, k, H, W, C)    views of ``frames`` (oldest first); fold into channels on
-                                     the device (``algorithms.jax_nets.fold_frames``)
+                                     the device (``algorithms.nets.jax_learner.fold_frames``)
     action (B, A) float32            the action executed at t;  reward (B,) float32 its reward
     discount (B,) float32            0 where t+1 is a true terminal, else 1
     terminal, is_last, online, success, goal (B,) bool

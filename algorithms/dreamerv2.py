@@ -1,6 +1,6 @@
 """DreamerV2 (Hafner et al., 2021) offline-to-online: the paper's first world-model baseline (SPEC section 4).
 
-World model: ``algorithms/world_model.py`` (one prior head). Per update, on a batch of 16 x 50 sequences:
+World model: ``algorithms/nets/world_model.py`` (one prior head). Per update, on a batch of 16 x 50 sequences:
 
 1. World model: minimise the ELBO (reconstruction + reward + balanced KL), Adam 1e-4.
 2. Imagination: from every posterior state s_0 of the batch (B x L starts), roll the actor H = 15 steps
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from algorithms import RunContext, Sequences, register, register_variant
-from algorithms.torch_nets import (Actor, ClippedAdam, batch_to_device, frozen, lambda_return, load_parts, mlp,
-                                   resolve_device_options, save_parts, to_cpu)
-from algorithms.world_model import WorldModel, WorldModelConfig
+from algorithms.nets.torch_parts import (Actor, ClippedAdam, batch_to_device, frozen, lambda_return,
+                                         load_parts, mlp, resolve_device_options, save_parts, to_cpu)
+from algorithms.nets.world_model import WorldModel, WorldModelConfig
 
 _SMALL = dict(deter=16, hidden=16, stoch=4, classes=4, enc_channels=(4, 4, 4, 4), enc_mlp=(16,),
               dec_mlp=(16,), dec_in=16, dec_channels=(4, 4, 4, 3), reward_mlp=(16,), discount_mlp=(16,))
@@ -168,7 +168,7 @@ class DreamerV2Agent:
     def write_diagnostics(self, phase: str) -> None:
         if self.context.run_dir is None or not self.diag_episodes:
             return
-        from algorithms import wm_diagnostics as diag
+        from algorithms import diagnostics as diag
 
         diag.write_run_diagnostics(self.wm, self.diag_episodes, self.context.run_dir, self.updates, phase,
                                    context=self.config.diag_context, seed=self.context.seed, actor=self.actor)

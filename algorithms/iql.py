@@ -31,10 +31,9 @@ import jax.numpy as jnp
 import optax
 
 from algorithms import RunContext, register
-from algorithms.jax_nets import (JaxLearner, MeanHead, PixelActorCriticConfig, PixelNet, TwinQ, ValueHead, adam,
-                                 decay_steps,
-                                 bootstrap_mask, fold_frames, gaussian_log_prob, init_params, soft_update,
-                                 split_frames)
+from algorithms.nets.jax_learner import (JaxLearner, MeanHead, PixelActorCriticConfig, PixelNet, TwinQ,
+                                         ValueHead, adam, bootstrap_mask, decay_steps, fold_frames,
+                                         gaussian_log_prob, init_params, soft_update, split_frames)
 from algorithms.sac import critic_loss, reduce_heads
 
 

@@ -44,9 +44,10 @@ import numpy as np
 import torch
 
 from algorithms import RunContext, Sequences, register
-from algorithms.latent_sac import LatentBuffer, LatentSAC, disagreement, mixed_batch
-from algorithms.torch_nets import ClippedAdam, batch_to_device, load_parts, resolve_device_options, save_parts, to_cpu
-from algorithms.world_model import WorldModel, WorldModelConfig
+from algorithms.nets.latent_sac import LatentBuffer, LatentSAC, disagreement, mixed_batch
+from algorithms.nets.torch_parts import (ClippedAdam, batch_to_device, load_parts, resolve_device_options,
+                                         save_parts, to_cpu)
+from algorithms.nets.world_model import WorldModel, WorldModelConfig
 
 _SMALL = dict(deter=16, hidden=16, stoch=4, enc_channels=(4, 4, 4, 4), enc_mlp=(), dec_mlp=(), dec_in=16,
               dec_channels=(4, 4, 4, 3), reward_mlp=(16,))

@@ -1,7 +1,7 @@
 """MOTO (Rafailov et al., arXiv 2401.03306): model-based offline pre-training and online fine-tuning from
 pixels -- the paper's own method (Section 4, Appendix B and C.3; SPEC section 3).
 
-World model: the shared RSSM (``algorithms/world_model.py``) with M = 7 prior heads, trained on
+World model: the shared RSSM (``algorithms/nets/world_model.py``) with M = 7 prior heads, trained on
 sequences of 16 x 50 with the ELBO of Eq. 1 (one uniformly drawn head per time step, ``WorldModel.loss``).
 Per update (Algorithm 1, lines 2-6):
 
@@ -55,9 +55,9 @@ import torch
 
 from algorithms import RunContext, Sequences, register, register_variant
 from algorithms.dreamerv2 import DreamerV2Agent, DreamerV2Config
-from algorithms.torch_nets import (Actor, ClippedAdam, batch_to_device, frozen, load_parts, mlp,
-                                   resolve_device_options, save_parts, to_cpu)
-from algorithms.world_model import UNCERTAINTY_MEASURES, WorldModel, WorldModelConfig
+from algorithms.nets.torch_parts import (Actor, ClippedAdam, batch_to_device, frozen, load_parts, mlp,
+                                         resolve_device_options, save_parts, to_cpu)
+from algorithms.nets.world_model import UNCERTAINTY_MEASURES, WorldModel, WorldModelConfig
 
 
 @dataclass(frozen=True)
@@ -374,7 +374,7 @@ class MOTOAgent:
         episodes = self.expert_episodes or self.first_episodes
         if run_dir is None or not episodes:
             return {}
-        from algorithms import wm_diagnostics as diag
+        from algorithms import diagnostics as diag
 
         c = self.config
         paths = diag.write_run_diagnostics(self.wm, episodes, run_dir, self.updates, phase, context=c.diag_context,
@@ -457,7 +457,7 @@ def action_uncertainty(wm, episodes: list[dict], horizon: int, generator: torch.
         random  uniform actions in [-1, 1]^A
     and the mean over every (j, t) of u(s^t_j, a^t_j) by every measure (default: all the latents allow).
     Returns {source: {measure: mean u}}; {} when no episode is longer than H."""
-    from algorithms.wm_diagnostics import episode_tensors
+    from algorithms.diagnostics import episode_tensors
 
     rssm = wm.rssm
     if measures is None:
@@ -521,7 +521,7 @@ def write_checkpoint_diagnostics(run_dir, episodes: list[dict] | None = None, de
     ``episodes``: the goal-reaching episodes of the run's dataset are the expert episodes."""
     import json
 
-    from algorithms.wm_diagnostics import load_agent
+    from algorithms.diagnostics import load_agent
 
     run_dir = Path(run_dir)
     agent = load_agent(run_dir, device)

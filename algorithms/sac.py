@@ -31,7 +31,7 @@ learner without the conservative term (``algorithms/cql.py`` adds it). Facts rea
 * random shift (4-pixel edge padding) of obs and next_obs with separate keys, inside the update;
 * Adam at 3e-4 for actor, critic and temperature; the actor's learning rate decays with a cosine
   over the paper run's updates (``decay_steps = offline + online gradient steps`` of the task's paper
-  profile, ``jax_nets.decay_steps``), the others are constant;
+  profile, ``jax_learner.decay_steps``), the others are constant;
 * gamma 0.99, batch 256.
 
 Cost: the actor's forward on obs is computed once (``jax.vjp``) and serves both the CQL samples and
@@ -45,10 +45,9 @@ import jax
 import jax.numpy as jnp
 
 from algorithms import RunContext, register
-from algorithms.jax_nets import (JaxLearner, PixelActorCriticConfig, PixelNet, TanhGaussianHead, TwinQ, adam,
-                                 decay_steps,
-                                 bootstrap_mask, fold_frames, init_params, soft_update, split_frames, tanh_gaussian,
-                                 tanh_gaussian_sample)
+from algorithms.nets.jax_learner import (JaxLearner, PixelActorCriticConfig, PixelNet, TanhGaussianHead,
+                                         TwinQ, adam, bootstrap_mask, decay_steps, fold_frames, init_params,
+                                         soft_update, split_frames, tanh_gaussian, tanh_gaussian_sample)
 
 
 @dataclass(frozen=True)

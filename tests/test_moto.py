@@ -12,8 +12,8 @@ import torch
 import algorithms
 from algorithms import moto
 from algorithms.contract import RunContext
-from algorithms.torch_nets import lambda_return
-from algorithms.world_model import RSSM, WorldModelConfig
+from algorithms.nets.torch_parts import lambda_return
+from algorithms.nets.world_model import RSSM, WorldModelConfig
 from benchmark.protocol import Runner, resolved_config
 from benchmark.replay import EpisodeStore
 from benchmark.tasks import Schedule, get_task
