@@ -5,5 +5,7 @@
 * ``torch_parts``: PyTorch pieces of the world-model agents (DreamerV2's optimiser, MLPs, the
   truncated-normal actor, lambda-returns, checkpoint helpers, device options).
 * ``world_model``: the RSSM world model (DreamerV2, MOTO, LOMPO, COMBO).
+* ``world_model_agent``: ``WorldModelAgent``, the base class of those agents (seeded construction of the
+  world model and the method's heads, optimisers, generator, checkpoint plumbing).
 * ``latent_sac``: LOMPO/COMBO's latent replay buffers, disagreement penalties and SAC on latents.
 """
