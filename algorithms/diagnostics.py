@@ -208,10 +208,12 @@ def write_run_diagnostics(wm, episodes: list[dict], run_dir, grad_step: int, pha
     return paths
 
 
-def load_agent(run_dir, device: str = "cpu"):
+def load_agent(run_dir, device: str = "cpu", reaches_goal=None):
     """Rebuild a run's agent from ``config.json`` and ``checkpoint.pkl`` (the analysis' entry point:
     ``load_agent(run).wm`` is the world model). Works for any agent whose ``state_dict`` records
-    ``meta = {obs_shape, action_dim}`` (the world-model agents do)."""
+    ``meta = {obs_shape, action_dim}`` (the world-model agents do). The run's context gets the config's
+    task and action repeat; ``reaches_goal`` is the task's goal rule (``RunContext.reaches_goal``; the
+    files do not hold it; None: any step's success flag)."""
     import dataclasses
 
     import algorithms
@@ -227,7 +229,8 @@ def load_agent(run_dir, device: str = "cpu"):
     config = entry.config_cls(**values)
     meta = state["meta"]
     context = RunContext(obs_shape=tuple(meta["obs_shape"]), action_dim=meta["action_dim"], seed=cfg["seed"],
-                         total_updates=0, device=device, task=cfg["task"], run_dir=None)
+                         total_updates=0, device=device, task=cfg["task"], run_dir=None,
+                         reaches_goal=reaches_goal, action_repeat=cfg.get("action_repeat", 1))
     agent = entry.make(config, context)
     agent.load_state_dict(state)
     return agent

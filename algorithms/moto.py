@@ -208,7 +208,8 @@ class MOTOAgent(DreamerV2Agent):
         self.expert_episodes: list[dict] = []
         self.expert_returns: list[float] = []
         self.expert_lengths: list[int] = []
-        self.reaches_goal, self.action_repeat = _task_rules(context.task)
+        self.reaches_goal = context.reaches_goal or reaches_success  # which dataset episodes are expert ones
+        self.action_repeat = context.action_repeat
 
     def build_heads(self, feat_dim: int) -> None:
         """DreamerV2's actor; Q1, Q2 (Eq. 5) with their target copies."""
@@ -397,16 +398,9 @@ ACTION_UNCERTAINTY_COLUMNS = ["grad_step", "phase", "episodes", "env_steps", "me
                               "random", "policy_over_data", "random_over_data"]
 
 
-def _task_rules(task: str):
-    """(does an episode reach the task's goal?, action repeat) from the task spec; without a known task:
-    the episode's success flags, action repeat 1."""
-    try:
-        from benchmark.tasks import get_task
-
-        spec = get_task(task)
-        return spec.reaches_goal, spec.action_repeat
-    except (ImportError, KeyError):
-        return (lambda ep: bool(np.any(ep["success"]))), 1
+def reaches_success(episode: dict) -> bool:
+    """The goal rule when the run gives none (``RunContext.reaches_goal``): any step's success flag."""
+    return bool(np.any(episode["success"]))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -485,19 +479,14 @@ def action_uncertainty_rows(by_source: dict, selected: str, base: dict) -> list[
     return rows
 
 
-def write_checkpoint_diagnostics(run_dir, episodes: list[dict] | None = None, device: str = "cpu") -> dict:
-    """The diagnostics of a run's final checkpoint (``load_agent``), written into its run directory. Without
-    ``episodes``: the goal-reaching episodes of the run's dataset are the expert episodes."""
-    import json
-
+def write_checkpoint_diagnostics(run_dir, episodes, device: str = "cpu", reaches_goal=None) -> dict:
+    """The diagnostics of a run's final checkpoint (``load_agent``), written into its run directory.
+    ``episodes``: the dataset episodes, as ``on_episode`` sees them (e.g. the run's dataset,
+    ``benchmark.datasets.format.iter_episodes``); those that reach the goal (``reaches_goal``, the task's
+    rule; None: any step's success flag) are the expert episodes."""
     from algorithms.diagnostics import load_agent
 
-    run_dir = Path(run_dir)
-    agent = load_agent(run_dir, device)
-    if episodes is None:
-        from benchmark.datasets.format import iter_episodes
-
-        episodes = iter_episodes(Path(json.loads((run_dir / "config.json").read_text())["dataset"]["path"]))
+    agent = load_agent(run_dir, device, reaches_goal=reaches_goal)
     for ep in episodes:
         agent.on_episode(ep, False)
     return agent.write_diagnostics("offline" if agent.online_episodes == 0 else "online", run_dir)
