@@ -341,7 +341,7 @@ class MOTOAgent(DreamerV2Agent):
 
     def write_diagnostics(self, phase: str, run_dir=None, eval_episodes=()) -> dict:
         """Fig. 4 / A.1 reward predictions (data and policy) of expert episodes and Eq. 12's expected
-        uncertainty into ``<run_dir>/diagnostics/`` (formats: ``benchmark/analysis/diagnostics.py``).
+        uncertainty into ``<run_dir>/diagnostics/`` (columns: ``algorithms/diagnostics.py``).
         The performance gap J(expert) - J(policy) takes J(policy) from ``eval_episodes`` (the
         evaluation that triggered this), else from the online episodes since the last write."""
         run_dir = run_dir or self.context.run_dir
@@ -370,10 +370,10 @@ class MOTOAgent(DreamerV2Agent):
                "eval_success": success, "policy_return_source": source if gap is not None else "",
                "policy_episodes": len(returns)}
         path = Path(run_dir) / "diagnostics" / "uncertainty.csv"
-        diag._replace_rows(path, UNCERTAINTY_COLUMNS, [row], self.updates, phase)
+        diag.replace_rows(path, diag.UNCERTAINTY_COLUMNS, [row], self.updates, phase)
         by_action = Path(run_dir) / "diagnostics" / "uncertainty_actions.csv"
-        diag._replace_rows(by_action, ACTION_UNCERTAINTY_COLUMNS,
-                           action_uncertainty_rows(by_source, c.uncertainty, row), self.updates, phase)
+        diag.replace_rows(by_action, diag.ACTION_UNCERTAINTY_COLUMNS,
+                          action_uncertainty_rows(by_source, c.uncertainty, row), self.updates, phase)
         self.recent_returns = []
         return {**paths, "uncertainty": path, "uncertainty_actions": by_action}
 
@@ -390,12 +390,6 @@ class MOTOAgent(DreamerV2Agent):
         super()._load_extra_state(d)
         self.online_episodes, self.env_steps = d["online_episodes"], d["env_steps"]
         self.recent_returns = list(d["recent_returns"])
-
-
-UNCERTAINTY_COLUMNS = ["grad_step", "phase", "episodes", "env_steps", "expected_uncertainty", "performance_gap",
-                       "eval_success", "policy_return_source", "policy_episodes"]
-ACTION_UNCERTAINTY_COLUMNS = ["grad_step", "phase", "episodes", "env_steps", "measure", "selected", "data", "policy",
-                              "random", "policy_over_data", "random_over_data"]
 
 
 def reaches_success(episode: dict) -> bool:
