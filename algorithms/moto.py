@@ -318,7 +318,7 @@ class MOTOAgent(DreamerV2Agent):
                         "q_value": q[0].mean().detach(), "q_real": q_real[0].mean().detach()})
         return metrics
 
-    # -- acting: DreamerV2's (the posterior filtered with the previous action, then the actor) ---------
+    # -- acting: DreamerV2Agent.act (the posterior filtered with the previous action, then the actor)
 
     # -- hooks: diagnostics -----------------------------------------------------------------------
     def on_episode(self, episode, online):
