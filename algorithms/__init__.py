@@ -1,9 +1,12 @@
 """The algorithm registry: name -> (config dataclass, ``make(config, context) -> agent``).
 
-The agent contract is in ``algorithms/contract.py``. This package never imports the runner, and
-importing it imports neither JAX nor PyTorch: built-in algorithms are registered lazily (their
-module is imported the first time one of their names is looked up), so ``--list``, ``--dry-run``,
-the analysis and the launcher stay light.
+The package: ``contract.py`` (the agent contract: requests, ``RunContext``, ``Agent``), one file per
+method holding only the method (``bc``, ``sac``, ``cql``, ``iql``, ``dreamerv2``, ``moto``, ``lompo``,
+``combo``), ``nets/`` (the parts methods share) and ``diagnostics.py`` (the diagnostics files agents
+write). It never imports ``benchmark/`` (what an agent needs to know of its run comes in its
+``RunContext``), and importing it imports neither JAX nor PyTorch: built-in algorithms are registered
+lazily (their module is imported the first time one of their names is looked up), so ``--list``,
+``--dry-run`` and the launcher stay light.
 
 Three ways to add an algorithm, none of which needs an edit of this repository:
 

@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from algorithms import RunContext, register
-from algorithms.jax_nets import (JaxLearner, MeanHead, PixelNet, adam, decay_steps, fold_frames, init_params,
-                                 random_shift)
+from algorithms.nets.jax_learner import (JaxLearner, MeanHead, PixelNet, adam, decay_steps, fold_frames,
+                                         random_shift)
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,9 @@ class BCAgent(JaxLearner):
         self._setup(config, context, data_filter=config.data)
         self.net = PixelNet(MeanHead(config.hidden, context.action_dim, config.tanh_mean), config.channels,
                             config.latent)
-        key = jax.random.PRNGKey(context.seed)
-        H, W, C = context.obs_shape
-        params = init_params(self.net, (context.seed, 1), jnp.zeros((1, H, W, C * config.framestack), jnp.uint8))
+        params = self.init_net(self.net, 1)
         self.tx = adam(config.lr, decay_steps(config, context))
-        self.state = {"params": params, "opt": self.tx.init(params), "key": key}
+        self.state = {"params": params, "opt": self.tx.init(params), "key": self.key}
 
     def _update_fn(self, state, b):
         key, aug_key = jax.random.split(state["key"])
@@ -75,8 +73,7 @@ class BCAgent(JaxLearner):
         if self.config.augment_pad:
             obs = random_shift(aug_key, obs, self.config.augment_pad)
         loss, grads = jax.value_and_grad(lambda p: bc_loss(self.net.apply(p, obs), b["action"]))(state["params"])
-        updates, opt = self.tx.update(grads, state["opt"], state["params"])
-        params = jax.tree_util.tree_map(jnp.add, state["params"], updates)
+        params, opt = self.apply_gradients(self.tx, state["params"], state["opt"], grads)
         return {"params": params, "opt": opt, "key": key}, {"bc_loss": loss}
 
     def _act_fn(self, state, obs, key, explore):

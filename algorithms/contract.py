@@ -22,7 +22,7 @@ Transition batch (B samples; frames stored once, stacks built by index)
     frames (B, k+1, H, W, C) uint8   frames t-k+1 .. t+1 of one episode (the first frame repeated
                                      before the episode start)
     obs, next_obs (B, k, H, W, C)    views of ``frames`` (oldest first); fold into channels on
-                                     the device (``algorithms.jax_nets.fold_frames``)
+                                     the device (``algorithms.nets.jax_learner.fold_frames``)
     action (B, A) float32            the action executed at t;  reward (B,) float32 its reward
     discount (B,) float32            0 where t+1 is a true terminal, else 1
     terminal, is_last, online, success, goal (B,) bool
@@ -64,7 +64,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -143,6 +143,9 @@ class RunContext:
     task: str = ""  # e.g. "kitchen/partial"
     domain: str = ""
     goal: str = ""  # the goal rule in words (what the "goal" filter and flags mean)
+    reaches_goal: Callable[[dict], bool] | None = None  # the task's goal rule on an episode dict (image,
+    # action, reward, success, ...): does the episode reach the goal? None: any step's success flag
+    action_repeat: int = 1  # environment steps per agent step (for counting environment steps)
     run_dir: Path | None = None  # for agent-owned files (diagnostics, large state)
     extras: Mapping[str, Any] = field(default_factory=dict)
 

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from algorithms import register
-from algorithms.jax_nets import tanh_gaussian_sample
+from algorithms.nets.jax_learner import tanh_gaussian_sample
 from algorithms.sac import SACAgent, SACConfig
 
 

@@ -1,6 +1,6 @@
 """DreamerV2 (Hafner et al., 2021) offline-to-online: the paper's first world-model baseline (SPEC section 4).
 
-World model: ``algorithms/world_model.py`` (one prior head). Per update, on a batch of 16 x 50 sequences:
+World model: ``algorithms/nets/world_model.py`` (one prior head). Per update, on a batch of 16 x 50 sequences:
 
 1. World model: minimise the ELBO (reconstruction + reward + balanced KL), Adam 1e-4.
 2. Imagination: from every posterior state s_0 of the batch (B x L starts), roll the actor H = 15 steps
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from algorithms import RunContext, Sequences, register, register_variant
-from algorithms.torch_nets import (Actor, ClippedAdam, batch_to_device, frozen, lambda_return, load_parts, mlp,
-                                   resolve_device_options, save_parts, to_cpu)
-from algorithms.world_model import WorldModel, WorldModelConfig
+from algorithms.nets.torch_parts import Actor, batch_to_device, frozen, lambda_return, mlp
+from algorithms.nets.world_model import WorldModelConfig
+from algorithms.nets.world_model_agent import WorldModelAgent
 
 _SMALL = dict(deter=16, hidden=16, stoch=4, classes=4, enc_channels=(4, 4, 4, 4), enc_mlp=(16,),
               dec_mlp=(16,), dec_in=16, dec_channels=(4, 4, 4, 3), reward_mlp=(16,), discount_mlp=(16,))
@@ -66,38 +66,33 @@ class DreamerV2Config(WorldModelConfig):
     }
 
 
-class DreamerV2Agent:
+class DreamerV2Agent(WorldModelAgent):
+    """The world model (``WorldModelAgent``), an actor and a critic v(s) with its slow copy."""
+
     def __init__(self, config: DreamerV2Config, context: RunContext):
-        self.config, self.context = config, context
-        self.device = torch.device(context.device)
-        self.amp, use_compile = resolve_device_options(self.device, config.precision, config.compile)
+        super().__init__(config, context)
         self.requests = {"model": Sequences(config.batch, config.length, prioritize_ends=config.prioritize_ends)}
-        self.act_stack = 1
-        with torch.random.fork_rng(devices=[]):  # initialisation depends on the seed only
-            torch.manual_seed(context.seed)
-            self.wm = WorldModel(WorldModelConfig.of(config), context.obs_shape, context.action_dim)
-            feat = self.wm.rssm.feat_dim
-            self.actor = Actor(feat, context.action_dim, config.actor_mlp, config.act, config.actor_min_std,
-                               config.actor_init_std)
-            self.critic = mlp(feat, config.critic_mlp, 1, config.act)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        for m in (self.wm, self.actor, self.critic, self.target_critic):
-            m.to(self.device)
-        c = config
-        self.wm_opt = ClippedAdam(self.wm.parameters(), c.model_lr, c.opt_eps, c.grad_clip, c.weight_decay)
-        self.actor_opt = ClippedAdam(self.actor.parameters(), c.actor_lr, c.opt_eps, c.grad_clip, c.weight_decay)
-        self.critic_opt = ClippedAdam(self.critic.parameters(), c.critic_lr, c.opt_eps, c.grad_clip, c.weight_decay)
-        self.gen = torch.Generator(device=self.device).manual_seed(context.seed + 1)
-        self.updates = 0
         self.evals = 0
         self.diag_episodes: list[dict] = []
-        if use_compile:
-            self.wm.compile()
+
+    def build_heads(self, feat_dim: int) -> None:
+        """The actor, the critic v and its slow copy v' (steps 3-5 above)."""
+        c = self.config
+        self.actor = self.make_actor(feat_dim)
+        self.critic = mlp(feat_dim, c.critic_mlp, 1, c.act).to(self.device)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def make_actor(self, feat_dim: int) -> Actor:
+        """DreamerV2's continuous actor: a truncated normal on [-1, 1]."""
+        c = self.config
+        return Actor(feat_dim, self.context.action_dim, c.actor_mlp, c.act, c.actor_min_std,
+                     c.actor_init_std).to(self.device)
+
+    def build_optimisers(self) -> None:
+        self.actor_opt = self.optimiser(self.actor, self.config.actor_lr)
+        self.critic_opt = self.optimiser(self.critic, self.config.critic_lr)
 
     # -- training ---------------------------------------------------------------------------------
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
-
     def update(self, batches):
         b = batch_to_device(batches["model"], self.device,
                             keys=("image", "action", "reward", "is_first", "is_terminal"))
@@ -110,6 +105,8 @@ class DreamerV2Agent:
         return metrics
 
     def _policy(self, entropies: list):
+        """The actor as imagination's policy: a reparameterised sample a_t ~ pi(. | s_t), whose entropy
+        is appended to ``entropies``."""
         def policy(feat):
             dist = self.actor(feat)
             entropies.append(dist.entropy())
@@ -158,34 +155,36 @@ class DreamerV2Agent:
             self.diag_episodes.append(episode)  # the first dataset episodes (views into the store)
 
     def on_eval(self, episodes, eval_episodes=()):
-        """After each evaluation: reward predictions, reconstructions and the open-loop GIF."""
+        """After each evaluation (every ``diag_every_evals``-th): ``write_diagnostics``."""
         every = self.config.diag_every_evals
         if every:
             self.evals += 1
             if (self.evals - 1) % every == 0:
-                self.write_diagnostics("offline" if episodes == 0 else "online")
+                self.write_diagnostics("offline" if episodes == 0 else "online", eval_episodes=eval_episodes)
 
-    def write_diagnostics(self, phase: str) -> None:
-        if self.context.run_dir is None or not self.diag_episodes:
-            return
-        from algorithms import wm_diagnostics as diag
+    def write_diagnostics(self, phase: str, run_dir=None, eval_episodes=()) -> dict:
+        """Reward predictions, reconstructions, the actor's fit and the open-loop GIF of the first dataset
+        episodes (``algorithms/diagnostics.py``; ``eval_episodes`` are not used here, MOTO's are)."""
+        run_dir = run_dir or self.context.run_dir
+        if run_dir is None or not self.diag_episodes:
+            return {}
+        from algorithms import diagnostics as diag
 
-        diag.write_run_diagnostics(self.wm, self.diag_episodes, self.context.run_dir, self.updates, phase,
-                                   context=self.config.diag_context, seed=self.context.seed, actor=self.actor)
+        return diag.write_run_diagnostics(self.wm, self.diag_episodes, run_dir, self.updates, phase,
+                                          context=self.config.diag_context, seed=self.context.seed,
+                                          actor=self.actor)
 
     # -- state ------------------------------------------------------------------------------------
     def _parts(self) -> dict:
-        """The modules, optimisers and generator a checkpoint holds, under their keys."""
         return {"wm": self.wm, "actor": self.actor, "critic": self.critic, "target_critic": self.target_critic,
                 "wm_opt": self.wm_opt, "actor_opt": self.actor_opt, "critic_opt": self.critic_opt, "gen": self.gen}
 
-    def state_dict(self):
-        return to_cpu({**save_parts(self._parts()), "updates": self.updates, "evals": self.evals,
-                       "meta": {"obs_shape": tuple(self.context.obs_shape), "action_dim": self.context.action_dim}})
+    def _extra_state(self) -> dict:
+        return {"evals": self.evals,
+                "meta": {"obs_shape": tuple(self.context.obs_shape), "action_dim": self.context.action_dim}}
 
-    def load_state_dict(self, d):
-        load_parts(self._parts(), d)
-        self.updates, self.evals = d["updates"], d.get("evals", 0)
+    def _load_extra_state(self, d: dict) -> None:
+        self.evals = d.get("evals", 0)
 
 
 register("dreamerv2", DreamerV2Config, DreamerV2Agent)

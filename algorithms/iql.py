@@ -31,10 +31,9 @@ import jax.numpy as jnp
 import optax
 
 from algorithms import RunContext, register
-from algorithms.jax_nets import (JaxLearner, MeanHead, PixelActorCriticConfig, PixelNet, TwinQ, ValueHead, adam,
-                                 decay_steps,
-                                 bootstrap_mask, fold_frames, gaussian_log_prob, init_params, soft_update,
-                                 split_frames)
+from algorithms.nets.jax_learner import (JaxLearner, MeanHead, PixelActorCriticConfig, PixelNet, TwinQ,
+                                         ValueHead, adam, bootstrap_mask, decay_steps, fold_frames,
+                                         gaussian_log_prob, soft_update, split_frames)
 from algorithms.sac import critic_loss, reduce_heads
 
 
@@ -69,21 +68,14 @@ class IQLAgent(JaxLearner):
         self.actor = PixelNet(MeanHead(config.hidden, A, tanh=False), config.channels, config.latent)
         self.critic = PixelNet(TwinQ(config.hidden, 2), config.channels, config.latent)
         self.value = PixelNet(ValueHead(config.hidden), config.channels, config.latent)
-        H, W, C = context.obs_shape
-        pixels = jnp.zeros((1, H, W, C * config.framestack), jnp.uint8)
-        key = jax.random.PRNGKey(context.seed)
-        actor = init_params(self.actor, (context.seed, 1), pixels)
-        critic = init_params(self.critic, (context.seed, 2), pixels, jnp.zeros((1, A)))
-        value = init_params(self.value, (context.seed, 3), pixels)
+        actor = self.init_net(self.actor, 1)
+        critic = self.init_net(self.critic, 2, jnp.zeros((1, A)))
+        value = self.init_net(self.value, 3)
         self.tx = {"actor": adam(config.actor_lr, decay_steps(config, context)), "critic": adam(config.critic_lr),
                    "value": adam(config.value_lr)}
         self.state = {"actor": actor, "critic": critic, "target": critic, "value": value,
                       "actor_opt": self.tx["actor"].init(actor), "critic_opt": self.tx["critic"].init(critic),
-                      "value_opt": self.tx["value"].init(value), "key": key}
-
-    def _step(self, name, params, opt, grads):
-        upd, opt = self.tx[name].update(grads, opt, params)
-        return jax.tree_util.tree_map(jnp.add, params, upd), opt
+                      "value_opt": self.tx["value"].init(value), "key": self.key}
 
     def _update_fn(self, state, b):
         c = self.config
@@ -97,7 +89,7 @@ class IQLAgent(JaxLearner):
             return expectile_loss(q_target - self.value.apply(vp, obs), c.expectile)
 
         loss_v, g = jax.value_and_grad(value_loss_fn)(state["value"])
-        value, value_opt = self._step("value", state["value"], state["value_opt"], g)
+        value, value_opt = self.apply_gradients(self.tx["value"], state["value"], state["value_opt"], g)
         v_both = self.value.apply(value, jnp.concatenate([obs, nxt]))  # the updated V at s and s'
         v, v_next = jnp.split(v_both, 2)
 
@@ -105,14 +97,14 @@ class IQLAgent(JaxLearner):
         weights = awr_weights(q_target, v, c.inverse_temperature, c.max_weight)
         loss_pi, g_actor = jax.value_and_grad(lambda ap: awr_loss(weights, b["action"], self.actor.apply(ap, obs)))(
             state["actor"])
-        actor, actor_opt = self._step("actor", state["actor"], state["actor_opt"], g_actor)
+        actor, actor_opt = self.apply_gradients(self.tx["actor"], state["actor"], state["actor_opt"], g_actor)
         actor_step = optax.global_norm(jax.tree_util.tree_map(jnp.subtract, actor, state["actor"]))
 
         # (IQL-3)
         y = b["reward"] + c.discount * mask * v_next
         loss_q, g = jax.value_and_grad(lambda cp: critic_loss(self.critic.apply(cp, obs, b["action"]), y))(
             state["critic"])
-        critic, critic_opt = self._step("critic", state["critic"], state["critic_opt"], g)
+        critic, critic_opt = self.apply_gradients(self.tx["critic"], state["critic"], state["critic_opt"], g)
         target = soft_update(state["target"], critic, c.tau)
 
         new = {"actor": actor, "critic": critic, "target": target, "value": value, "actor_opt": actor_opt,

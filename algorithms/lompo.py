@@ -44,9 +44,10 @@ import numpy as np
 import torch
 
 from algorithms import RunContext, Sequences, register
-from algorithms.latent_sac import LatentBuffer, LatentSAC, disagreement, mixed_batch
-from algorithms.torch_nets import ClippedAdam, batch_to_device, load_parts, resolve_device_options, save_parts, to_cpu
-from algorithms.world_model import WorldModel, WorldModelConfig
+from algorithms.nets.latent_sac import LatentBuffer, LatentSAC, disagreement, mixed_batch
+from algorithms.nets.torch_parts import batch_to_device
+from algorithms.nets.world_model import WorldModelConfig
+from algorithms.nets.world_model_agent import WorldModelAgent
 
 _SMALL = dict(deter=16, hidden=16, stoch=4, enc_channels=(4, 4, 4, 4), enc_mlp=(), dec_mlp=(), dec_in=16,
               dec_channels=(4, 4, 4, 3), reward_mlp=(16,))
@@ -115,36 +116,28 @@ class LompoConfig(WorldModelConfig):
     }
 
 
-class LompoAgent:
+class LompoAgent(WorldModelAgent):
+    """The world model (``WorldModelAgent``, Gaussian latents), latent replay buffers and SAC on latents."""
+
     def __init__(self, config: LompoConfig, context: RunContext):
         if config.classes != 0:
             raise ValueError("LOMPO/COMBO use Gaussian latents: classes must be 0")
-        self.config, self.context = config, context
-        self.device = torch.device(context.device)
-        self.amp, use_compile = resolve_device_options(self.device, config.precision, config.compile)
+        super().__init__(config, context)
         self.amp = False  # float32 everywhere: the latents go into buffers and are compared across time
-        self.requests = {"model": Sequences(config.batch, config.length)}
-        self.act_stack = 1
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(context.seed)
-            self.wm = WorldModel(WorldModelConfig.of(config), context.obs_shape, context.action_dim)
-            self.sac = LatentSAC(self.wm.rssm.feat_dim, context.action_dim, config)
-        self.wm.to(self.device)
-        self.sac.to(self.device)
         c = config
-        self.wm_opt = ClippedAdam(self.wm.parameters(), c.model_lr, c.opt_eps, c.grad_clip, c.weight_decay)
-        self.gen = torch.Generator(device=self.device).manual_seed(context.seed + 1)
+        self.requests = {"model": Sequences(c.batch, c.length)}
         self.cpu_gen = torch.Generator().manual_seed(context.seed + 2)  # buffer indices
         F_, A = self.wm.rssm.feat_dim, context.action_dim
         self.real = LatentBuffer("real", c.real_capacity, F_, A)
         self.model = LatentBuffer("model", c.model_capacity, F_, A)
-        self.updates = 0
         self.committed = {"real": 0, "model": 0}
         self.episodes: list = []  # every episode seen by on_episode (None once encoded, unless kept for drift)
         self.encoded = 0  # episodes encoded into the real buffer, in on_episode order
         self.drift_rows: list[tuple[int, int, int]] = []  # (episode ordinal, first row, end row)
-        if use_compile:
-            self.wm.compile()
+
+    def build_heads(self, feat_dim: int) -> None:
+        """The actor-critic on latent features (its optimisers are its own)."""
+        self.sac = LatentSAC(feat_dim, self.context.action_dim, self.config).to(self.device)
 
     # -- hooks ----------------------------------------------------------------------------------------
     def on_episode(self, episode, online):
@@ -287,14 +280,15 @@ class LompoAgent:
     def state_dict(self):
         # save(dir) ran just before: the buffers' rows up to ``total`` are on disk now
         self.committed = {"real": self.real.total, "model": self.model.total}
-        return to_cpu({**save_parts(self._parts()), "sac_opt": self.sac.opt_state(), "updates": self.updates,
-                       "committed": dict(self.committed), "encoded": self.encoded,
-                       "drift_rows": list(self.drift_rows)})
+        return super().state_dict()
 
-    def load_state_dict(self, d):
-        load_parts(self._parts(), d)
+    def _extra_state(self) -> dict:
+        return {"sac_opt": self.sac.opt_state(), "committed": dict(self.committed), "encoded": self.encoded,
+                "drift_rows": list(self.drift_rows)}
+
+    def _load_extra_state(self, d: dict) -> None:
         self.sac.load_opt_state(d["sac_opt"])
-        self.updates, self.encoded = d["updates"], d["encoded"]
+        self.encoded = d["encoded"]
         self.committed = dict(d["committed"])
         self.drift_rows = [tuple(x) for x in d["drift_rows"]]
         keep = {i for i, _, _ in self.drift_rows}

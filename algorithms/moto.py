@@ -1,7 +1,7 @@
 """MOTO (Rafailov et al., arXiv 2401.03306): model-based offline pre-training and online fine-tuning from
 pixels -- the paper's own method (Section 4, Appendix B and C.3; SPEC section 3).
 
-World model: the shared RSSM (``algorithms/world_model.py``) with M = 7 prior heads, trained on
+World model: the shared RSSM (``algorithms/nets/world_model.py``) with M = 7 prior heads, trained on
 sequences of 16 x 50 with the ELBO of Eq. 1 (one uniformly drawn head per time step, ``WorldModel.loss``).
 Per update (Algorithm 1, lines 2-6):
 
@@ -55,9 +55,8 @@ import torch
 
 from algorithms import RunContext, Sequences, register, register_variant
 from algorithms.dreamerv2 import DreamerV2Agent, DreamerV2Config
-from algorithms.torch_nets import (Actor, ClippedAdam, batch_to_device, frozen, load_parts, mlp,
-                                   resolve_device_options, save_parts, to_cpu)
-from algorithms.world_model import UNCERTAINTY_MEASURES, WorldModel, WorldModelConfig
+from algorithms.nets.torch_parts import batch_to_device, frozen, mlp
+from algorithms.nets.world_model import UNCERTAINTY_MEASURES
 
 
 @dataclass(frozen=True)
@@ -194,44 +193,35 @@ class QCritic(torch.nn.Module):
         return self.net(torch.cat([feat, action.to(feat.dtype)], -1)).squeeze(-1).float()
 
 
-class MOTOAgent:
+class MOTOAgent(DreamerV2Agent):
+    """DreamerV2's agent (world model, actor, acting, diagnostics) with MOTO's twin Q critics and its
+    update: Eqs. 2-10 (``train_agent``) and Eq. 12's diagnostics (``write_diagnostics``)."""
+
     def __init__(self, config: MOTOConfig, context: RunContext):
-        self.config, self.context = config, context
+        super().__init__(config, context)
         c = config
-        self.device = torch.device(context.device)
-        self.amp, use_compile = resolve_device_options(self.device, c.precision, c.compile)
-        self.requests = {"model": Sequences(c.batch, c.length, prioritize_ends=c.prioritize_ends)}
         if c.beta > 0:  # filtered BC: sequences of goal-reaching episodes only (the store's goal filter)
             self.requests["bc"] = Sequences(c.bc_batch, c.bc_length, filter="goal", cross_episodes=c.bc_cross_episodes)
-        self.act_stack = 1
-        with torch.random.fork_rng(devices=[]):  # initialisation depends on the seed only
-            torch.manual_seed(context.seed)
-            self.wm = WorldModel(WorldModelConfig.of(c), context.obs_shape, context.action_dim)
-            feat = self.wm.rssm.feat_dim
-            self.actor = Actor(feat, context.action_dim, c.actor_mlp, c.act, c.actor_min_std, c.actor_init_std)
-            self.critics = torch.nn.ModuleList([QCritic(feat, context.action_dim, c.critic_mlp, c.act)
-                                                for _ in range(2)])
-        self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
-        for m in (self.wm, self.actor, self.critics, self.target_critics):
-            m.to(self.device)
-        self.wm_opt = ClippedAdam(self.wm.parameters(), c.model_lr, c.opt_eps, c.grad_clip, c.weight_decay)
-        self.actor_opt = ClippedAdam(self.actor.parameters(), c.actor_lr, c.opt_eps, c.grad_clip, c.weight_decay)
-        self.critic_opt = ClippedAdam(self.critics.parameters(), c.critic_lr, c.opt_eps, c.grad_clip,
-                                      c.weight_decay)
-        self.gen = torch.Generator(device=self.device).manual_seed(context.seed + 1)
-        self.updates = 0
         # diagnostics (Fig. 4, Fig. 6): expert episodes kept from the dataset, online returns since the last one
-        self.evals, self.online_episodes, self.env_steps = 0, 0, 0
+        self.online_episodes, self.env_steps = 0, 0
         self.recent_returns: list[float] = []
         self.expert_episodes: list[dict] = []
-        self.first_episodes: list[dict] = []
         self.expert_returns: list[float] = []
         self.expert_lengths: list[int] = []
-        self._goal_fn, self.action_repeat = _task_rules(context.task)
-        if use_compile:
-            self.wm.compile()
+        self.reaches_goal = context.reaches_goal or reaches_success  # which dataset episodes are expert ones
+        self.action_repeat = context.action_repeat
 
-    _autocast = DreamerV2Agent._autocast  # bf16 autocast where the config asks for it (uses device, amp)
+    def build_heads(self, feat_dim: int) -> None:
+        """DreamerV2's actor; Q1, Q2 (Eq. 5) with their target copies."""
+        c = self.config
+        self.actor = self.make_actor(feat_dim)
+        self.critics = torch.nn.ModuleList([QCritic(feat_dim, self.context.action_dim, c.critic_mlp, c.act)
+                                            for _ in range(2)]).to(self.device)
+        self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
+
+    def build_optimisers(self) -> None:
+        self.actor_opt = self.optimiser(self.actor, self.config.actor_lr)
+        self.critic_opt = self.optimiser(self.critics, self.config.critic_lr)
 
     # -- training ---------------------------------------------------------------------------------
     def update(self, batches):
@@ -260,15 +250,9 @@ class MOTOAgent:
         """Eq. 4 with Eq. 3's rewards: time-first feat (H+1, N, F), action (H+1, N, A) with action[t] = a^t
         taken *at* state t (a^H for V_0(s^H)), reward (H, N) r^{t+1} penalised, uncertainty (H, N)
         u(s^t, a^t), entropy (H, N) of pi(. | s^t). Gradients flow through actions and dynamics."""
-        entropies = []
-
-        def policy(feat):
-            dist = self.actor(feat)
-            entropies.append(dist.entropy())
-            return dist.rsample(self.gen)
-
+        entropies: list = []
         rssm = self.wm.rssm
-        seq = rssm.imagine(policy, start, horizon, self.gen, return_ensemble=True)
+        seq = rssm.imagine(self._policy(entropies), start, horizon, self.gen, return_ensemble=True)
         feat = seq["feat"]
         last_action = self.actor(feat[-1].detach()).rsample(self.gen)  # a^H ~ pi(. | s^H)
         action = torch.cat([seq["action"][1:], last_action[None].to(seq["action"].dtype)])
@@ -334,9 +318,7 @@ class MOTOAgent:
                         "q_value": q[0].mean().detach(), "q_real": q_real[0].mean().detach()})
         return metrics
 
-    # -- acting -----------------------------------------------------------------------------------
-    # The same recurrent filtering and actor as DreamerV2's (uses wm, actor, gen, device, _autocast).
-    act = DreamerV2Agent.act
+    # -- acting: DreamerV2Agent.act (the posterior filtered with the previous action, then the actor)
 
     # -- hooks: diagnostics -----------------------------------------------------------------------
     def on_episode(self, episode, online):
@@ -345,9 +327,8 @@ class MOTOAgent:
             self.env_steps += len(episode["action"]) * self.action_repeat
             self.recent_returns.append(float(np.sum(episode["reward"][:self._expert_horizon()])))
             return
-        if len(self.first_episodes) < self.config.diag_episodes:
-            self.first_episodes.append(episode)
-        if self._goal_fn(episode):  # expert episodes: dataset episodes that reach the task's goal
+        super().on_episode(episode, online)  # the first dataset episodes (``diag_episodes``)
+        if self.reaches_goal(episode):  # expert episodes: dataset episodes that reach the task's goal
             self.expert_returns.append(float(np.sum(episode["reward"])))
             self.expert_lengths.append(len(episode["action"]))
             if len(self.expert_episodes) < self.config.diag_episodes:
@@ -358,23 +339,16 @@ class MOTOAgent:
         agent steps, online episodes 200), so J(expert) - J(policy) compares equal horizons."""
         return int(np.median(self.expert_lengths)) if self.expert_lengths else None
 
-    def on_eval(self, episodes, eval_episodes=()):
-        every = self.config.diag_every_evals
-        if every:
-            self.evals += 1
-            if (self.evals - 1) % every == 0:
-                self.write_diagnostics("offline" if episodes == 0 else "online", eval_episodes=eval_episodes)
-
     def write_diagnostics(self, phase: str, run_dir=None, eval_episodes=()) -> dict:
         """Fig. 4 / A.1 reward predictions (data and policy) of expert episodes and Eq. 12's expected
-        uncertainty into ``<run_dir>/diagnostics/`` (formats: ``benchmark/analysis/diagnostics.py``).
+        uncertainty into ``<run_dir>/diagnostics/`` (columns: ``algorithms/diagnostics.py``).
         The performance gap J(expert) - J(policy) takes J(policy) from ``eval_episodes`` (the
         evaluation that triggered this), else from the online episodes since the last write."""
         run_dir = run_dir or self.context.run_dir
-        episodes = self.expert_episodes or self.first_episodes
+        episodes = self.expert_episodes or self.diag_episodes
         if run_dir is None or not episodes:
             return {}
-        from algorithms import wm_diagnostics as diag
+        from algorithms import diagnostics as diag
 
         c = self.config
         paths = diag.write_run_diagnostics(self.wm, episodes, run_dir, self.updates, phase, context=c.diag_context,
@@ -396,48 +370,31 @@ class MOTOAgent:
                "eval_success": success, "policy_return_source": source if gap is not None else "",
                "policy_episodes": len(returns)}
         path = Path(run_dir) / "diagnostics" / "uncertainty.csv"
-        diag._replace_rows(path, UNCERTAINTY_COLUMNS, [row], self.updates, phase)
+        diag.replace_rows(path, diag.UNCERTAINTY_COLUMNS, [row], self.updates, phase)
         by_action = Path(run_dir) / "diagnostics" / "uncertainty_actions.csv"
-        diag._replace_rows(by_action, ACTION_UNCERTAINTY_COLUMNS,
-                           action_uncertainty_rows(by_source, c.uncertainty, row), self.updates, phase)
+        diag.replace_rows(by_action, diag.ACTION_UNCERTAINTY_COLUMNS,
+                          action_uncertainty_rows(by_source, c.uncertainty, row), self.updates, phase)
         self.recent_returns = []
         return {**paths, "uncertainty": path, "uncertainty_actions": by_action}
 
     # -- state ------------------------------------------------------------------------------------
     def _parts(self) -> dict:
-        """The modules, optimisers and generator a checkpoint holds, under their keys."""
         return {"wm": self.wm, "actor": self.actor, "critics": self.critics, "target_critics": self.target_critics,
                 "wm_opt": self.wm_opt, "actor_opt": self.actor_opt, "critic_opt": self.critic_opt, "gen": self.gen}
 
-    def state_dict(self):
-        return to_cpu({**save_parts(self._parts()), "updates": self.updates, "evals": self.evals,
-                       "online_episodes": self.online_episodes, "env_steps": self.env_steps,
-                       "recent_returns": list(self.recent_returns),
-                       "meta": {"obs_shape": tuple(self.context.obs_shape), "action_dim": self.context.action_dim}})
+    def _extra_state(self) -> dict:
+        return {**super()._extra_state(), "online_episodes": self.online_episodes,
+                "env_steps": self.env_steps, "recent_returns": list(self.recent_returns)}
 
-    def load_state_dict(self, d):
-        load_parts(self._parts(), d)
-        self.updates, self.evals = d["updates"], d["evals"]
+    def _load_extra_state(self, d: dict) -> None:
+        super()._load_extra_state(d)
         self.online_episodes, self.env_steps = d["online_episodes"], d["env_steps"]
         self.recent_returns = list(d["recent_returns"])
 
 
-UNCERTAINTY_COLUMNS = ["grad_step", "phase", "episodes", "env_steps", "expected_uncertainty", "performance_gap",
-                       "eval_success", "policy_return_source", "policy_episodes"]
-ACTION_UNCERTAINTY_COLUMNS = ["grad_step", "phase", "episodes", "env_steps", "measure", "selected", "data", "policy",
-                              "random", "policy_over_data", "random_over_data"]
-
-
-def _task_rules(task: str):
-    """(does an episode reach the task's goal?, action repeat) from the task spec; without a known task:
-    the episode's success flags, action repeat 1."""
-    try:
-        from benchmark.tasks import get_task
-
-        spec = get_task(task)
-        return spec.reaches_goal, spec.action_repeat
-    except (ImportError, KeyError):
-        return (lambda ep: bool(np.any(ep["success"]))), 1
+def reaches_success(episode: dict) -> bool:
+    """The goal rule when the run gives none (``RunContext.reaches_goal``): any step's success flag."""
+    return bool(np.any(episode["success"]))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -457,7 +414,7 @@ def action_uncertainty(wm, episodes: list[dict], horizon: int, generator: torch.
         random  uniform actions in [-1, 1]^A
     and the mean over every (j, t) of u(s^t_j, a^t_j) by every measure (default: all the latents allow).
     Returns {source: {measure: mean u}}; {} when no episode is longer than H."""
-    from algorithms.wm_diagnostics import episode_tensors
+    from algorithms.diagnostics import episode_tensors
 
     rssm = wm.rssm
     if measures is None:
@@ -516,19 +473,14 @@ def action_uncertainty_rows(by_source: dict, selected: str, base: dict) -> list[
     return rows
 
 
-def write_checkpoint_diagnostics(run_dir, episodes: list[dict] | None = None, device: str = "cpu") -> dict:
-    """The diagnostics of a run's final checkpoint (``load_agent``), written into its run directory. Without
-    ``episodes``: the goal-reaching episodes of the run's dataset are the expert episodes."""
-    import json
+def write_checkpoint_diagnostics(run_dir, episodes, device: str = "cpu", reaches_goal=None) -> dict:
+    """The diagnostics of a run's final checkpoint (``load_agent``), written into its run directory.
+    ``episodes``: the dataset episodes, as ``on_episode`` sees them (e.g. the run's dataset,
+    ``benchmark.datasets.format.iter_episodes``); those that reach the goal (``reaches_goal``, the task's
+    rule; None: any step's success flag) are the expert episodes."""
+    from algorithms.diagnostics import load_agent
 
-    from algorithms.wm_diagnostics import load_agent
-
-    run_dir = Path(run_dir)
-    agent = load_agent(run_dir, device)
-    if episodes is None:
-        from benchmark.datasets.format import iter_episodes
-
-        episodes = iter_episodes(Path(json.loads((run_dir / "config.json").read_text())["dataset"]["path"]))
+    agent = load_agent(run_dir, device, reaches_goal=reaches_goal)
     for ep in episodes:
         agent.on_episode(ep, False)
     return agent.write_diagnostics("offline" if agent.online_episodes == 0 else "online", run_dir)

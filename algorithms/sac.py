@@ -31,7 +31,7 @@ learner without the conservative term (``algorithms/cql.py`` adds it). Facts rea
 * random shift (4-pixel edge padding) of obs and next_obs with separate keys, inside the update;
 * Adam at 3e-4 for actor, critic and temperature; the actor's learning rate decays with a cosine
   over the paper run's updates (``decay_steps = offline + online gradient steps`` of the task's paper
-  profile, ``jax_nets.decay_steps``), the others are constant;
+  profile, ``jax_learner.decay_steps``), the others are constant;
 * gamma 0.99, batch 256.
 
 Cost: the actor's forward on obs is computed once (``jax.vjp``) and serves both the CQL samples and
@@ -45,10 +45,9 @@ import jax
 import jax.numpy as jnp
 
 from algorithms import RunContext, register
-from algorithms.jax_nets import (JaxLearner, PixelActorCriticConfig, PixelNet, TanhGaussianHead, TwinQ, adam,
-                                 decay_steps,
-                                 bootstrap_mask, fold_frames, init_params, soft_update, split_frames, tanh_gaussian,
-                                 tanh_gaussian_sample)
+from algorithms.nets.jax_learner import (JaxLearner, PixelActorCriticConfig, PixelNet, TanhGaussianHead,
+                                         TwinQ, adam, bootstrap_mask, decay_steps, fold_frames, soft_update,
+                                         split_frames, tanh_gaussian, tanh_gaussian_sample)
 
 
 @dataclass(frozen=True)
@@ -97,17 +96,14 @@ class SACAgent(JaxLearner):
         self.target_entropy = -A / 2 if config.target_entropy is None else config.target_entropy
         self.actor = PixelNet(TanhGaussianHead(config.hidden, A), config.channels, config.latent)
         self.critic = PixelNet(TwinQ(config.hidden, 2), config.channels, config.latent)
-        H, W, C = context.obs_shape
-        pixels = jnp.zeros((1, H, W, C * config.framestack), jnp.uint8)
-        key = jax.random.PRNGKey(context.seed)
-        actor = init_params(self.actor, (context.seed, 1), pixels)
-        critic = init_params(self.critic, (context.seed, 2), pixels, jnp.zeros((1, A)))
+        actor = self.init_net(self.actor, 1)
+        critic = self.init_net(self.critic, 2, jnp.zeros((1, A)))
         log_temp = jnp.log(jnp.asarray(config.init_temperature, jnp.float32))
         self.tx = {"actor": adam(config.actor_lr, decay_steps(config, context)), "critic": adam(config.critic_lr),
                    "temp": adam(config.temp_lr)}
         self.state = {"actor": actor, "critic": critic, "target": critic, "log_temp": log_temp,
                       "actor_opt": self.tx["actor"].init(actor), "critic_opt": self.tx["critic"].init(critic),
-                      "temp_opt": self.tx["temp"].init(log_temp), "key": key}
+                      "temp_opt": self.tx["temp"].init(log_temp), "key": self.key}
 
     # -- the conservative term: none for SAC (CQL overrides this) --------------------------------
     def conservative(self, critic_params, obs, latent, qs, mean, log_std, key):
@@ -142,8 +138,8 @@ class SACAgent(JaxLearner):
             return bellman + extra, {"bellman_loss": bellman, "q_data": qs.mean(), **info}
 
         (loss_q, info_q), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state["critic"])
-        upd, critic_opt = self.tx["critic"].update(grads, state["critic_opt"], state["critic"])
-        critic = jax.tree_util.tree_map(jnp.add, state["critic"], upd)
+        critic, critic_opt = self.apply_gradients(self.tx["critic"], state["critic"], state["critic_opt"],
+                                                  grads)
         target = soft_update(state["target"], critic, c.tau)
 
         # (SAC-3) with the updated critic (its latent needs no gradient: only the action does)
@@ -157,13 +153,12 @@ class SACAgent(JaxLearner):
 
         (loss_pi, entropy), g_out = jax.value_and_grad(actor_loss_fn, has_aux=True)((mean, log_std))
         (g_actor,) = actor_vjp(g_out)
-        upd, actor_opt = self.tx["actor"].update(g_actor, state["actor_opt"], state["actor"])
-        actor = jax.tree_util.tree_map(jnp.add, state["actor"], upd)
+        actor, actor_opt = self.apply_gradients(self.tx["actor"], state["actor"], state["actor_opt"], g_actor)
 
         # (SAC-4)
         g_temp = jax.grad(temperature_loss)(state["log_temp"], entropy, self.target_entropy)
-        upd, temp_opt = self.tx["temp"].update(g_temp, state["temp_opt"], state["log_temp"])
-        log_temp = state["log_temp"] + upd
+        log_temp, temp_opt = self.apply_gradients(self.tx["temp"], state["log_temp"], state["temp_opt"],
+                                                  g_temp)
 
         new = {"actor": actor, "critic": critic, "target": target, "log_temp": log_temp, "actor_opt": actor_opt,
                "critic_opt": critic_opt, "temp_opt": temp_opt, "key": key}

@@ -10,7 +10,7 @@ import pytest
 import algorithms
 from algorithms import RunContext
 from algorithms.bc import BCConfig, bc_loss
-from algorithms.jax_nets import fold_frames, random_shift
+from algorithms.nets.jax_learner import fold_frames, random_shift
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

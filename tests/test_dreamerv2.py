@@ -74,7 +74,7 @@ def test_diagnostics_are_written_at_each_evaluation(whole_run):
 
 
 def test_action_fit_compares_the_mode_at_frame_t_with_the_action_taken_there():
-    from algorithms.wm_diagnostics import action_fit
+    from algorithms.diagnostics import action_fit
 
     agent = smoke_agent()
     last = agent.actor.net[-1]  # a constant actor: zero weights, mean tanh(atanh(c)) = c, so mode = c
@@ -158,7 +158,7 @@ def test_cli_smoke_run(tmp_path, data_dir):
     assert code == 0
     status = [json.loads(p.read_text()) for p in tmp_path.rglob("status.json")]
     assert [s["status"] for s in status] == ["done"]
-    from algorithms.wm_diagnostics import load_agent, reconstruction
+    from algorithms.diagnostics import load_agent, reconstruction
     from benchmark.datasets.format import iter_episodes
 
     run = next(tmp_path.rglob("checkpoint.pkl")).parent

@@ -45,7 +45,7 @@ def test_device_options_defaults_and_errors():
     import pytest
     import torch
 
-    from algorithms.torch_nets import resolve_device_options
+    from algorithms.nets.torch_parts import resolve_device_options
 
     cpu = torch.device("cpu")
     assert resolve_device_options(cpu, "auto", "auto") == (False, False)  # fp32, no compile: measured fastest

@@ -9,7 +9,7 @@ import torch
 
 import algorithms
 from algorithms.contract import RunContext
-from algorithms.latent_sac import LatentBuffer, cql_regulariser, disagreement, mixed_batch
+from algorithms.nets.latent_sac import LatentBuffer, cql_regulariser, disagreement, mixed_batch
 
 
 def make_agent(name="lompo", **overrides):

@@ -12,7 +12,7 @@ import algorithms
 from algorithms import RunContext
 from algorithms.cql import cql_penalty
 from algorithms.iql import awr_loss, awr_weights, expectile_loss
-from algorithms.jax_nets import bootstrap_mask, soft_update, tanh_gaussian_sample
+from algorithms.nets.jax_learner import bootstrap_mask, soft_update, tanh_gaussian_sample
 from algorithms.sac import actor_loss, critic_loss, td_target, temperature_loss
 from benchmark.core.replay import BatchSampler, EpisodeStore
 
@@ -277,7 +277,7 @@ def test_the_actor_lr_decays_over_the_tasks_paper_schedule_in_every_profile(draw
     # full rate (the paper's run is at 99% then), not at the end of a decay squeezed into 1,200 updates
     import dataclasses
 
-    from algorithms.jax_nets import decay_steps
+    from algorithms.nets.jax_learner import decay_steps
     from benchmark.tasks.profiles import schedule_for
     from benchmark.core.protocol import Runner, RunSpec
     from benchmark.tasks import get_task

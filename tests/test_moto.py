@@ -12,8 +12,8 @@ import torch
 import algorithms
 from algorithms import moto
 from algorithms.contract import RunContext
-from algorithms.torch_nets import lambda_return
-from algorithms.world_model import RSSM, WorldModelConfig
+from algorithms.nets.torch_parts import lambda_return
+from algorithms.nets.world_model import RSSM, WorldModelConfig
 from benchmark.core.protocol import Runner, RunSpec, resolved_config
 from benchmark.core.replay import EpisodeStore
 from benchmark.tasks import Schedule, get_task
@@ -290,7 +290,10 @@ def test_diagnostics_are_written_in_the_analysis_formats_and_from_the_checkpoint
     fit = pd.read_csv(whole_run / "diagnostics" / "action_fit.csv")  # the actor on the expert episodes
     assert sorted(set(fit["grad_step"])) == evals and fit["action_error"].notna().all()
     # functions on a checkpoint: rewriting at the final step replaces that step's rows
-    moto.write_checkpoint_diagnostics(whole_run)
+    from benchmark.datasets.format import iter_episodes
+
+    dataset = json.loads((whole_run / "config.json").read_text())["dataset"]["path"]
+    moto.write_checkpoint_diagnostics(whole_run, iter_episodes(dataset))
     with open(path, newline="") as f:
         again = list(csv.DictReader(f))
     assert [int(r["grad_step"]) for r in again] == evals

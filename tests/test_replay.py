@@ -111,7 +111,7 @@ def test_prioritize_ends_draws_episodes_uniformly_and_half_the_windows_at_the_en
 def test_windows_across_an_episode_start_give_the_same_posterior_as_a_fresh_window():
     import torch
 
-    from algorithms.world_model import RSSM, WorldModelConfig
+    from algorithms.nets.world_model import RSSM, WorldModelConfig
 
     eps = [make_episode(T=5, seed=1), make_episode(T=5, seed=2)]
     store = filled(*eps)

@@ -1,4 +1,4 @@
-"""The shared world model (algorithms/world_model.py): KL balancing, straight-through latents, the
+"""The shared world model (algorithms/nets/world_model.py): KL balancing, straight-through latents, the
 batched prior ensemble, episode resets, imagination, lambda-returns, dynamics backpropagation."""
 import dataclasses
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.torch_nets import TruncatedNormal, lambda_return
-from algorithms.world_model import RSSM, WorldModel, WorldModelConfig, kl_balanced
+from algorithms.nets.torch_parts import TruncatedNormal, lambda_return
+from algorithms.nets.world_model import RSSM, WorldModel, WorldModelConfig, kl_balanced
 
 TINY = WorldModelConfig(deter=8, hidden=8, stoch=3, classes=4, enc_channels=(4, 4, 4, 4), enc_mlp=(8,),
                         dec_mlp=(8,), dec_in=8, dec_channels=(4, 4, 4, 3), reward_mlp=(8,), batch=2, length=6)
@@ -145,7 +145,7 @@ def test_imagination_returns_member_statistics_and_disagreement():
 
 
 def test_decoder_first_layer_as_a_matmul_equals_the_transposed_convolution():
-    from algorithms.world_model import Decoder
+    from algorithms.nets.world_model import Decoder
 
     torch.manual_seed(0)
     dec = Decoder(40, (64, 64, 3), (16,), 24, (8, 6, 4, 3), (5, 5, 6, 6))

@@ -191,6 +191,7 @@ class Runner:
                              seed=self.seed, total_updates=self.total_updates, device=self.device,
                              schedule_updates=self.spec.schedule.offline_steps + self.spec.schedule.online_steps,
                              task=self.spec.name, domain=self.spec.domain, goal=self.spec.goal_rule,
+                             reaches_goal=self.spec.reaches_goal, action_repeat=self.spec.action_repeat,
                              run_dir=self.dir)
         agent = algorithms.make_agent(self.algo, self.cfg, context)
         return store, agent

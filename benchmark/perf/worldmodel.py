@@ -30,14 +30,15 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-moto", action="store_true", help="skip MOTO's full step (timed next to DreamerV2's)")
     p.add_argument("--precision", default="auto",
-                   help="auto (fp32), tf32, fp32 or bf16 (see torch_nets.resolve_device_options; default: auto)")
+                   help="auto (fp32), tf32, fp32 or bf16 (see nets/torch_parts.resolve_device_options; "
+                        "default: auto)")
     p.add_argument("--compile", default="auto", help="auto (= off), on or off (default: auto)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     batch = random_batch(args.batch, args.length, 4, rng)
-    from algorithms.torch_nets import batch_to_device
+    from algorithms.nets.torch_parts import batch_to_device
 
     agents = {m: paper_agent(args.algo, args.device, ensemble=m, batch=args.batch, length=args.length,
                          precision=args.precision, compile=args.compile)

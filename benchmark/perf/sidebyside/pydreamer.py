@@ -13,7 +13,7 @@ PYDREAMER = os.environ.get("PYDREAMER_DIR", "/tmp/pydreamer")
 sys.path.insert(0, PYDREAMER)
 import algorithms
 from algorithms.contract import RunContext
-from algorithms.torch_nets import batch_to_device
+from algorithms.nets.torch_parts import batch_to_device
 from pydreamer.models.dreamer import WorldModel as PDWorldModel
 
 B, L, A = 16, 50, 4

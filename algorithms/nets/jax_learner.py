@@ -1,4 +1,5 @@
-"""Networks shared by the JAXRL2-style model-free agents (BC, and later SAC, CQL, IQL).
+"""What the JAXRL2-style model-free learners (BC, SAC, CQL, IQL) share: networks, augmentation and the
+``JaxLearner`` base.
 
 The paper (Appendix C.4): D4PG encoder, conv channels (32, 64, 128, 256), kernels 3, strides 2,
 VALID, ReLU, on pixels / 255 with the frame stack folded into channels; then Dense(50) + LayerNorm
@@ -259,10 +260,13 @@ class JaxLearner:
     """What the JAX learners share: one transition request, one jitted update over a state pytree
     (parameters, optimiser states, the RNG key), numpy state dicts, a trace counter.
 
-    A subclass sets ``self.state`` and defines ``_update_fn(state, batch) -> (state, metrics)`` (pure,
-    traced once per run: ``traces`` counts how often JAX traced it) and ``_act_fn(state, obs, key,
-    explore) -> action``. ``batch_keys`` are the batch fields the update receives; every one has a
-    fixed shape and dtype, so the update compiles once and runs without a host round trip."""
+    A subclass calls ``_setup`` first, draws its networks' parameters with ``init_net`` (network
+    ``index`` i from numpy's generator seeded (seed, i)), sets ``self.state`` (its RNG key:
+    ``PRNGKey(seed)``, ``self.key``) and defines ``_update_fn(state, batch) -> (state, metrics)`` (pure,
+    traced once per run: ``traces`` counts how often JAX traced it; ``apply_gradients`` is one optimiser
+    step) and ``_act_fn(state, obs, key, explore) -> action``. ``batch_keys`` are the batch fields the
+    update receives; every one has a fixed shape and dtype, so the update compiles once and runs
+    without a host round trip."""
 
     request_name = "rl"
     batch_keys = ("frames", "action", "reward", "discount", "is_last", "online")
@@ -274,9 +278,23 @@ class JaxLearner:
         self.requests = {self.request_name: Transitions(config.batch_size, framestack=config.framestack,
                                                         filter=data_filter)}
         self.act_stack = config.framestack
+        H, W, C = context.obs_shape
+        self.example_obs = jnp.zeros((1, H, W, C * config.framestack), jnp.uint8)  # one folded stack
+        self.key = jax.random.PRNGKey(context.seed)  # the state's initial key
         self.traces = 0
         self._update = jax.jit(self._traced_update)
         self._act = jax.jit(self._act_fn, static_argnums=3)
+
+    def init_net(self, net: nn.Module, index: int, *extra_inputs):
+        """The parameters of ``net`` (``init_params``) drawn from (run seed, ``index``); its inputs: an
+        observation stack, then ``extra_inputs`` (e.g. an action for a critic)."""
+        return init_params(net, (self.context.seed, index), self.example_obs, *extra_inputs)
+
+    @staticmethod
+    def apply_gradients(tx: optax.GradientTransformation, params, opt_state, grads):
+        """One optimiser step: (the new parameters, the new optimiser state)."""
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
 
     def _traced_update(self, state, batch):
         self.traces += 1  # runs only while JAX traces, i.e. once per compilation

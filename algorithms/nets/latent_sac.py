@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from algorithms.torch_nets import ClippedAdam, mlp
-from algorithms.world_model import gaussian_log_prob
+from algorithms.nets.torch_parts import ClippedAdam, mlp
+from algorithms.nets.world_model import gaussian_log_prob
 
 # ---------------------------------------------------------------------------------------------------
 # Latent replay buffer

@@ -1,4 +1,19 @@
-"""World-model diagnostics, callable on a live model or on a run's checkpoint (``load_agent``).
+"""The diagnostics files world-model agents write into a run directory, and their columns (this module
+owns them), with the world-model diagnostics that fill most of them, callable on a live model or on a
+run's checkpoint (``load_agent``).
+
+    file                                 columns (in order)          written by
+    diagnostics/reward_prediction.csv    REWARD_COLUMNS              ``write_run_diagnostics``
+    diagnostics/reconstruction.csv       RECON_COLUMNS               ``write_run_diagnostics``
+    diagnostics/action_fit.csv           ACTION_FIT_COLUMNS          ``write_run_diagnostics``, given an actor
+    gifs/openloop_<grad_step>.gif        --                          ``write_run_diagnostics``
+    diagnostics/uncertainty.csv          UNCERTAINTY_COLUMNS         MOTO (``moto.py``: Eq. 12, the gap)
+    diagnostics/uncertainty_actions.csv  ACTION_UNCERTAINTY_COLUMNS  MOTO (``moto.py``: u by action source)
+
+Each file has a header line; ``replace_rows`` appends rows, replacing those of the same (grad_step,
+phase). The analysis (``benchmark/analysis/diagnostics.py``, which documents what each column means)
+reads reward_prediction, uncertainty and uncertainty_actions by header and requires only the columns
+it uses; it imports no training code, so it keeps its own list of those.
 
 * ``reconstruction``: posterior reconstructions of given (e.g. held-out) episodes, with the training
   losses' per-frame image term 1/2 ||x^ - x||^2 (pixels in [-0.5, 0.5]) and reward term 1/2 (r^ - r)^2.
@@ -13,8 +28,7 @@
   and the episode's action at t (how well the policy clones the demos, step by step: an episode's
   first steps are where a latent-space BC term is easiest to under-train).
 
-``write_run_diagnostics`` writes them into a run directory, in the formats of
-``benchmark/analysis/diagnostics.py``: ``diagnostics/reward_prediction.csv``,
+``write_run_diagnostics`` writes them into a run directory: ``diagnostics/reward_prediction.csv``,
 ``diagnostics/reconstruction.csv``, ``gifs/openloop_<grad_step>.gif`` and, given an actor,
 ``diagnostics/action_fit.csv``. Its random draws come from
 a generator seeded by (run seed, grad step), never from the agent's: diagnostics do not change
@@ -33,6 +47,10 @@ import torch
 REWARD_COLUMNS = ["grad_step", "phase", "source", "episode", "t", "context", "true_reward", "predicted_reward"]
 RECON_COLUMNS = ["grad_step", "phase", "episode", "frames", "image_loss", "reward_loss"]
 ACTION_FIT_COLUMNS = ["grad_step", "phase", "episode", "t", "action_error"]
+UNCERTAINTY_COLUMNS = ["grad_step", "phase", "episodes", "env_steps", "expected_uncertainty",
+                       "performance_gap", "eval_success", "policy_return_source", "policy_episodes"]
+ACTION_UNCERTAINTY_COLUMNS = ["grad_step", "phase", "episodes", "env_steps", "measure", "selected", "data",
+                              "policy", "random", "policy_over_data", "random_over_data"]
 
 
 def episode_tensors(wm, episode: dict, length: int | None = None) -> dict:
@@ -154,7 +172,7 @@ def write_gif(path: Path, video: np.ndarray, fps: int = 10) -> Path:
     return path
 
 
-def _replace_rows(path: Path, columns: list[str], rows: list[dict], grad_step: int, phase: str) -> None:
+def replace_rows(path: Path, columns: list[str], rows: list[dict], grad_step: int, phase: str) -> None:
     """Append ``rows``, first dropping rows of the same (grad_step, phase) (a rewrite after a resume)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = []
@@ -188,10 +206,10 @@ def write_run_diagnostics(wm, episodes: list[dict], run_dir, grad_step: int, pha
             if actor is not None:
                 rows += [{**base, "source": "policy", **r} for r in open_loop_rewards(wm, ep, context, gen, actor)]
         reward_path = run_dir / "diagnostics" / "reward_prediction.csv"
-        _replace_rows(reward_path, REWARD_COLUMNS, rows, grad_step, phase)
+        replace_rows(reward_path, REWARD_COLUMNS, rows, grad_step, phase)
         recon = reconstruction(wm, episodes, gen)
         recon_path = run_dir / "diagnostics" / "reconstruction.csv"
-        _replace_rows(recon_path, RECON_COLUMNS,
+        replace_rows(recon_path, RECON_COLUMNS,
                       [{"grad_step": grad_step, "phase": phase, "episode": e, "frames": r["frames"],
                         "image_loss": r["image_loss"], "reward_loss": r["reward_loss"]} for e, r in enumerate(recon)],
                       grad_step, phase)
@@ -200,7 +218,7 @@ def write_run_diagnostics(wm, episodes: list[dict], run_dir, grad_step: int, pha
         paths = {"reward_prediction": reward_path, "reconstruction": recon_path, "gif": gif}
         if actor is not None:
             paths["action_fit"] = run_dir / "diagnostics" / "action_fit.csv"
-            _replace_rows(paths["action_fit"], ACTION_FIT_COLUMNS,
+            replace_rows(paths["action_fit"], ACTION_FIT_COLUMNS,
                           [{"grad_step": grad_step, "phase": phase, **r} for r in action_fit(wm, actor, episodes, gen)],
                           grad_step, phase)
     finally:
@@ -208,10 +226,12 @@ def write_run_diagnostics(wm, episodes: list[dict], run_dir, grad_step: int, pha
     return paths
 
 
-def load_agent(run_dir, device: str = "cpu"):
+def load_agent(run_dir, device: str = "cpu", reaches_goal=None):
     """Rebuild a run's agent from ``config.json`` and ``checkpoint.pkl`` (the analysis' entry point:
     ``load_agent(run).wm`` is the world model). Works for any agent whose ``state_dict`` records
-    ``meta = {obs_shape, action_dim}`` (the world-model agents do)."""
+    ``meta = {obs_shape, action_dim}`` (the world-model agents do). The run's context gets the config's
+    task and action repeat; ``reaches_goal`` is the task's goal rule (``RunContext.reaches_goal``; the
+    files do not hold it; None: any step's success flag)."""
     import dataclasses
 
     import algorithms
@@ -227,7 +247,8 @@ def load_agent(run_dir, device: str = "cpu"):
     config = entry.config_cls(**values)
     meta = state["meta"]
     context = RunContext(obs_shape=tuple(meta["obs_shape"]), action_dim=meta["action_dim"], seed=cfg["seed"],
-                         total_updates=0, device=device, task=cfg["task"], run_dir=None)
+                         total_updates=0, device=device, task=cfg["task"], run_dir=None,
+                         reaches_goal=reaches_goal, action_repeat=cfg.get("action_repeat", 1))
     agent = entry.make(config, context)
     agent.load_state_dict(state)
     return agent

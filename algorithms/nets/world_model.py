@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.torch_nets import activation, keras_init, mlp
+from algorithms.nets.torch_parts import activation, keras_init, mlp
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class WorldModelConfig:
     # Data
     batch: int = 16
     length: int = 50
-    # GPU path (torch_nets.resolve_device_options): "auto" = fp32 and no torch.compile (measured fastest)
+    # GPU path (torch_parts.resolve_device_options): "auto" = fp32 and no torch.compile (measured fastest)
     precision: str = "auto"  # auto | tf32 | fp32 | bf16
     compile: str = "auto"  # auto (= off) | on | off
 
