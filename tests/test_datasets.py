@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_episode
+from tests.helpers.runs import make_episode
 
 from benchmark.datasets import DatasetError, DatasetWriter, load_episodes, read_manifest, verify_dataset
 from benchmark.datasets.__main__ import main as cli

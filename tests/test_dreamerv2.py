@@ -11,7 +11,7 @@ from benchmark.datasets.__main__ import main as datasets_cli
 from benchmark.core.protocol import Runner, RunSpec
 from benchmark.run import main as run_cli
 from benchmark.tasks import Schedule, get_task
-from conftest import checkpoint_params, kill_and_resume, metric_rows as rows
+from tests.helpers.runs import checkpoint_params, kill_and_resume, metric_rows as rows
 
 SCHEDULE = Schedule(offline_steps=6, updates_per_episode=2, online_steps=8, eval_every_episodes=2, eval_episodes=1)
 

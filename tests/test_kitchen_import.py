@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from kitchen_sources import kitchen_rollouts, write_d4rl_hdf5, write_dreamer_npz, write_minari
+from tests.helpers.kitchen_sources import kitchen_rollouts, write_d4rl_hdf5, write_dreamer_npz, write_minari
 
 from benchmark.datasets import load_episodes, verify_dataset
 from benchmark.datasets.__main__ import main as cli
@@ -78,7 +78,7 @@ def test_import_errors(tmp_path, capsys):
 
 
 def test_import_d5rl_image_npz(tmp_path):
-    from kitchen_sources import write_d5rl_image_npz
+    from tests.helpers.kitchen_sources import write_d5rl_image_npz
 
     from benchmark.tasks.envs.kitchen import KITCHEN_TASKS
 
@@ -102,7 +102,7 @@ def test_import_d5rl_image_npz(tmp_path):
 
 
 def test_import_d5rl_image_npz_errors(tmp_path, capsys):
-    from kitchen_sources import write_d5rl_image_npz
+    from tests.helpers.kitchen_sources import write_d5rl_image_npz
 
     src, _ = write_d5rl_image_npz(tmp_path / "d5rl", n_episodes=1, length=3)
     assert _import(tmp_path, "npz", src, "--image-key", "image") == 2

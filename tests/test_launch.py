@@ -13,10 +13,10 @@ from benchmark.core import rundir
 from benchmark.launch.sweeps import load_sweep
 from benchmark.run import main as run_cli
 from benchmark.status import main as status_cli
-from conftest import metric_rows as rows
+from tests.helpers.runs import metric_rows as rows
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGIN = str(REPO / "tests" / "slow_bc.py")
+PLUGIN = str(REPO / "tests" / "helpers" / "slow_bc.py")
 
 
 def wait_for(cond, timeout=300):

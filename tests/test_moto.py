@@ -17,7 +17,7 @@ from algorithms.nets.world_model import RSSM, WorldModelConfig
 from benchmark.core.protocol import Runner, RunSpec, resolved_config
 from benchmark.core.replay import EpisodeStore
 from benchmark.tasks import Schedule, get_task
-from conftest import checkpoint_params, kill_and_resume, make_episode, metric_rows as rows
+from tests.helpers.runs import checkpoint_params, kill_and_resume, make_episode, metric_rows as rows
 
 SMALL = dict(deter=8, hidden=8, stoch=3, classes=4)
 

@@ -7,7 +7,7 @@ import algorithms
 from benchmark.core.protocol import NonFiniteLoss, Runner, RunSpec
 from benchmark.run import main as run_cli
 from benchmark.tasks import Schedule, get_task
-from conftest import kill_and_resume, metric_rows as rows
+from tests.helpers.runs import kill_and_resume, metric_rows as rows
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def data_dir(drawer_open_data):
 
 @pytest.fixture(scope="module")
 def torch_algo():
-    from agents import TinyTorchAgent, TinyTorchConfig
+    from tests.helpers.agents import TinyTorchAgent, TinyTorchConfig
 
     algorithms.register("tiny-torch", TinyTorchConfig, TinyTorchAgent)
     yield "tiny-torch"

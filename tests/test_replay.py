@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import make_episode
+from tests.helpers.runs import make_episode
 
 from algorithms import Sequences, Transitions
 from benchmark.core.replay import BatchSampler, EpisodeStore, sampling_rng

@@ -20,7 +20,7 @@ from benchmark.launch.plan import plan
 from benchmark.run import build_parser, main as run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-PLUGIN = str(REPO / "tests" / "slow_bc.py")
+PLUGIN = str(REPO / "tests" / "helpers" / "slow_bc.py")
 TIME_COLUMNS = {"steps_per_s", "wall_time"}
 
 
@@ -169,7 +169,7 @@ def test_bad_inputs_are_one_line_errors_with_nothing_written(tmp_path, data_dir,
 
 def test_a_dataset_name_resolves_per_task_when_it_has_no_manifest_itself(tmp_path):
     import numpy as np
-    from conftest import make_episode
+    from tests.helpers.runs import make_episode
 
     from benchmark.datasets import DatasetWriter
 

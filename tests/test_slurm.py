@@ -1,4 +1,4 @@
-"""Runs tests/slurm_suite.py (sweeps through submitit on a real one-node SLURM cluster) in a fresh
+"""Runs tests/integration/slurm_suite.py (sweeps through submitit on a real one-node SLURM cluster) in a fresh
 interpreter. In the same process as the rest of the suite, the pytest process has died with "lost
 sys.stderr" during the first SLURM test, after in-process runs of other modules (cause not found yet;
 each module passes alone), so the SLURM tests get a process of their own."""

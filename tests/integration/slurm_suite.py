@@ -1,4 +1,4 @@
-"""Sweeps through submitit on a real one-node SLURM cluster (tests/slurm_cluster.py): a sweep of
+"""Sweeps through submitit on a real one-node SLURM cluster (tests/helpers/slurm_cluster.py): a sweep of
 smoke runs completes, a preempted job requeues and its run ends with an uninterrupted run's metrics,
 a GPU sweep's sbatch script holds the requested resources, and finished runs are not resubmitted.
 No mock of submitit or SLURM. Skipped, with the reason, where the SLURM/munge packages are missing."""
@@ -15,12 +15,11 @@ from benchmark.core import rundir
 from benchmark.launch import status as status_mod
 from benchmark.run import main as run_cli
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import metric_rows as rows  # noqa: E402
-from slurm_cluster import ClusterUnavailable, FEATURE, PARTITION, SlurmCluster, missing_reason  # noqa: E402
+from tests.helpers.runs import metric_rows as rows
+from tests.helpers.slurm_cluster import ClusterUnavailable, FEATURE, PARTITION, SlurmCluster, missing_reason
 
-REPO = Path(__file__).resolve().parents[1]
-PLUGIN = str(REPO / "tests" / "slow_bc.py")
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = str(REPO / "tests" / "helpers" / "slow_bc.py")
 
 pytestmark = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
 

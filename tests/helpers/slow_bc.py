@@ -1,4 +1,4 @@
-"""A plugin for subprocess tests (``--import tests/slow_bc.py``): BC that sleeps in every update,
+"""A plugin for subprocess tests (``--import tests/helpers/slow_bc.py``): BC that sleeps in every update,
 so a test can signal or race a run while it is in a given phase. Registers ``slow-bc``."""
 import os
 import time

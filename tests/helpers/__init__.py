@@ -1,0 +1,1 @@
+"""Test helpers: imported as ``tests.helpers.<module>`` (never ``from conftest import``)."""
