@@ -178,3 +178,18 @@ def check_agent(agent: Any, name: str) -> None:
                             f"not Transitions or Sequences")
     if not isinstance(agent.act_stack, int) or agent.act_stack < 1:
         raise TypeError(f"algorithm {name!r}: act_stack must be a positive int, got {agent.act_stack!r}")
+
+
+# What an agent may write under ``<run>/diagnostics/``: each file and its columns, in order (a header line, then
+# rows; ``algorithms/diagnostics.py`` writes them, ``benchmark/analysis/diagnostics.py`` reads them). The one
+# definition of these files' format (plain lists: the analysis reads them without any training framework).
+DIAGNOSTICS_COLUMNS = {
+    "reward_prediction.csv": ["grad_step", "phase", "source", "episode", "t", "context", "true_reward",
+                              "predicted_reward"],
+    "reconstruction.csv": ["grad_step", "phase", "episode", "frames", "image_loss", "reward_loss"],
+    "action_fit.csv": ["grad_step", "phase", "episode", "t", "action_error"],
+    "uncertainty.csv": ["grad_step", "phase", "episodes", "env_steps", "expected_uncertainty", "performance_gap",
+                        "eval_success", "policy_return_source", "policy_episodes"],
+    "uncertainty_actions.csv": ["grad_step", "phase", "episodes", "env_steps", "measure", "selected", "data",
+                                "policy", "random", "policy_over_data", "random_over_data"],
+}

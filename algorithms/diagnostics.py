@@ -1,6 +1,6 @@
-"""The diagnostics files world-model agents write into a run directory, and their columns (this module
-owns them), with the world-model diagnostics that fill most of them, callable on a live model or on a
-run's checkpoint (``load_agent``).
+"""The diagnostics files world-model agents write into a run directory (their columns: the contract's
+``DIAGNOSTICS_COLUMNS``), with the world-model diagnostics that fill most of them, callable on a live model
+or on a run's checkpoint (``load_agent``).
 
     file                                 columns (in order)          written by
     diagnostics/reward_prediction.csv    REWARD_COLUMNS              ``write_run_diagnostics``
@@ -12,8 +12,7 @@ run's checkpoint (``load_agent``).
 
 Each file has a header line; ``replace_rows`` appends rows, replacing those of the same (grad_step,
 phase). The analysis (``benchmark/analysis/diagnostics.py``, which documents what each column means)
-reads reward_prediction, uncertainty and uncertainty_actions by header and requires only the columns
-it uses; it imports no training code, so it keeps its own list of those.
+reads reward_prediction, uncertainty and uncertainty_actions by the same column lists.
 
 * ``reconstruction``: posterior reconstructions of given (e.g. held-out) episodes, with the training
   losses' per-frame image term 1/2 ||x^ - x||^2 (pixels in [-0.5, 0.5]) and reward term 1/2 (r^ - r)^2.
@@ -42,15 +41,15 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+
+from algorithms.contract import DIAGNOSTICS_COLUMNS
 import torch
 
-REWARD_COLUMNS = ["grad_step", "phase", "source", "episode", "t", "context", "true_reward", "predicted_reward"]
-RECON_COLUMNS = ["grad_step", "phase", "episode", "frames", "image_loss", "reward_loss"]
-ACTION_FIT_COLUMNS = ["grad_step", "phase", "episode", "t", "action_error"]
-UNCERTAINTY_COLUMNS = ["grad_step", "phase", "episodes", "env_steps", "expected_uncertainty",
-                       "performance_gap", "eval_success", "policy_return_source", "policy_episodes"]
-ACTION_UNCERTAINTY_COLUMNS = ["grad_step", "phase", "episodes", "env_steps", "measure", "selected", "data",
-                              "policy", "random", "policy_over_data", "random_over_data"]
+REWARD_COLUMNS = DIAGNOSTICS_COLUMNS["reward_prediction.csv"]
+RECON_COLUMNS = DIAGNOSTICS_COLUMNS["reconstruction.csv"]
+ACTION_FIT_COLUMNS = DIAGNOSTICS_COLUMNS["action_fit.csv"]
+UNCERTAINTY_COLUMNS = DIAGNOSTICS_COLUMNS["uncertainty.csv"]
+ACTION_UNCERTAINTY_COLUMNS = DIAGNOSTICS_COLUMNS["uncertainty_actions.csv"]
 
 
 def episode_tensors(wm, episode: dict, length: int | None = None) -> dict:

@@ -1,7 +1,8 @@
 """Model diagnostics that world-model agents write, and their readers (paper Fig. 4 and Fig. 6).
 
 An agent writes these into ``<run_dir>/diagnostics/`` (``context.run_dir``), appending rows with a
-header line first; the analysis reads them by header, so extra columns are allowed and ignored.
+header line first; the columns are ``DIAGNOSTICS_COLUMNS`` (``algorithms/contract.py``, their one
+definition). The analysis reads them by header: every listed column must be there; extra ones are ignored.
 
 ``reward_prediction.csv`` (Fig. 4, App. A.1: does the model predict rewards the data never reached?)
 One row per predicted time step.
@@ -25,6 +26,7 @@ The analysis takes, per run, the rows of the last ``grad_step`` of the offline p
 uncertainty). One row per measurement during fine-tuning.
 
     grad_step             int    gradient step
+    phase                 str    offline | online
     episodes              int    online episodes so far
     env_steps             int    environment steps so far
     expected_uncertainty  float  epsilon_u of Eq. 12: the mean over j, t of u(s_j^t, a_{j+t}) (by the run's
@@ -32,7 +34,9 @@ uncertainty). One row per measurement during fine-tuning.
                                  from posterior states of expert episodes
     performance_gap       float  J(expert) - J(policy): the expert episodes' mean return minus the
                                  policy's mean evaluation return at this point
-    eval_success          float  (optional) the policy's evaluation success at this point
+    eval_success          float  the policy's evaluation success at this point
+    policy_return_source  str    where J(policy) came from (eval_episodes: this evaluation's episodes)
+    policy_episodes       int    how many episodes J(policy) averages
 
 ``uncertainty_actions.csv`` (does u tell the data's actions from others? MOTO's conservatism needs it to).
 One row per measurement and uncertainty measure: from the posterior states of dataset episodes, H-step
@@ -50,24 +54,22 @@ from pathlib import Path
 
 import pandas as pd
 
-REWARD_COLUMNS = ["grad_step", "phase", "source", "episode", "t", "context", "true_reward", "predicted_reward"]
-UNCERTAINTY_COLUMNS = ["grad_step", "episodes", "env_steps", "expected_uncertainty", "performance_gap"]
-ACTION_UNCERTAINTY_COLUMNS = ["grad_step", "phase", "measure", "selected", "data", "policy", "random",
-                              "policy_over_data", "random_over_data"]
+from algorithms.contract import DIAGNOSTICS_COLUMNS
 
 
-def _read(path: str | Path, required: list[str]) -> pd.DataFrame:
+def _read(path: str | Path) -> pd.DataFrame:
+    """A diagnostics file by its name's columns (``DIAGNOSTICS_COLUMNS``); a missing column is a ValueError."""
     df = pd.read_csv(path, on_bad_lines="skip")
-    missing = [c for c in required if c not in df.columns]
+    missing = [c for c in DIAGNOSTICS_COLUMNS[Path(path).name] if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; the format is in "
-                         f"benchmark/analysis/diagnostics.py")
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; the format is "
+                         f"DIAGNOSTICS_COLUMNS in algorithms/contract.py")
     return df
 
 
 def read_reward_prediction(path: str | Path) -> pd.DataFrame:
     """The Fig. 4 snapshot of one run: rows of its last offline grad_step (else its last grad_step)."""
-    df = _read(path, REWARD_COLUMNS)
+    df = _read(path)
     for c in ("grad_step", "episode", "t", "context", "true_reward", "predicted_reward"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df = df[df["grad_step"].notna() & df["predicted_reward"].notna()]
@@ -79,7 +81,7 @@ def read_reward_prediction(path: str | Path) -> pd.DataFrame:
 
 
 def read_uncertainty(path: str | Path) -> pd.DataFrame:
-    df = _read(path, UNCERTAINTY_COLUMNS)
+    df = _read(path)
     for c in df.columns:
         df[c] = pd.to_numeric(df[c], errors="coerce")
     return df.dropna(subset=["expected_uncertainty", "performance_gap"]).reset_index(drop=True)
@@ -87,7 +89,7 @@ def read_uncertainty(path: str | Path) -> pd.DataFrame:
 
 def read_action_uncertainty(path: str | Path) -> pd.DataFrame:
     """Every row of one run's ``uncertainty_actions.csv`` (numbers as floats, ``selected`` as bool)."""
-    df = _read(path, ACTION_UNCERTAINTY_COLUMNS)
+    df = _read(path)
     for c in ("grad_step", "data", "policy", "random", "policy_over_data", "random_over_data"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df["selected"] = df["selected"].astype(str).str.lower() == "true"

@@ -93,9 +93,10 @@ def write_uncertainty(run: Path, rng: np.random.Generator, points: int = 15, epi
     rows = []
     for i in range(points):
         u = 1.0 * np.exp(-i / 5) + 0.05 * rng.random()
-        rows.append(dict(grad_step=1000 + 50 * i * 5, episodes=5 * i, env_steps=5 * i * episode_steps,
-                         expected_uncertainty=round(u, 4), performance_gap=round(3.0 * u * rng.uniform(0.5, 1.0), 4),
-                         eval_success=round(1 - u, 3)))
+        rows.append(dict(grad_step=1000 + 50 * i * 5, phase="offline" if i == 0 else "online", episodes=5 * i,
+                         env_steps=5 * i * episode_steps, expected_uncertainty=round(u, 4),
+                         performance_gap=round(3.0 * u * rng.uniform(0.5, 1.0), 4), eval_success=round(1 - u, 3),
+                         policy_return_source="eval_episodes", policy_episodes=10))
     (run / "diagnostics").mkdir(exist_ok=True)
     with open(run / "diagnostics" / "uncertainty.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))

@@ -25,6 +25,7 @@ def physics():
     env.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("obj", ke.OBJECTS)
 def test_object_plan_reaches_its_goal(physics, obj):
     steps = 200 if obj == "hinge cabinet" else 110
@@ -75,6 +76,7 @@ def generated(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_generated_datasets_rewards(generated):
     from benchmark.datasets.kitchen_demo import episode_plan
 
@@ -99,6 +101,7 @@ def test_generated_datasets_rewards(generated):
     assert np.abs(eps["mixed"][0]["image"][-1].astype(int) - eps["mixed"][0]["image"][0]).mean() > 1.0
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_with_two_workers(generated, tmp_path):
     assert _generate(tmp_path, "--seed", "2", "--workers", "2") == 0
     for task in ("mixed", "partial"):
@@ -137,6 +140,7 @@ def test_generate_kitchen_errors(generated, tmp_path, capsys):
     assert not list(tmp_path.glob("kitchen/*"))
 
 
+@pytest.mark.slow
 def test_success_table(capsys):
     assert ke.main(["--episodes", "1"]) == 0
     out = capsys.readouterr().out

@@ -245,6 +245,7 @@ def whole_run(tmp_path_factory, drawer_open_data):
     return out
 
 
+@pytest.mark.slow
 def test_kill_and_resume_is_bit_exact(tmp_path, drawer_open_data, monkeypatch, whole_run):
     kill_and_resume(monkeypatch, lambda: make_runner(tmp_path / "cut", drawer_open_data), tmp_path / "cut",
                     whole_run, 5)  # online, half-way through the first episode's updates
@@ -255,6 +256,7 @@ def test_kill_and_resume_is_bit_exact(tmp_path, drawer_open_data, monkeypatch, w
     assert all(x["bc_loss"] and x["critic_data_loss"] and float(x["imag_uncertainty"]) > 0 for x in r)
 
 
+@pytest.mark.slow
 def test_diagnostics_are_written_in_the_analysis_formats_and_from_the_checkpoint(whole_run, tmp_path):
     from benchmark.analysis.diagnostics import read_reward_prediction, read_uncertainty
 

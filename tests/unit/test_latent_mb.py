@@ -188,6 +188,7 @@ def _rows(run):
         return [{k: v for k, v in r.items() if k not in ("steps_per_s", "wall_time")} for r in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_with_a_non_empty_latent_buffer(tmp_path, drawer_open_data, monkeypatch):
     from benchmark.core.protocol import Runner, RunSpec
     from benchmark.core.replay import BatchSampler

@@ -15,7 +15,7 @@ HERE = Path(__file__).resolve().parent
 
 def test_slurm_suite_in_a_fresh_interpreter():
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                          str(HERE / "slurm_suite.py")], cwd=HERE.parent, capture_output=True, text=True,
+                          str(HERE / "slurm_suite.py")], cwd=HERE.parents[1], capture_output=True, text=True,
                          timeout=1800, env={**os.environ})
     summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     assert out.returncode in (0, 5), f"SLURM suite failed:\n{out.stdout[-6000:]}\n{out.stderr[-3000:]}"

@@ -12,7 +12,7 @@ from algorithms import RunContext
 from algorithms.bc import BCConfig, bc_loss
 from algorithms.nets.jax_learner import fold_frames, random_shift
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_registry_variant_and_unknown_names():
@@ -109,6 +109,7 @@ def _run_cli(args, **env):
                           text=True, timeout=600, cwd=REPO, env={**os.environ, **env})
 
 
+@pytest.mark.slow
 def test_import_of_a_file_outside_the_repo_registers_and_runs(tmp_path, tiny_data):
     plugin = tmp_path / "elsewhere" / "zero_algo.py"
     plugin.parent.mkdir()
@@ -125,6 +126,7 @@ def test_import_of_a_file_outside_the_repo_registers_and_runs(tmp_path, tiny_dat
     assert out.returncode == 2 and "no such file" in out.stderr
 
 
+@pytest.mark.slow
 def test_an_installed_entry_point_registers_and_runs(tmp_path, tiny_data):
     # An installed distribution as pip lays it out: the package plus a .dist-info with entry_points.txt.
     site = tmp_path / "site"
@@ -176,6 +178,7 @@ def _context(seed=0, shape=(32, 32, 3), action_dim=2):
     return RunContext(obs_shape=shape, action_dim=action_dim, seed=seed, total_updates=1000)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_bc_learns_to_imitate_a_fixed_mapping(seed):
     # Nets a little larger than smoke's: at 4 channels some seeds get stuck (dead units); at this size

@@ -15,7 +15,7 @@ from benchmark.run import main as run_cli
 from benchmark.status import main as status_cli
 from tests.helpers.runs import metric_rows as rows
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PLUGIN = str(REPO / "tests" / "helpers" / "slow_bc.py")
 
 

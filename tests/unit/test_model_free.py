@@ -182,6 +182,7 @@ def trained():
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", LEARNERS)
 def test_one_compilation_per_run_and_finite_device_metrics(trained, name):
     agent, history = trained[name]
@@ -195,6 +196,7 @@ def test_one_compilation_per_run_and_finite_device_metrics(trained, name):
         assert action.shape == (A,) and action.dtype == np.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", LEARNERS)
 def test_checkpoint_round_trip_reproduces_the_next_update(trained, name):
     agent, _ = trained[name]
@@ -234,6 +236,7 @@ def test_cql_adds_alpha_times_its_term(trained):
         assert float(m["cql_loss"]) > 0  # log-sum-exp over 8 importance-weighted samples exceeds the data's Q
 
 
+@pytest.mark.slow
 def test_cql_encode_once_equals_encode_repeated(trained):
     """The agent's own conservative term, with the latent repeated and with the images repeated before
     the CNN (the reference's way): equal values and equal gradients for every critic parameter."""

@@ -153,6 +153,7 @@ def test_subset_is_seeded_uniform_and_valid(tmp_path, capsys):
     assert "between 1 and 12" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_generate_metaworld_is_successful_and_reproducible(tmp_path, capsys):
     args = ["generate", "metaworld/plate-slide", "--episodes", "2", "--quiet"]
     assert cli(args + ["--data-dir", str(tmp_path / "a")]) == 0

@@ -34,18 +34,21 @@ def _check_against_rollouts(data_dir, rollouts):
     env.close()
 
 
+@pytest.mark.slow
 def test_import_d4rl_hdf5(tmp_path, rollouts):
     src = write_d4rl_hdf5(tmp_path / "kitchen_test-v0.hdf5", rollouts)
     assert _import(tmp_path, "d4rl", src) == 0
     _check_against_rollouts(tmp_path, rollouts)
 
 
+@pytest.mark.slow
 def test_import_dreamer_npz(tmp_path, rollouts):
     src = write_dreamer_npz(tmp_path / "npz", rollouts)
     assert _import(tmp_path, "npz", src) == 0
     _check_against_rollouts(tmp_path, rollouts)
 
 
+@pytest.mark.slow
 def test_import_minari(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     write_minari("kitchen/noisy-v0", n_episodes=2, length=5)

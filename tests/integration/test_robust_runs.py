@@ -19,7 +19,7 @@ from benchmark.launch.execute import ConfigMismatch, execute
 from benchmark.launch.plan import plan
 from benchmark.run import build_parser, main as run_cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PLUGIN = str(REPO / "tests" / "helpers" / "slow_bc.py")
 TIME_COLUMNS = {"steps_per_s", "wall_time"}
 

@@ -10,6 +10,7 @@ from benchmark.tasks.envs.metaworld import scripted_expert
 from benchmark.tasks import TASKS, get_task
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(TASKS))
 def test_every_task_builds_resets_and_steps(name):
     spec = get_task(name)

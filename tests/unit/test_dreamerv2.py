@@ -41,6 +41,7 @@ def whole_run(tmp_path_factory, data_dir):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_step", [3, 11], ids=["offline", "online"])
 def test_kill_and_resume_is_bit_exact(tmp_path, data_dir, monkeypatch, whole_run, kill_step):
     kill_and_resume(monkeypatch, lambda: make_runner(tmp_path / "cut", data_dir), tmp_path / "cut", whole_run,
@@ -152,6 +153,7 @@ def test_variant_and_profiles_resolve():
     assert (base.prioritize_ends, dmc.prioritize_ends) == (True, False)
 
 
+@pytest.mark.slow
 def test_cli_smoke_run(tmp_path, data_dir):
     code = run_cli(["--algos", "dreamerv2", "--tasks", "metaworld/drawer-open", "--profile", "smoke",
                     "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-progress"])
