@@ -16,6 +16,7 @@ Three ways to add an algorithm, none of which needs an edit of this repository:
   must register it);
 * for this repository's own algorithms, a line in ``BUILTIN`` below.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,7 +74,9 @@ def _caller_module() -> str:
 
 def register(name: str, config_cls: type, make: Callable[..., Any]) -> None:
     if name in REGISTRY:
-        raise ValueError(f"algorithm {name!r} is already registered (by {REGISTRY[name].source or 'unknown'})")
+        raise ValueError(
+            f"algorithm {name!r} is already registered (by {REGISTRY[name].source or 'unknown'})"
+        )
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"algorithm {name!r}: the config class must be a dataclass, got {config_cls!r}")
     REGISTRY[name] = Entry(name, config_cls, make, source=_caller_module())
@@ -88,8 +91,14 @@ def register_variant(name: str, base: str, **overrides: Any) -> None:
         raise ValueError(f"variant {name!r}: {entry.config_cls.__name__} has no fields {bad}")
     if name in REGISTRY:
         raise ValueError(f"algorithm {name!r} is already registered")
-    REGISTRY[name] = Entry(name, entry.config_cls, entry.make, base=entry.base_algo,
-                           overrides={**entry.overrides, **overrides}, source=_caller_module())
+    REGISTRY[name] = Entry(
+        name,
+        entry.config_cls,
+        entry.make,
+        base=entry.base_algo,
+        overrides={**entry.overrides, **overrides},
+        source=_caller_module(),
+    )
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
@@ -116,8 +125,9 @@ def get(name: str) -> Entry:
     if name not in REGISTRY:
         _load(name)
     if name not in REGISTRY:
-        raise KeyError(f"unknown algorithm {name!r}; known: {', '.join(names())} "
-                       f"(add your own with --import FILE.py)")
+        raise KeyError(
+            f"unknown algorithm {name!r}; known: {', '.join(names())} (add your own with --import FILE.py)"
+        )
     return REGISTRY[name]
 
 
@@ -147,8 +157,10 @@ def import_plugin(spec: str) -> str:
     try:
         importlib.import_module(spec)
     except ModuleNotFoundError as exc:
-        raise ModuleNotFoundError(f"--import {spec}: no module named {exc.name!r} (give a .py file path or an "
-                                  f"importable module name)") from exc
+        raise ModuleNotFoundError(
+            f"--import {spec}: no module named {exc.name!r} (give a .py file path or an "
+            f"importable module name)"
+        ) from exc
     return spec
 
 
@@ -165,8 +177,9 @@ def make_config(name: str, profile: str = "paper", **overrides: Any):
     known = {f.name for f in dataclasses.fields(entry.config_cls)}
     bad = sorted(set(overrides) - known)
     if bad:
-        raise KeyError(f"algorithm {name!r}: {entry.config_cls.__name__} has no fields {bad}; "
-                       f"it has {sorted(known)}")
+        raise KeyError(
+            f"algorithm {name!r}: {entry.config_cls.__name__} has no fields {bad}; it has {sorted(known)}"
+        )
     values = {**entry.overrides, **profiles.get(profile, {}), **overrides}
     return dataclasses.replace(entry.config_cls(), **values)
 

@@ -18,6 +18,7 @@ protocol collects its online episodes: the episodes count as environment steps b
 (cloning them, ``data="all"``, teaches the policy its own exploration noise and collapses it).
 ``data="goal"`` is filtered BC: the dataset plus the online episodes that reach the goal.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,8 +27,15 @@ import jax
 import jax.numpy as jnp
 
 from algorithms import RunContext, register
-from algorithms.nets.jax_learner import (JaxLearner, MeanHead, PixelNet, adam, decay_steps, fold_frames,
-                                         random_shift)
+from algorithms.nets.jax_learner import (
+    JaxLearner,
+    MeanHead,
+    PixelNet,
+    adam,
+    decay_steps,
+    fold_frames,
+    random_shift,
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,9 @@ class BCConfig:
     cosine_decay_steps: int = 0  # 0: the task's paper-profile total updates (jaxrl2's decay_steps = its run's
     # total; a shortened profile keeps that horizon, RunContext.schedule_updates); <0: constant lr
     tanh_mean: bool = True  # jaxrl2's UnitStdNormalPolicy default
-    data: str = "offline"  # which episodes to clone: offline (the fork: no BC fine-tuning) / all / goal (filtered BC)
+    data: str = (
+        "offline"  # which episodes to clone: offline (the fork: no BC fine-tuning) / all / goal (filtered BC)
+    )
 
     PROFILES = {
         "cpu": dict(batch_size=64, channels=(16, 32, 32, 32)),
@@ -61,8 +71,9 @@ class BCAgent(JaxLearner):
 
     def __init__(self, config: BCConfig, context: RunContext):
         self._setup(config, context, data_filter=config.data)
-        self.net = PixelNet(MeanHead(config.hidden, context.action_dim, config.tanh_mean), config.channels,
-                            config.latent)
+        self.net = PixelNet(
+            MeanHead(config.hidden, context.action_dim, config.tanh_mean), config.channels, config.latent
+        )
         params = self.init_net(self.net, 1)
         self.tx = adam(config.lr, decay_steps(config, context))
         self.state = {"params": params, "opt": self.tx.init(params), "key": self.key}
@@ -72,7 +83,9 @@ class BCAgent(JaxLearner):
         obs = fold_frames(b["frames"][:, :-1])  # frames t-k+1..t (the last one is next_obs's)
         if self.config.augment_pad:
             obs = random_shift(aug_key, obs, self.config.augment_pad)
-        loss, grads = jax.value_and_grad(lambda p: bc_loss(self.net.apply(p, obs), b["action"]))(state["params"])
+        loss, grads = jax.value_and_grad(lambda p: bc_loss(self.net.apply(p, obs), b["action"]))(
+            state["params"]
+        )
         params, opt = self.apply_gradients(self.tx, state["params"], state["opt"], grads)
         return {"params": params, "opt": opt, "key": key}, {"bc_loss": loss}
 

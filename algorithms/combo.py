@@ -7,6 +7,7 @@ set (SPEC section 4: alpha = 2.5). Same world model, latent rollouts, latent rep
              (``latent_sac.cql_regulariser``: Q pushed down at the batch's states, real and model,
              for 16 uniform actions and the policy's, and pushed up on the real transitions).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -60,6 +60,7 @@ State
     and after ``load_state_dict`` on resume; write incrementally (append new chunks), and on load
     trust only what ``state_dict`` says is committed, since a crash can fall between the two.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -88,7 +89,9 @@ class Transitions:
     def __post_init__(self):
         _check_filter("Transitions", self.filter)
         if self.batch < 1 or self.framestack < 1:
-            raise ValueError(f"Transitions needs batch >= 1 and framestack >= 1, got {self.batch}, {self.framestack}")
+            raise ValueError(
+                f"Transitions needs batch >= 1 and framestack >= 1, got {self.batch}, {self.framestack}"
+            )
         if self.online_fraction is not None:
             if not 0.0 <= self.online_fraction <= 1.0:
                 raise ValueError(f"online_fraction must lie in [0, 1], got {self.online_fraction}")
@@ -122,8 +125,10 @@ class Sequences:
         if self.batch < 1 or self.length < 2:
             raise ValueError(f"Sequences needs batch >= 1 and length >= 2, got {self.batch}, {self.length}")
         if self.cross_episodes and self.prioritize_ends:
-            raise ValueError("Sequences: cross_episodes and prioritize_ends exclude each other (one draws windows "
-                             "along a stream of episodes, the other an episode first)")
+            raise ValueError(
+                "Sequences: cross_episodes and prioritize_ends exclude each other (one draws windows "
+                "along a stream of episodes, the other an episode first)"
+            )
 
 
 Request = Transitions | Sequences
@@ -166,16 +171,22 @@ class Agent(Protocol):
 
 def check_agent(agent: Any, name: str) -> None:
     """A clear error when an agent misses part of the contract (instead of a failure mid-run)."""
-    missing = [m for m in ("requests", "act_stack", "update", "act", "state_dict", "load_state_dict")
-               if not hasattr(agent, m)]
+    missing = [
+        m
+        for m in ("requests", "act_stack", "update", "act", "state_dict", "load_state_dict")
+        if not hasattr(agent, m)
+    ]
     if missing:
         raise TypeError(f"algorithm {name!r}: its agent lacks {missing} (see algorithms/contract.py)")
     if not isinstance(agent.requests, dict) or not agent.requests:
-        raise TypeError(f"algorithm {name!r}: agent.requests must be a non-empty dict of Transitions/Sequences")
+        raise TypeError(
+            f"algorithm {name!r}: agent.requests must be a non-empty dict of Transitions/Sequences"
+        )
     for key, req in agent.requests.items():
         if not isinstance(req, (Transitions, Sequences)):
-            raise TypeError(f"algorithm {name!r}: request {key!r} is {type(req).__name__}, "
-                            f"not Transitions or Sequences")
+            raise TypeError(
+                f"algorithm {name!r}: request {key!r} is {type(req).__name__}, not Transitions or Sequences"
+            )
     if not isinstance(agent.act_stack, int) or agent.act_stack < 1:
         raise TypeError(f"algorithm {name!r}: act_stack must be a positive int, got {agent.act_stack!r}")
 
@@ -184,12 +195,40 @@ def check_agent(agent: Any, name: str) -> None:
 # rows; ``algorithms/diagnostics.py`` writes them, ``benchmark/analysis/diagnostics.py`` reads them). The one
 # definition of these files' format (plain lists: the analysis reads them without any training framework).
 DIAGNOSTICS_COLUMNS = {
-    "reward_prediction.csv": ["grad_step", "phase", "source", "episode", "t", "context", "true_reward",
-                              "predicted_reward"],
+    "reward_prediction.csv": [
+        "grad_step",
+        "phase",
+        "source",
+        "episode",
+        "t",
+        "context",
+        "true_reward",
+        "predicted_reward",
+    ],
     "reconstruction.csv": ["grad_step", "phase", "episode", "frames", "image_loss", "reward_loss"],
     "action_fit.csv": ["grad_step", "phase", "episode", "t", "action_error"],
-    "uncertainty.csv": ["grad_step", "phase", "episodes", "env_steps", "expected_uncertainty", "performance_gap",
-                        "eval_success", "policy_return_source", "policy_episodes"],
-    "uncertainty_actions.csv": ["grad_step", "phase", "episodes", "env_steps", "measure", "selected", "data",
-                                "policy", "random", "policy_over_data", "random_over_data"],
+    "uncertainty.csv": [
+        "grad_step",
+        "phase",
+        "episodes",
+        "env_steps",
+        "expected_uncertainty",
+        "performance_gap",
+        "eval_success",
+        "policy_return_source",
+        "policy_episodes",
+    ],
+    "uncertainty_actions.csv": [
+        "grad_step",
+        "phase",
+        "episodes",
+        "env_steps",
+        "measure",
+        "selected",
+        "data",
+        "policy",
+        "random",
+        "policy_over_data",
+        "random_over_data",
+    ],
 }

@@ -21,6 +21,7 @@ costs 2n + 1 encoder passes per sample). The encoder's output does not depend on
 here each observation is encoded once and its *latent* repeated for the 2n action evaluations:
 equal values and gradients (``encode_once=False`` runs the reference's way; a test compares them).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,8 +60,9 @@ class CQLAgent(SACAgent):
         a_rand = jax.random.uniform(k_rand, (B * n, A), minval=-1.0, maxval=1.0)
         actions = jnp.concatenate([a_pi, a_rand])  # (2Bn, A): one pass through the heads
         if c.encode_once:
-            q = self.critic.apply(critic_params, jnp.tile(jnp.repeat(latent, n, 0), (2, 1)), actions,
-                                  method="head_only")
+            q = self.critic.apply(
+                critic_params, jnp.tile(jnp.repeat(latent, n, 0), (2, 1)), actions, method="head_only"
+            )
         else:
             q = self.critic.apply(critic_params, jnp.tile(jnp.repeat(obs, n, 0), (2, 1, 1, 1)), actions)
         q_pi, q_rand = jnp.split(q.reshape(heads, 2, B, n), 2, axis=1)

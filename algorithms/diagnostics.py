@@ -33,6 +33,7 @@ reads reward_prediction, uncertainty and uncertainty_actions by the same column 
 a generator seeded by (run seed, grad step), never from the agent's: diagnostics do not change
 training, and rewriting them at the same step (after a resume) replaces their rows.
 """
+
 from __future__ import annotations
 
 import csv
@@ -41,9 +42,9 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from algorithms.contract import DIAGNOSTICS_COLUMNS
-import torch
 
 REWARD_COLUMNS = DIAGNOSTICS_COLUMNS["reward_prediction.csv"]
 RECON_COLUMNS = DIAGNOSTICS_COLUMNS["reconstruction.csv"]
@@ -63,9 +64,12 @@ def episode_tensors(wm, episode: dict, length: int | None = None) -> dict:
     reward = np.concatenate([[0.0], np.asarray(episode["reward"], np.float32)])[:n]
     is_first = np.zeros(n, bool)
     is_first[0] = True
-    return {"image": torch.as_tensor(np.asarray(episode["image"][:n]))[None].to(dev),
-            "action": torch.as_tensor(action)[None].to(dev), "reward": torch.as_tensor(reward, dtype=torch.float32)[None].to(dev),
-            "is_first": torch.as_tensor(is_first)[None].to(dev)}
+    return {
+        "image": torch.as_tensor(np.asarray(episode["image"][:n]))[None].to(dev),
+        "action": torch.as_tensor(action)[None].to(dev),
+        "reward": torch.as_tensor(reward, dtype=torch.float32)[None].to(dev),
+        "is_first": torch.as_tensor(is_first)[None].to(dev),
+    }
 
 
 def filtered(wm, episode: dict, generator: torch.Generator | None = None) -> tuple[dict, torch.Tensor]:
@@ -86,8 +90,14 @@ def reconstruction(wm, episodes: list[dict], generator: torch.Generator | None =
         target = b["image"][0].float() / 255.0 - 0.5
         image_loss = 0.5 * ((recon - target) ** 2).sum((-3, -2, -1)).mean()
         reward_loss = 0.5 * ((wm.predict_reward(feat)[0] - b["reward"][0]) ** 2).mean()
-        out.append({"recon": _to_uint8(recon), "image_loss": float(image_loss), "reward_loss": float(reward_loss),
-                    "frames": int(recon.shape[0])})
+        out.append(
+            {
+                "recon": _to_uint8(recon),
+                "image_loss": float(image_loss),
+                "reward_loss": float(reward_loss),
+                "frames": int(recon.shape[0]),
+            }
+        )
     return out
 
 
@@ -115,8 +125,12 @@ def _open_loop(wm, b: dict, context: int, generator, actor=None):
     frames (ctx, F), imagined features (n - ctx, F)) for a batch-of-one episode ``b``."""
     rssm = wm.rssm
     n = b["image"].shape[1]
-    post, _ = rssm.observe(wm.encode(b["image"][:, :context]), b["action"][:, :context], b["is_first"][:, :context],
-                           generator=generator)
+    post, _ = rssm.observe(
+        wm.encode(b["image"][:, :context]),
+        b["action"][:, :context],
+        b["is_first"][:, :context],
+        generator=generator,
+    )
     start = {k: v[:, -1] for k, v in post.items()}
     actions = iter(b["action"][0, context:])
     if actor is None:
@@ -128,8 +142,9 @@ def _open_loop(wm, b: dict, context: int, generator, actor=None):
 
 
 @torch.no_grad()
-def open_loop_rewards(wm, episode: dict, context: int, generator: torch.Generator | None = None,
-                      actor=None) -> list[dict]:
+def open_loop_rewards(
+    wm, episode: dict, context: int, generator: torch.Generator | None = None, actor=None
+) -> list[dict]:
     """Rows (t, true_reward, predicted_reward) for t = context .. T: rewards predicted open-loop after
     observing frames 0..context-1 (t indexes frames; the reward into frame t is episode reward[t-1]).
     With ``actor`` the actor's mode actions replace the episode's (true_reward is then None)."""
@@ -137,13 +152,20 @@ def open_loop_rewards(wm, episode: dict, context: int, generator: torch.Generato
     _, feat = _open_loop(wm, b, context, generator, actor)
     pred = wm.predict_reward(feat).cpu().numpy()
     true = b["reward"][0, context:].cpu().numpy()
-    return [{"t": context + i, "true_reward": None if actor is not None else float(true[i]),
-             "predicted_reward": float(pred[i])} for i in range(len(pred))]
+    return [
+        {
+            "t": context + i,
+            "true_reward": None if actor is not None else float(true[i]),
+            "predicted_reward": float(pred[i]),
+        }
+        for i in range(len(pred))
+    ]
 
 
 @torch.no_grad()
-def video_prediction(wm, episodes: list[dict], context: int = 5, length: int = 50,
-                     generator: torch.Generator | None = None) -> np.ndarray:
+def video_prediction(
+    wm, episodes: list[dict], context: int = 5, length: int = 50, generator: torch.Generator | None = None
+) -> np.ndarray:
     """(T, 3H, N W, C) uint8: rows true | model (reconstruction for the first ``context`` frames,
     open-loop prediction after) | (model - true + 1) / 2; one column per episode."""
     cols = []
@@ -177,8 +199,11 @@ def replace_rows(path: Path, columns: list[str], rows: list[dict], grad_step: in
     kept = []
     if path.exists():
         with open(path, newline="") as f:
-            kept = [r for r in csv.DictReader(f)
-                    if not (r.get("grad_step") == str(grad_step) and r.get("phase") == phase)]
+            kept = [
+                r
+                for r in csv.DictReader(f)
+                if not (r.get("grad_step") == str(grad_step) and r.get("phase") == phase)
+            ]
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, columns, extrasaction="ignore")
@@ -188,13 +213,24 @@ def replace_rows(path: Path, columns: list[str], rows: list[dict], grad_step: in
     tmp.replace(path)
 
 
-def write_run_diagnostics(wm, episodes: list[dict], run_dir, grad_step: int, phase: str, context: int = 5,
-                          seed: int = 0, actor=None, gif_length: int = 50) -> dict:
+def write_run_diagnostics(
+    wm,
+    episodes: list[dict],
+    run_dir,
+    grad_step: int,
+    phase: str,
+    context: int = 5,
+    seed: int = 0,
+    actor=None,
+    gif_length: int = 50,
+) -> dict:
     """Reward predictions (data and policy), reconstruction losses, the open-loop GIF and, given the
     actor, its action fit on ``episodes`` at ``grad_step``. Returns the paths written."""
     run_dir = Path(run_dir)
     dev = next(wm.parameters()).device
-    gen = torch.Generator(device=dev).manual_seed(int(np.random.SeedSequence([seed, grad_step]).generate_state(1)[0]))
+    gen = torch.Generator(device=dev).manual_seed(
+        int(np.random.SeedSequence([seed, grad_step]).generate_state(1)[0])
+    )
     was_training = wm.training
     wm.eval()
     try:
@@ -203,23 +239,42 @@ def write_run_diagnostics(wm, episodes: list[dict], run_dir, grad_step: int, pha
             base = {"grad_step": grad_step, "phase": phase, "episode": e, "context": context}
             rows += [{**base, "source": "data", **r} for r in open_loop_rewards(wm, ep, context, gen)]
             if actor is not None:
-                rows += [{**base, "source": "policy", **r} for r in open_loop_rewards(wm, ep, context, gen, actor)]
+                rows += [
+                    {**base, "source": "policy", **r} for r in open_loop_rewards(wm, ep, context, gen, actor)
+                ]
         reward_path = run_dir / "diagnostics" / "reward_prediction.csv"
         replace_rows(reward_path, REWARD_COLUMNS, rows, grad_step, phase)
         recon = reconstruction(wm, episodes, gen)
         recon_path = run_dir / "diagnostics" / "reconstruction.csv"
-        replace_rows(recon_path, RECON_COLUMNS,
-                      [{"grad_step": grad_step, "phase": phase, "episode": e, "frames": r["frames"],
-                        "image_loss": r["image_loss"], "reward_loss": r["reward_loss"]} for e, r in enumerate(recon)],
-                      grad_step, phase)
+        replace_rows(
+            recon_path,
+            RECON_COLUMNS,
+            [
+                {
+                    "grad_step": grad_step,
+                    "phase": phase,
+                    "episode": e,
+                    "frames": r["frames"],
+                    "image_loss": r["image_loss"],
+                    "reward_loss": r["reward_loss"],
+                }
+                for e, r in enumerate(recon)
+            ],
+            grad_step,
+            phase,
+        )
         video = video_prediction(wm, episodes, context, gif_length, gen)
         gif = write_gif(run_dir / "gifs" / f"openloop_{grad_step:07d}.gif", video)
         paths = {"reward_prediction": reward_path, "reconstruction": recon_path, "gif": gif}
         if actor is not None:
             paths["action_fit"] = run_dir / "diagnostics" / "action_fit.csv"
-            replace_rows(paths["action_fit"], ACTION_FIT_COLUMNS,
-                          [{"grad_step": grad_step, "phase": phase, **r} for r in action_fit(wm, actor, episodes, gen)],
-                          grad_step, phase)
+            replace_rows(
+                paths["action_fit"],
+                ACTION_FIT_COLUMNS,
+                [{"grad_step": grad_step, "phase": phase, **r} for r in action_fit(wm, actor, episodes, gen)],
+                grad_step,
+                phase,
+            )
     finally:
         wm.train(was_training)
     return paths
@@ -242,12 +297,22 @@ def load_agent(run_dir, device: str = "cpu", reaches_goal=None):
         state = pickle.load(f)["agent"]
     entry = algorithms.get(cfg["algo"])
     fields = {f.name: f for f in dataclasses.fields(entry.config_cls)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["agent_config"].items() if k in fields}
+    values = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in cfg["agent_config"].items() if k in fields
+    }
     config = entry.config_cls(**values)
     meta = state["meta"]
-    context = RunContext(obs_shape=tuple(meta["obs_shape"]), action_dim=meta["action_dim"], seed=cfg["seed"],
-                         total_updates=0, device=device, task=cfg["task"], run_dir=None,
-                         reaches_goal=reaches_goal, action_repeat=cfg.get("action_repeat", 1))
+    context = RunContext(
+        obs_shape=tuple(meta["obs_shape"]),
+        action_dim=meta["action_dim"],
+        seed=cfg["seed"],
+        total_updates=0,
+        device=device,
+        task=cfg["task"],
+        run_dir=None,
+        reaches_goal=reaches_goal,
+        action_repeat=cfg.get("action_repeat", 1),
+    )
     agent = entry.make(config, context)
     agent.load_state_dict(state)
     return agent

@@ -16,6 +16,7 @@ target of state t uses the reward of the state it leads to, r_{t+1} (DreamerV2 a
 Acting filters the posterior with the previous action and samples the actor (``explore``) or takes
 its mode; the latent and previous action travel in ``state``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,8 +30,19 @@ from algorithms.nets.torch_parts import Actor, batch_to_device, frozen, lambda_r
 from algorithms.nets.world_model import WorldModelConfig
 from algorithms.nets.world_model_agent import WorldModelAgent
 
-_SMALL = dict(deter=16, hidden=16, stoch=4, classes=4, enc_channels=(4, 4, 4, 4), enc_mlp=(16,),
-              dec_mlp=(16,), dec_in=16, dec_channels=(4, 4, 4, 3), reward_mlp=(16,), discount_mlp=(16,))
+_SMALL = dict(
+    deter=16,
+    hidden=16,
+    stoch=4,
+    classes=4,
+    enc_channels=(4, 4, 4, 4),
+    enc_mlp=(16,),
+    dec_mlp=(16,),
+    dec_in=16,
+    dec_channels=(4, 4, 4, 3),
+    reward_mlp=(16,),
+    discount_mlp=(16,),
+)
 
 
 @dataclass(frozen=True)
@@ -57,12 +69,35 @@ class DreamerV2Config(WorldModelConfig):
 
     PROFILES = {
         # ~1 s per update on a shared two-core CPU (1 thread): a MetaWorld cpu-profile run in ~20 minutes
-        "cpu": dict(deter=96, hidden=96, stoch=16, classes=16, enc_channels=(8, 16, 32, 64), enc_mlp=(128, 128),
-                    dec_mlp=(128, 128), dec_in=128, dec_channels=(32, 16, 8, 3), reward_mlp=(128, 128),
-                    discount_mlp=(128, 128), actor_mlp=(128, 128), critic_mlp=(128, 128), batch=6, length=32,
-                    horizon=10, model_lr=3e-4),
-        "smoke": dict(_SMALL, actor_mlp=(16,), critic_mlp=(16,), batch=2, length=5, horizon=3,
-                      diag_episodes=2, diag_context=2),
+        "cpu": dict(
+            deter=96,
+            hidden=96,
+            stoch=16,
+            classes=16,
+            enc_channels=(8, 16, 32, 64),
+            enc_mlp=(128, 128),
+            dec_mlp=(128, 128),
+            dec_in=128,
+            dec_channels=(32, 16, 8, 3),
+            reward_mlp=(128, 128),
+            discount_mlp=(128, 128),
+            actor_mlp=(128, 128),
+            critic_mlp=(128, 128),
+            batch=6,
+            length=32,
+            horizon=10,
+            model_lr=3e-4,
+        ),
+        "smoke": dict(
+            _SMALL,
+            actor_mlp=(16,),
+            critic_mlp=(16,),
+            batch=2,
+            length=5,
+            horizon=3,
+            diag_episodes=2,
+            diag_context=2,
+        ),
     }
 
 
@@ -71,7 +106,9 @@ class DreamerV2Agent(WorldModelAgent):
 
     def __init__(self, config: DreamerV2Config, context: RunContext):
         super().__init__(config, context)
-        self.requests = {"model": Sequences(config.batch, config.length, prioritize_ends=config.prioritize_ends)}
+        self.requests = {
+            "model": Sequences(config.batch, config.length, prioritize_ends=config.prioritize_ends)
+        }
         self.evals = 0
         self.diag_episodes: list[dict] = []
 
@@ -85,8 +122,9 @@ class DreamerV2Agent(WorldModelAgent):
     def make_actor(self, feat_dim: int) -> Actor:
         """DreamerV2's continuous actor: a truncated normal on [-1, 1]."""
         c = self.config
-        return Actor(feat_dim, self.context.action_dim, c.actor_mlp, c.act, c.actor_min_std,
-                     c.actor_init_std).to(self.device)
+        return Actor(
+            feat_dim, self.context.action_dim, c.actor_mlp, c.act, c.actor_min_std, c.actor_init_std
+        ).to(self.device)
 
     def build_optimisers(self) -> None:
         self.actor_opt = self.optimiser(self.actor, self.config.actor_lr)
@@ -94,8 +132,9 @@ class DreamerV2Agent(WorldModelAgent):
 
     # -- training ---------------------------------------------------------------------------------
     def update(self, batches):
-        b = batch_to_device(batches["model"], self.device,
-                            keys=("image", "action", "reward", "is_first", "is_terminal"))
+        b = batch_to_device(
+            batches["model"], self.device, keys=("image", "action", "reward", "is_first", "is_terminal")
+        )
         with self._autocast():
             wm_loss, metrics, post = self.wm.loss(b, self.gen)
         metrics["model_grad_norm"] = self.wm_opt.step(wm_loss)
@@ -107,10 +146,12 @@ class DreamerV2Agent(WorldModelAgent):
     def _policy(self, entropies: list):
         """The actor as imagination's policy: a reparameterised sample a_t ~ pi(. | s_t), whose entropy
         is appended to ``entropies``."""
+
         def policy(feat):
             dist = self.actor(feat)
             entropies.append(dist.entropy())
             return dist.rsample(self.gen)
+
         return policy
 
     def train_behavior(self, start: dict, is_terminal: torch.Tensor) -> dict:
@@ -135,9 +176,15 @@ class DreamerV2Agent(WorldModelAgent):
             v = self.critic(feat[:-1].detach()).squeeze(-1).float()
             critic_loss = (weight * 0.5 * (v - returns.detach()) ** 2).mean()
         critic_norm = self.critic_opt.step(critic_loss)
-        return {"actor_loss": actor_loss.detach(), "critic_loss": critic_loss.detach(),
-                "actor_ent": ent.mean().detach(), "imag_reward": reward.mean().detach(),
-                "critic_value": v.mean().detach(), "actor_grad_norm": actor_norm, "critic_grad_norm": critic_norm}
+        return {
+            "actor_loss": actor_loss.detach(),
+            "critic_loss": critic_loss.detach(),
+            "actor_ent": ent.mean().detach(),
+            "imag_reward": reward.mean().detach(),
+            "critic_value": v.mean().detach(),
+            "actor_grad_norm": actor_norm,
+            "critic_grad_norm": critic_norm,
+        }
 
     # -- acting -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -170,18 +217,35 @@ class DreamerV2Agent(WorldModelAgent):
             return {}
         from algorithms import diagnostics as diag
 
-        return diag.write_run_diagnostics(self.wm, self.diag_episodes, run_dir, self.updates, phase,
-                                          context=self.config.diag_context, seed=self.context.seed,
-                                          actor=self.actor)
+        return diag.write_run_diagnostics(
+            self.wm,
+            self.diag_episodes,
+            run_dir,
+            self.updates,
+            phase,
+            context=self.config.diag_context,
+            seed=self.context.seed,
+            actor=self.actor,
+        )
 
     # -- state ------------------------------------------------------------------------------------
     def _parts(self) -> dict:
-        return {"wm": self.wm, "actor": self.actor, "critic": self.critic, "target_critic": self.target_critic,
-                "wm_opt": self.wm_opt, "actor_opt": self.actor_opt, "critic_opt": self.critic_opt, "gen": self.gen}
+        return {
+            "wm": self.wm,
+            "actor": self.actor,
+            "critic": self.critic,
+            "target_critic": self.target_critic,
+            "wm_opt": self.wm_opt,
+            "actor_opt": self.actor_opt,
+            "critic_opt": self.critic_opt,
+            "gen": self.gen,
+        }
 
     def _extra_state(self) -> dict:
-        return {"evals": self.evals,
-                "meta": {"obs_shape": tuple(self.context.obs_shape), "action_dim": self.context.action_dim}}
+        return {
+            "evals": self.evals,
+            "meta": {"obs_shape": tuple(self.context.obs_shape), "action_dim": self.context.action_dim},
+        }
 
     def _load_extra_state(self, d: dict) -> None:
         self.evals = d.get("evals", 0)
@@ -190,5 +254,6 @@ class DreamerV2Agent(WorldModelAgent):
 register("dreamerv2", DreamerV2Config, DreamerV2Agent)
 # DreamerV2's dmc_vision preset (continuous control from pixels): deter/hidden 200, free nats 1,
 # entropy 1e-4. Model and critic lr stay the paper's (1e-4, 8e-5).
-register_variant("dreamerv2-dmc", "dreamerv2", deter=200, hidden=200, free_nats=1.0, actor_ent=1e-4,
-                 prioritize_ends=False)
+register_variant(
+    "dreamerv2-dmc", "dreamerv2", deter=200, hidden=200, free_nats=1.0, actor_ent=1e-4, prioritize_ends=False
+)

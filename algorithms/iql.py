@@ -22,6 +22,7 @@ cosine decay over the run; gamma 0.99; batch 256. Acting: the mean when evaluati
 when exploring (``sample_actions``). The target critic's values on (s, a) are computed once and
 serve both (IQL-1) and (IQL-2); the updated V is evaluated on s and s' in one pass.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,9 +32,21 @@ import jax.numpy as jnp
 import optax
 
 from algorithms import RunContext, register
-from algorithms.nets.jax_learner import (JaxLearner, MeanHead, PixelActorCriticConfig, PixelNet, TwinQ,
-                                         ValueHead, adam, bootstrap_mask, decay_steps, fold_frames,
-                                         gaussian_log_prob, soft_update, split_frames)
+from algorithms.nets.jax_learner import (
+    JaxLearner,
+    MeanHead,
+    PixelActorCriticConfig,
+    PixelNet,
+    TwinQ,
+    ValueHead,
+    adam,
+    bootstrap_mask,
+    decay_steps,
+    fold_frames,
+    gaussian_log_prob,
+    soft_update,
+    split_frames,
+)
 from algorithms.sac import critic_loss, reduce_heads
 
 
@@ -48,7 +61,7 @@ class IQLConfig(PixelActorCriticConfig):
 def expectile_loss(diff: jnp.ndarray, expectile: float) -> jnp.ndarray:
     """(IQL-1): weight tau where diff = Q - V > 0 (V below Q), 1 - tau where diff < 0."""
     weight = jnp.where(diff > 0, expectile, 1.0 - expectile)
-    return jnp.mean(weight * diff ** 2)
+    return jnp.mean(weight * diff**2)
 
 
 def awr_weights(q, v, inverse_temperature: float, max_weight: float):
@@ -71,11 +84,21 @@ class IQLAgent(JaxLearner):
         actor = self.init_net(self.actor, 1)
         critic = self.init_net(self.critic, 2, jnp.zeros((1, A)))
         value = self.init_net(self.value, 3)
-        self.tx = {"actor": adam(config.actor_lr, decay_steps(config, context)), "critic": adam(config.critic_lr),
-                   "value": adam(config.value_lr)}
-        self.state = {"actor": actor, "critic": critic, "target": critic, "value": value,
-                      "actor_opt": self.tx["actor"].init(actor), "critic_opt": self.tx["critic"].init(critic),
-                      "value_opt": self.tx["value"].init(value), "key": self.key}
+        self.tx = {
+            "actor": adam(config.actor_lr, decay_steps(config, context)),
+            "critic": adam(config.critic_lr),
+            "value": adam(config.value_lr),
+        }
+        self.state = {
+            "actor": actor,
+            "critic": critic,
+            "target": critic,
+            "value": value,
+            "actor_opt": self.tx["actor"].init(actor),
+            "critic_opt": self.tx["critic"].init(critic),
+            "value_opt": self.tx["value"].init(value),
+            "key": self.key,
+        }
 
     def _update_fn(self, state, b):
         c = self.config
@@ -95,29 +118,46 @@ class IQLAgent(JaxLearner):
 
         # (IQL-2)
         weights = awr_weights(q_target, v, c.inverse_temperature, c.max_weight)
-        loss_pi, g_actor = jax.value_and_grad(lambda ap: awr_loss(weights, b["action"], self.actor.apply(ap, obs)))(
-            state["actor"])
+        loss_pi, g_actor = jax.value_and_grad(
+            lambda ap: awr_loss(weights, b["action"], self.actor.apply(ap, obs))
+        )(state["actor"])
         actor, actor_opt = self.apply_gradients(self.tx["actor"], state["actor"], state["actor_opt"], g_actor)
         actor_step = optax.global_norm(jax.tree_util.tree_map(jnp.subtract, actor, state["actor"]))
 
         # (IQL-3)
         y = b["reward"] + c.discount * mask * v_next
         loss_q, g = jax.value_and_grad(lambda cp: critic_loss(self.critic.apply(cp, obs, b["action"]), y))(
-            state["critic"])
+            state["critic"]
+        )
         critic, critic_opt = self.apply_gradients(self.tx["critic"], state["critic"], state["critic_opt"], g)
         target = soft_update(state["target"], critic, c.tau)
 
-        new = {"actor": actor, "critic": critic, "target": target, "value": value, "actor_opt": actor_opt,
-               "critic_opt": critic_opt, "value_opt": value_opt, "key": key}
+        new = {
+            "actor": actor,
+            "critic": critic,
+            "target": target,
+            "value": value,
+            "actor_opt": actor_opt,
+            "critic_opt": critic_opt,
+            "value_opt": value_opt,
+            "key": key,
+        }
         online = b["online"].astype(jnp.float32)
-        metrics = {"critic_loss": loss_q, "value_loss": loss_v, "actor_loss": loss_pi, "v": v.mean(),
-                   "adv": (q_target - v).mean(), "weight": weights.mean(),
-                   # what changes at the phase boundary: the actor's parameter step (Adam's effective
-                   # rate), and the advantage weights on online vs offline samples of the batch
-                   "actor_step_norm": actor_step, "actor_grad_norm": optax.global_norm(g_actor),
-                   "weight_online": (weights * online).sum() / jnp.maximum(online.sum(), 1.0),
-                   "weight_offline": (weights * (1 - online)).sum() / jnp.maximum((1 - online).sum(), 1.0),
-                   "online_share": online.mean()}
+        metrics = {
+            "critic_loss": loss_q,
+            "value_loss": loss_v,
+            "actor_loss": loss_pi,
+            "v": v.mean(),
+            "adv": (q_target - v).mean(),
+            "weight": weights.mean(),
+            # what changes at the phase boundary: the actor's parameter step (Adam's effective
+            # rate), and the advantage weights on online vs offline samples of the batch
+            "actor_step_norm": actor_step,
+            "actor_grad_norm": optax.global_norm(g_actor),
+            "weight_online": (weights * online).sum() / jnp.maximum(online.sum(), 1.0),
+            "weight_offline": (weights * (1 - online)).sum() / jnp.maximum((1 - online).sum(), 1.0),
+            "online_share": online.mean(),
+        }
         return new, metrics
 
     def _act_fn(self, state, obs, key, explore):

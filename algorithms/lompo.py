@@ -35,6 +35,7 @@ Deviations, stated: the reference draws agent_batch rows from each buffer
 reference samples them) so that re-encoding the same frames with an unchanged model gives drift 0.
 Activations: ELU everywhere (the reference's convs use ReLU).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,8 +50,17 @@ from algorithms.nets.torch_parts import batch_to_device
 from algorithms.nets.world_model import WorldModelConfig
 from algorithms.nets.world_model_agent import WorldModelAgent
 
-_SMALL = dict(deter=16, hidden=16, stoch=4, enc_channels=(4, 4, 4, 4), enc_mlp=(), dec_mlp=(), dec_in=16,
-              dec_channels=(4, 4, 4, 3), reward_mlp=(16,))
+_SMALL = dict(
+    deter=16,
+    hidden=16,
+    stoch=4,
+    enc_channels=(4, 4, 4, 4),
+    enc_mlp=(),
+    dec_mlp=(),
+    dec_in=16,
+    dec_channels=(4, 4, 4, 3),
+    reward_mlp=(16,),
+)
 
 
 @dataclass(frozen=True)
@@ -106,13 +116,43 @@ class LompoConfig(WorldModelConfig):
     target_entropy: float | None = None  # actor = "sac" only; None: -|A|
 
     PROFILES = {
-        "cpu": dict(deter=64, hidden=64, stoch=16, enc_channels=(8, 16, 32, 64), dec_in=128,
-                    dec_channels=(32, 16, 8, 3), reward_mlp=(64, 64), actor_mlp=(64, 64), critic_mlp=(64, 64),
-                    batch=8, length=25, rollout_starts=200, agent_batch=128, model_warmup=200, rollout_every=5,
-                    real_capacity=50_000, model_capacity=20_000, drift_every=50),
-        "smoke": dict(_SMALL, actor_mlp=(16,), critic_mlp=(16,), batch=2, length=5, horizon=2, agent_batch=8,
-                      model_warmup=1, rollout_every=1, rollout_starts=6, real_capacity=2000, model_capacity=40,
-                      drift_every=1, encode_batch=4, cql_samples=3),
+        "cpu": dict(
+            deter=64,
+            hidden=64,
+            stoch=16,
+            enc_channels=(8, 16, 32, 64),
+            dec_in=128,
+            dec_channels=(32, 16, 8, 3),
+            reward_mlp=(64, 64),
+            actor_mlp=(64, 64),
+            critic_mlp=(64, 64),
+            batch=8,
+            length=25,
+            rollout_starts=200,
+            agent_batch=128,
+            model_warmup=200,
+            rollout_every=5,
+            real_capacity=50_000,
+            model_capacity=20_000,
+            drift_every=50,
+        ),
+        "smoke": dict(
+            _SMALL,
+            actor_mlp=(16,),
+            critic_mlp=(16,),
+            batch=2,
+            length=5,
+            horizon=2,
+            agent_batch=8,
+            model_warmup=1,
+            rollout_every=1,
+            rollout_starts=6,
+            real_capacity=2000,
+            model_capacity=40,
+            drift_every=1,
+            encode_batch=4,
+            cql_samples=3,
+        ),
     }
 
 
@@ -141,8 +181,14 @@ class LompoAgent(WorldModelAgent):
 
     # -- hooks ----------------------------------------------------------------------------------------
     def on_episode(self, episode, online):
-        self.episodes.append({"image": episode["image"], "action": episode["action"], "reward": episode["reward"],
-                              "terminal": episode["terminal"]})
+        self.episodes.append(
+            {
+                "image": episode["image"],
+                "action": episode["action"],
+                "reward": episode["reward"],
+                "terminal": episode["terminal"],
+            }
+        )
 
     # -- encoding real data -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -155,15 +201,20 @@ class LompoAgent(WorldModelAgent):
             by_len.setdefault(len(ep["image"]), []).append(i)
         for T1, idx in by_len.items():
             for j in range(0, len(idx), self.config.encode_batch):
-                group = idx[j:j + self.config.encode_batch]
+                group = idx[j : j + self.config.encode_batch]
                 image = torch.as_tensor(np.stack([episodes[i]["image"] for i in group])).to(self.device)
                 act = np.stack([episodes[i]["action"] for i in group]).astype(np.float32)
                 act = np.concatenate([np.zeros_like(act[:, :1]), act], 1)  # the action *into* each frame
                 first = torch.zeros(len(group), T1, dtype=torch.bool, device=self.device)
                 first[:, 0] = True
-                post, _ = rssm.observe(self.wm.encode(image), torch.as_tensor(act, device=self.device), first,
-                                       generator=self.gen, sample=False,
-                                       members=torch.zeros(T1, dtype=torch.long, device=self.device))
+                post, _ = rssm.observe(
+                    self.wm.encode(image),
+                    torch.as_tensor(act, device=self.device),
+                    first,
+                    generator=self.gen,
+                    sample=False,
+                    members=torch.zeros(T1, dtype=torch.long, device=self.device),
+                )
                 feat = rssm.feat(post)
                 for k, i in enumerate(group):
                     out[i] = feat[k]
@@ -177,8 +228,13 @@ class LompoAgent(WorldModelAgent):
         for i, feat in zip(pending, feats):
             ep = self.episodes[i]
             feat = feat.cpu().numpy()
-            start, end = self.real.add(obs=feat[:-1], action=ep["action"], reward=ep["reward"], next_obs=feat[1:],
-                                       discount=1.0 - ep["terminal"].astype(np.float32))
+            start, end = self.real.add(
+                obs=feat[:-1],
+                action=ep["action"],
+                reward=ep["reward"],
+                next_obs=feat[1:],
+                discount=1.0 - ep["terminal"].astype(np.float32),
+            )
             if len(self.drift_rows) < self.config.drift_episodes:
                 self.drift_rows.append((i, start, end))
             else:
@@ -211,7 +267,9 @@ class LompoAgent(WorldModelAgent):
         for _ in range(horizon):
             feat = rssm.feat(state)
             action = self.sac.policy(feat, self.gen, explore=True)  # LOMPO's rollouts explore too
-            nxt, stats_all = rssm.img_step(state, action, self.gen, member=None, sample=True, return_ensemble=True)
+            nxt, stats_all = rssm.img_step(
+                state, action, self.gen, member=None, sample=True, return_ensemble=True
+            )
             means, stds = rssm.mean_std(stats_all)
             member = int((stats_all == nxt["stats"][None]).flatten(1).all(1).float().argmax())
             u = disagreement(c.penalty, means, stds, nxt["stoch"].float())
@@ -230,19 +288,25 @@ class LompoAgent(WorldModelAgent):
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         n = start["deter"].shape[0]
         if c.rollout_starts < n:
-            idx = torch.randperm(n, generator=self.gen, device=self.device)[:c.rollout_starts]
+            idx = torch.randperm(n, generator=self.gen, device=self.device)[: c.rollout_starts]
             start = {k: v[idx] for k, v in start.items()}
         r = self.rollout(start, c.horizon)
         flat = lambda x: x.flatten(0, 1).float().cpu().numpy()  # noqa: E731
-        self.model.add(obs=flat(r["obs"]), action=flat(r["action"]), reward=flat(r["reward"]),
-                       next_obs=flat(r["next_obs"]), discount=np.ones(r["reward"].numel(), np.float32))
+        self.model.add(
+            obs=flat(r["obs"]),
+            action=flat(r["action"]),
+            reward=flat(r["reward"]),
+            next_obs=flat(r["next_obs"]),
+            discount=np.ones(r["reward"].numel(), np.float32),
+        )
         return {"rollout_penalty": r["penalty"].mean(), "rollout_reward": r["reward"].mean()}
 
     # -- training -----------------------------------------------------------------------------------------
     def update(self, batches):
         c = self.config
-        b = batch_to_device(batches["model"], self.device,
-                            keys=("image", "action", "reward", "is_first", "is_terminal"))
+        b = batch_to_device(
+            batches["model"], self.device, keys=("image", "action", "reward", "is_first", "is_terminal")
+        )
         wm_loss, metrics, post = self.wm.loss(b, self.gen)
         metrics["model_grad_norm"] = self.wm_opt.step(wm_loss)
         self.updates += 1
@@ -275,7 +339,13 @@ class LompoAgent(WorldModelAgent):
     def _parts(self) -> dict:
         """The modules, optimiser and generators a checkpoint holds, under their keys (the SAC's
         optimisers go under ``sac_opt``)."""
-        return {"wm": self.wm, "sac": self.sac, "wm_opt": self.wm_opt, "gen": self.gen, "cpu_gen": self.cpu_gen}
+        return {
+            "wm": self.wm,
+            "sac": self.sac,
+            "wm_opt": self.wm_opt,
+            "gen": self.gen,
+            "cpu_gen": self.cpu_gen,
+        }
 
     def state_dict(self):
         # save(dir) ran just before: the buffers' rows up to ``total`` are on disk now
@@ -283,8 +353,12 @@ class LompoAgent(WorldModelAgent):
         return super().state_dict()
 
     def _extra_state(self) -> dict:
-        return {"sac_opt": self.sac.opt_state(), "committed": dict(self.committed), "encoded": self.encoded,
-                "drift_rows": list(self.drift_rows)}
+        return {
+            "sac_opt": self.sac.opt_state(),
+            "committed": dict(self.committed),
+            "encoded": self.encoded,
+            "drift_rows": list(self.drift_rows),
+        }
 
     def _load_extra_state(self, d: dict) -> None:
         self.sac.load_opt_state(d["sac_opt"])

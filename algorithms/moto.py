@@ -44,6 +44,7 @@ is masked.
 Kept from DreamerV2 ("everything else: DreamerV2 defaults"): the actor's entropy bonus eta (added to
 Eq. 6, ``actor_ent``), hard target copies every 100 updates, Adam with eps 1e-5, clipping 100.
 """
+
 from __future__ import annotations
 
 import copy
@@ -92,7 +93,9 @@ class MOTOConfig(DreamerV2Config):
 # The paper's equations, as functions of tensors (tested one by one in tests/test_moto.py)
 
 
-def uncertainty(rssm, stats_all: torch.Tensor, measure: str = "logits", stoch: torch.Tensor | None = None) -> torch.Tensor:
+def uncertainty(
+    rssm, stats_all: torch.Tensor, measure: str = "logits", stoch: torch.Tensor | None = None
+) -> torch.Tensor:
     """Eq. 2: u(s_t, a_t) = disagreement of the M members' priors of z_{t+1}, by ``measure``
     (``RSSM.disagreement``); stats_all (M, ..., P), stoch the sampled z_{t+1} (..., Z) -> (...)."""
     return rssm.disagreement(stats_all, measure, stoch)
@@ -112,7 +115,7 @@ def value_expansion(reward: torch.Tensor, v0: torch.Tensor, gamma: float, t: int
     n = H - t
     powers = gamma ** torch.arange(n + 1, device=reward.device, dtype=reward.dtype)  # gamma^0 .. gamma^n
     partial = torch.cumsum(powers[:n, None] * reward[t:], 0)  # row K-1: sum_{k=1..K} gamma^{k-1} r^{t+k}
-    return partial + powers[1:, None] * v0[t + 1:]
+    return partial + powers[1:, None] * v0[t + 1 :]
 
 
 def lambda_mixture(reward: torch.Tensor, v0: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
@@ -150,13 +153,23 @@ def real_transitions(feat: torch.Tensor, batch: dict, offset: torch.Tensor, T: i
         return torch.take_along_dim(x, i.reshape(*i.shape, *([1] * (x.dim() - 2))), 1)
 
     nxt = idx[:, 1:]
-    return {"feat": take(feat, idx[:, :-1]), "action": take(batch["action"].float(), nxt),
-            "reward": take(batch["reward"].float(), nxt), "discount": take(batch["discount"].float(), nxt),
-            "mask": ~take(batch["is_first"].bool(), nxt)}
+    return {
+        "feat": take(feat, idx[:, :-1]),
+        "action": take(batch["action"].float(), nxt),
+        "reward": take(batch["reward"].float(), nxt),
+        "discount": take(batch["discount"].float(), nxt),
+        "mask": ~take(batch["is_first"].bool(), nxt),
+    }
 
 
-def data_critic_loss(q: list[torch.Tensor], reward: torch.Tensor, discount: torch.Tensor, vhat_next: torch.Tensor,
-                     gamma: float, mask: torch.Tensor) -> torch.Tensor:
+def data_critic_loss(
+    q: list[torch.Tensor],
+    reward: torch.Tensor,
+    discount: torch.Tensor,
+    vhat_next: torch.Tensor,
+    gamma: float,
+    mask: torch.Tensor,
+) -> torch.Tensor:
     """Eq. 8: sum over critics of 1/(T-1) sum_j (r_{j+1} + gamma Vhat'(s^0_{j+1}) - Q_i(s^0_j, a_j))^2, on real
     rewards and Q at real actions (q: [(B, T-1)]); ``discount`` is 0 after a true terminal."""
     target = (reward + gamma * discount * vhat_next).detach()
@@ -201,7 +214,9 @@ class MOTOAgent(DreamerV2Agent):
         super().__init__(config, context)
         c = config
         if c.beta > 0:  # filtered BC: sequences of goal-reaching episodes only (the store's goal filter)
-            self.requests["bc"] = Sequences(c.bc_batch, c.bc_length, filter="goal", cross_episodes=c.bc_cross_episodes)
+            self.requests["bc"] = Sequences(
+                c.bc_batch, c.bc_length, filter="goal", cross_episodes=c.bc_cross_episodes
+            )
         # diagnostics (Fig. 4, Fig. 6): expert episodes kept from the dataset, online returns since the last one
         self.online_episodes, self.env_steps = 0, 0
         self.recent_returns: list[float] = []
@@ -215,8 +230,9 @@ class MOTOAgent(DreamerV2Agent):
         """DreamerV2's actor; Q1, Q2 (Eq. 5) with their target copies."""
         c = self.config
         self.actor = self.make_actor(feat_dim)
-        self.critics = torch.nn.ModuleList([QCritic(feat_dim, self.context.action_dim, c.critic_mlp, c.act)
-                                            for _ in range(2)]).to(self.device)
+        self.critics = torch.nn.ModuleList(
+            [QCritic(feat_dim, self.context.action_dim, c.critic_mlp, c.act) for _ in range(2)]
+        ).to(self.device)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
 
     def build_optimisers(self) -> None:
@@ -225,15 +241,20 @@ class MOTOAgent(DreamerV2Agent):
 
     # -- training ---------------------------------------------------------------------------------
     def update(self, batches):
-        b = batch_to_device(batches["model"], self.device,
-                            keys=("image", "action", "reward", "discount", "is_first", "is_terminal"))
+        b = batch_to_device(
+            batches["model"],
+            self.device,
+            keys=("image", "action", "reward", "discount", "is_first", "is_terminal"),
+        )
         with self._autocast():
             wm_loss, metrics, post = self.wm.loss(b, self.gen)  # Eq. 1
         metrics["model_grad_norm"] = self.wm_opt.step(wm_loss)
         post = {k: v.detach() for k, v in post.items()}
         bc = None
         if "bc" in batches:
-            bc = batch_to_device(batches["bc"], self.device, keys=("image", "action", "is_first", "episode_goal"))
+            bc = batch_to_device(
+                batches["bc"], self.device, keys=("image", "action", "is_first", "episode_goal")
+            )
         metrics.update(self.train_agent(post, b, bc))
         self.updates += 1
         return metrics
@@ -256,11 +277,19 @@ class MOTOAgent(DreamerV2Agent):
         feat = seq["feat"]
         last_action = self.actor(feat[-1].detach()).rsample(self.gen)  # a^H ~ pi(. | s^H)
         action = torch.cat([seq["action"][1:], last_action[None].to(seq["action"].dtype)])
-        u = uncertainty(rssm, seq["ensemble"], self.config.uncertainty, seq["stoch"][1:])  # (H, N): u(s^t, a^t)
+        u = uncertainty(
+            rssm, seq["ensemble"], self.config.uncertainty, seq["stoch"][1:]
+        )  # (H, N): u(s^t, a^t)
         reward = self.wm.predict_reward(feat[1:])  # r(s^{t+1})
         penalty_u = u if alpha else u.detach()  # (no gradient through an unused std)
-        return {"feat": feat, "action": action, "reward": penalised_reward(reward, penalty_u, alpha),
-                "model_reward": reward, "uncertainty": u, "entropy": torch.stack(entropies)}
+        return {
+            "feat": feat,
+            "action": action,
+            "reward": penalised_reward(reward, penalty_u, alpha),
+            "model_reward": reward,
+            "uncertainty": u,
+            "entropy": torch.stack(entropies),
+        }
 
     def _v0(self, critics, feat, action):
         """Eq. 5: V_0 = min(Q1, Q2) and the per-critic values."""
@@ -286,8 +315,12 @@ class MOTOAgent(DreamerV2Agent):
             actor_loss = model_loss - c.actor_ent * roll["entropy"].mean()
             if bc_batch is not None:
                 with torch.no_grad():  # posterior states of goal-reaching sequences, from the model
-                    bc_post, _ = self.wm.rssm.observe(self.wm.encode(bc_batch["image"]), bc_batch["action"].float(),
-                                                      bc_batch["is_first"], generator=self.gen)
+                    bc_post, _ = self.wm.rssm.observe(
+                        self.wm.encode(bc_batch["image"]),
+                        bc_batch["action"].float(),
+                        bc_batch["is_first"],
+                        generator=self.gen,
+                    )
                 reg = bc_loss(self.actor, self.wm.rssm.feat(bc_post), bc_batch, c.bc_burn_in)
                 actor_loss = actor_loss + c.beta * reg  # Eq. 10
                 metrics["bc_loss"] = reg.detach()
@@ -305,17 +338,26 @@ class MOTOAgent(DreamerV2Agent):
             real = real_transitions(self.wm.rssm.feat(post), batch, offset, T)
             q_real = [critic(real["feat"], real["action"]) for critic in self.critics]
             vhat_next = tvhat[0].reshape(B, T)[:, 1:]  # Vhat'(s^0_{j+1}): the first state of rollout j+1
-            loss_data = data_critic_loss(q_real, real["reward"], real["discount"], vhat_next, c.discount,
-                                         real["mask"])  # Eq. 8
+            loss_data = data_critic_loss(
+                q_real, real["reward"], real["discount"], vhat_next, c.discount, real["mask"]
+            )  # Eq. 8
             critic_loss = loss_model + loss_data  # Eq. 9
         metrics["critic_grad_norm"] = self.critic_opt.step(critic_loss)
-        metrics.update({"actor_loss": actor_loss.detach(), "actor_model_loss": model_loss.detach(),
-                        "critic_loss": critic_loss.detach(), "critic_model_loss": loss_model.detach(),
-                        "critic_data_loss": loss_data.detach(), "actor_ent": roll["entropy"].mean().detach(),
-                        "imag_reward": roll["model_reward"].mean().detach(),
-                        "imag_uncertainty": roll["uncertainty"].mean().detach(),
-                        "imag_penalty": c.alpha * roll["uncertainty"].mean().detach(),  # alpha u, next to imag_reward
-                        "q_value": q[0].mean().detach(), "q_real": q_real[0].mean().detach()})
+        metrics.update(
+            {
+                "actor_loss": actor_loss.detach(),
+                "actor_model_loss": model_loss.detach(),
+                "critic_loss": critic_loss.detach(),
+                "critic_model_loss": loss_model.detach(),
+                "critic_data_loss": loss_data.detach(),
+                "actor_ent": roll["entropy"].mean().detach(),
+                "imag_reward": roll["model_reward"].mean().detach(),
+                "imag_uncertainty": roll["uncertainty"].mean().detach(),
+                "imag_penalty": c.alpha * roll["uncertainty"].mean().detach(),  # alpha u, next to imag_reward
+                "q_value": q[0].mean().detach(),
+                "q_real": q_real[0].mean().detach(),
+            }
+        )
         return metrics
 
     # -- acting: DreamerV2Agent.act (the posterior filtered with the previous action, then the actor)
@@ -325,7 +367,7 @@ class MOTOAgent(DreamerV2Agent):
         if online:  # (on resume these replays are overwritten by load_state_dict)
             self.online_episodes += 1
             self.env_steps += len(episode["action"]) * self.action_repeat
-            self.recent_returns.append(float(np.sum(episode["reward"][:self._expert_horizon()])))
+            self.recent_returns.append(float(np.sum(episode["reward"][: self._expert_horizon()])))
             return
         super().on_episode(episode, online)  # the first dataset episodes (``diag_episodes``)
         if self.reaches_goal(episode):  # expert episodes: dataset episodes that reach the task's goal
@@ -351,40 +393,73 @@ class MOTOAgent(DreamerV2Agent):
         from algorithms import diagnostics as diag
 
         c = self.config
-        paths = diag.write_run_diagnostics(self.wm, episodes, run_dir, self.updates, phase, context=c.diag_context,
-                                           seed=self.context.seed, actor=self.actor)
+        paths = diag.write_run_diagnostics(
+            self.wm,
+            episodes,
+            run_dir,
+            self.updates,
+            phase,
+            context=c.diag_context,
+            seed=self.context.seed,
+            actor=self.actor,
+        )
         gen = torch.Generator(device=self.device).manual_seed(
-            int(np.random.SeedSequence([self.context.seed, self.updates, 12]).generate_state(1)[0]))
+            int(np.random.SeedSequence([self.context.seed, self.updates, 12]).generate_state(1)[0])
+        )
         by_source = action_uncertainty(self.wm, episodes, c.diag_horizon or c.horizon, gen, self.actor)
         eps_u = by_source["data"].get(c.uncertainty) if self.expert_episodes and by_source else None
         gap, source, returns, success = None, "", [], None
         if eval_episodes:  # J(policy): the evaluation's returns over the expert horizon
             source, success = "eval_episodes", float(np.mean([np.any(e["success"]) for e in eval_episodes]))
-            returns = [float(np.sum(e["reward"][:self._expert_horizon()])) for e in eval_episodes]
+            returns = [float(np.sum(e["reward"][: self._expert_horizon()])) for e in eval_episodes]
         elif self.recent_returns:
             source, returns = "online_episodes", list(self.recent_returns)
         if returns and self.expert_returns:
             gap = float(np.mean(self.expert_returns) - np.mean(returns))
-        row = {"grad_step": self.updates, "phase": phase, "episodes": self.online_episodes,
-               "env_steps": self.env_steps, "expected_uncertainty": eps_u, "performance_gap": gap,
-               "eval_success": success, "policy_return_source": source if gap is not None else "",
-               "policy_episodes": len(returns)}
+        row = {
+            "grad_step": self.updates,
+            "phase": phase,
+            "episodes": self.online_episodes,
+            "env_steps": self.env_steps,
+            "expected_uncertainty": eps_u,
+            "performance_gap": gap,
+            "eval_success": success,
+            "policy_return_source": source if gap is not None else "",
+            "policy_episodes": len(returns),
+        }
         path = Path(run_dir) / "diagnostics" / "uncertainty.csv"
         diag.replace_rows(path, diag.UNCERTAINTY_COLUMNS, [row], self.updates, phase)
         by_action = Path(run_dir) / "diagnostics" / "uncertainty_actions.csv"
-        diag.replace_rows(by_action, diag.ACTION_UNCERTAINTY_COLUMNS,
-                          action_uncertainty_rows(by_source, c.uncertainty, row), self.updates, phase)
+        diag.replace_rows(
+            by_action,
+            diag.ACTION_UNCERTAINTY_COLUMNS,
+            action_uncertainty_rows(by_source, c.uncertainty, row),
+            self.updates,
+            phase,
+        )
         self.recent_returns = []
         return {**paths, "uncertainty": path, "uncertainty_actions": by_action}
 
     # -- state ------------------------------------------------------------------------------------
     def _parts(self) -> dict:
-        return {"wm": self.wm, "actor": self.actor, "critics": self.critics, "target_critics": self.target_critics,
-                "wm_opt": self.wm_opt, "actor_opt": self.actor_opt, "critic_opt": self.critic_opt, "gen": self.gen}
+        return {
+            "wm": self.wm,
+            "actor": self.actor,
+            "critics": self.critics,
+            "target_critics": self.target_critics,
+            "wm_opt": self.wm_opt,
+            "actor_opt": self.actor_opt,
+            "critic_opt": self.critic_opt,
+            "gen": self.gen,
+        }
 
     def _extra_state(self) -> dict:
-        return {**super()._extra_state(), "online_episodes": self.online_episodes,
-                "env_steps": self.env_steps, "recent_returns": list(self.recent_returns)}
+        return {
+            **super()._extra_state(),
+            "online_episodes": self.online_episodes,
+            "env_steps": self.env_steps,
+            "recent_returns": list(self.recent_returns),
+        }
 
     def _load_extra_state(self, d: dict) -> None:
         super()._load_extra_state(d)
@@ -405,8 +480,15 @@ ACTION_SOURCES = ("data", "policy", "random")
 
 
 @torch.no_grad()
-def action_uncertainty(wm, episodes: list[dict], horizon: int, generator: torch.Generator | None = None, actor=None,
-                       sources=ACTION_SOURCES, measures=None) -> dict[str, dict[str, float]]:
+def action_uncertainty(
+    wm,
+    episodes: list[dict],
+    horizon: int,
+    generator: torch.Generator | None = None,
+    actor=None,
+    sources=ACTION_SOURCES,
+    measures=None,
+) -> dict[str, dict[str, float]]:
     """Does u tell the data's actions from others? From the posterior states s_j of frames j = 0 .. T-H-1
     of each episode (T actions), H-step model rollouts under
         data    the episode's own actions a_j .. a_{j+H-1} (Eq. 12's rollouts)
@@ -428,14 +510,15 @@ def action_uncertainty(wm, episodes: list[dict], horizon: int, generator: torch.
         if n < 1:
             continue
         b = episode_tensors(wm, ep)  # action[:, t] is the action into frame t
-        post, _ = rssm.observe(wm.encode(b["image"][:, :n]), b["action"][:, :n], b["is_first"][:, :n],
-                               generator=generator)
+        post, _ = rssm.observe(
+            wm.encode(b["image"][:, :n]), b["action"][:, :n], b["is_first"][:, :n], generator=generator
+        )
         taken = b["action"][0, 1:]  # taken[t]: the episode's action at frame t
         for source in sources:
             state = {k: v[0] for k, v in post.items()}  # (n, ..): s_0 .. s_{n-1}
             for t in range(horizon):
                 if source == "data":
-                    action = taken[t:t + n]
+                    action = taken[t : t + n]
                 elif source == "policy":
                     action = actor(rssm.feat(state)).rsample(generator).to(taken.dtype)
                 else:
@@ -447,8 +530,9 @@ def action_uncertainty(wm, episodes: list[dict], horizon: int, generator: torch.
     return {s: {m: v / count for m, v in by.items()} for s, by in total.items()} if count else {}
 
 
-def expected_uncertainty(wm, episodes: list[dict], horizon: int, generator: torch.Generator | None = None,
-                         measure: str = "logits") -> float | None:
+def expected_uncertainty(
+    wm, episodes: list[dict], horizon: int, generator: torch.Generator | None = None, measure: str = "logits"
+) -> float | None:
     """Eq. 12: eps_u ~= E[1/(H (T-H)) sum_{j, t} u(s^t_j, a_{j+t})]. Posterior states s_j of frames
     j = 0 .. T-H-1 of each expert episode (T actions) start H-step rollouts of the expert's actions
     a_j .. a_{j+H-1}; u is Eq. 2 (``measure``) at each step. Mean over every (j, t) of every episode."""
@@ -492,4 +576,6 @@ register_variant("moto-no-unc", "moto", alpha=0.0)
 register_variant("moto-no-bc", "moto", beta=0.0)
 register_variant("moto-no-bc-no-unc", "moto", alpha=0.0, beta=0.0)
 # DreamerV2's dmc_vision preset for the world model (SPEC section 3: "make both reachable").
-register_variant("moto-dmc", "moto", deter=200, hidden=200, free_nats=1.0, actor_ent=1e-4, prioritize_ends=False)
+register_variant(
+    "moto-dmc", "moto", deter=200, hidden=200, free_nats=1.0, actor_ent=1e-4, prioritize_ends=False
+)

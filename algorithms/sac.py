@@ -37,6 +37,7 @@ learner without the conservative term (``algorithms/cql.py`` adds it). Facts rea
 Cost: the actor's forward on obs is computed once (``jax.vjp``) and serves both the CQL samples and
 the actor's gradient; the critic encodes obs once for every Q evaluation of its loss.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,9 +46,21 @@ import jax
 import jax.numpy as jnp
 
 from algorithms import RunContext, register
-from algorithms.nets.jax_learner import (JaxLearner, PixelActorCriticConfig, PixelNet, TanhGaussianHead,
-                                         TwinQ, adam, bootstrap_mask, decay_steps, fold_frames, soft_update,
-                                         split_frames, tanh_gaussian, tanh_gaussian_sample)
+from algorithms.nets.jax_learner import (
+    JaxLearner,
+    PixelActorCriticConfig,
+    PixelNet,
+    TanhGaussianHead,
+    TwinQ,
+    adam,
+    bootstrap_mask,
+    decay_steps,
+    fold_frames,
+    soft_update,
+    split_frames,
+    tanh_gaussian,
+    tanh_gaussian_sample,
+)
 
 
 @dataclass(frozen=True)
@@ -99,11 +112,21 @@ class SACAgent(JaxLearner):
         actor = self.init_net(self.actor, 1)
         critic = self.init_net(self.critic, 2, jnp.zeros((1, A)))
         log_temp = jnp.log(jnp.asarray(config.init_temperature, jnp.float32))
-        self.tx = {"actor": adam(config.actor_lr, decay_steps(config, context)), "critic": adam(config.critic_lr),
-                   "temp": adam(config.temp_lr)}
-        self.state = {"actor": actor, "critic": critic, "target": critic, "log_temp": log_temp,
-                      "actor_opt": self.tx["actor"].init(actor), "critic_opt": self.tx["critic"].init(critic),
-                      "temp_opt": self.tx["temp"].init(log_temp), "key": self.key}
+        self.tx = {
+            "actor": adam(config.actor_lr, decay_steps(config, context)),
+            "critic": adam(config.critic_lr),
+            "temp": adam(config.temp_lr),
+        }
+        self.state = {
+            "actor": actor,
+            "critic": critic,
+            "target": critic,
+            "log_temp": log_temp,
+            "actor_opt": self.tx["actor"].init(actor),
+            "critic_opt": self.tx["critic"].init(critic),
+            "temp_opt": self.tx["temp"].init(log_temp),
+            "key": self.key,
+        }
 
     # -- the conservative term: none for SAC (CQL overrides this) --------------------------------
     def conservative(self, critic_params, obs, latent, qs, mean, log_std, key):
@@ -117,14 +140,17 @@ class SACAgent(JaxLearner):
         mask = bootstrap_mask(b["discount"], b["is_last"], b["online"], c.last_is_terminal)
         temp = jnp.exp(state["log_temp"])
 
-        noise_next, noise_pi = jax.random.normal(k_noise, (2, *b["action"].shape))  # one draw for both samples
+        noise_next, noise_pi = jax.random.normal(
+            k_noise, (2, *b["action"].shape)
+        )  # one draw for both samples
 
         # (SAC-1) the target, from the target critic and a fresh action at s'
         next_mean, next_log_std = self.actor.apply(state["actor"], nxt)
         next_action, next_logp = tanh_gaussian(next_mean, next_log_std, noise_next)
         next_q = reduce_heads(self.critic.apply(state["target"], nxt, next_action), c.critic_reduction)
-        y = jax.lax.stop_gradient(td_target(b["reward"], mask, next_q, c.discount,
-                                            next_logp if c.backup_entropy else None, temp))
+        y = jax.lax.stop_gradient(
+            td_target(b["reward"], mask, next_q, c.discount, next_logp if c.backup_entropy else None, temp)
+        )
 
         # The actor's forward pass on obs, once: its outputs feed CQL's samples and the actor loss.
         (mean, log_std), actor_vjp = jax.vjp(lambda p: self.actor.apply(p, obs), state["actor"])
@@ -138,8 +164,9 @@ class SACAgent(JaxLearner):
             return bellman + extra, {"bellman_loss": bellman, "q_data": qs.mean(), **info}
 
         (loss_q, info_q), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(state["critic"])
-        critic, critic_opt = self.apply_gradients(self.tx["critic"], state["critic"], state["critic_opt"],
-                                                  grads)
+        critic, critic_opt = self.apply_gradients(
+            self.tx["critic"], state["critic"], state["critic_opt"], grads
+        )
         target = soft_update(state["target"], critic, c.tau)
 
         # (SAC-3) with the updated critic (its latent needs no gradient: only the action does)
@@ -157,12 +184,27 @@ class SACAgent(JaxLearner):
 
         # (SAC-4)
         g_temp = jax.grad(temperature_loss)(state["log_temp"], entropy, self.target_entropy)
-        log_temp, temp_opt = self.apply_gradients(self.tx["temp"], state["log_temp"], state["temp_opt"],
-                                                  g_temp)
+        log_temp, temp_opt = self.apply_gradients(
+            self.tx["temp"], state["log_temp"], state["temp_opt"], g_temp
+        )
 
-        new = {"actor": actor, "critic": critic, "target": target, "log_temp": log_temp, "actor_opt": actor_opt,
-               "critic_opt": critic_opt, "temp_opt": temp_opt, "key": key}
-        metrics = {"critic_loss": loss_q, "actor_loss": loss_pi, "entropy": entropy, "temperature": temp, **info_q}
+        new = {
+            "actor": actor,
+            "critic": critic,
+            "target": target,
+            "log_temp": log_temp,
+            "actor_opt": actor_opt,
+            "critic_opt": critic_opt,
+            "temp_opt": temp_opt,
+            "key": key,
+        }
+        metrics = {
+            "critic_loss": loss_q,
+            "actor_loss": loss_pi,
+            "entropy": entropy,
+            "temperature": temp,
+            **info_q,
+        }
         return new, metrics
 
     def _act_fn(self, state, obs, key, explore):

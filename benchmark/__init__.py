@@ -1,4 +1,5 @@
 """Offline-to-online RL from pixels: the MOTO paper's benchmark (arXiv 2401.03306)."""
+
 from __future__ import annotations
 
 import os
@@ -27,4 +28,3 @@ def configure_gl(default: str = "egl") -> str:
     if backend in ("egl", "osmesa"):
         os.environ.setdefault("PYOPENGL_PLATFORM", backend)
     return backend
-

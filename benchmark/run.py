@@ -9,6 +9,7 @@ checkpoint and exit; a second Ctrl-C stops at once (the run resumes from its las
 exit codes (benchmark/launch/execute.py): 0 all runs done (or already done), 1 a run failed,
             2 bad input (nothing written), 3 interrupted by a signal (rerun to resume), 4 a run is held by another live process
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,14 @@ from pathlib import Path
 import algorithms
 from benchmark.core.livelog import add_cli_arguments as add_live_arguments
 from benchmark.launch import execute, sweeps
-from benchmark.launch.plan import UsageError, describe, load_imports, missing_datasets_note, plan, resolve_device
+from benchmark.launch.plan import (
+    UsageError,
+    describe,
+    load_imports,
+    missing_datasets_note,
+    plan,
+    resolve_device,
+)
 from benchmark.tasks import suites
 from benchmark.tasks.profiles import PROFILES
 
@@ -34,27 +42,56 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmark.run", description=__doc__, formatter_class=_HelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.run", description=__doc__, formatter_class=_HelpFormatter
+    )
     p.add_argument("--algos", default="bc", help="comma-separated algorithm names (see --list)")
-    p.add_argument("--tasks", default="metaworld/drawer-open",
-                   help="comma-separated task names or suites: all, metaworld, kitchen")
+    p.add_argument(
+        "--tasks",
+        default="metaworld/drawer-open",
+        help="comma-separated task names or suites: all, metaworld, kitchen",
+    )
     p.add_argument("--seeds", default="0", help="comma-separated distinct non-negative integers")
-    p.add_argument("--profile", default="paper",
-                   help=f"one of {', '.join(PROFILES)}: paper = the paper's sizes and schedule (a GPU run; "
-                        f"hours per run), cpu = small nets and few steps (minutes), smoke = seconds (tests)")
+    p.add_argument(
+        "--profile",
+        default="paper",
+        help=f"one of {', '.join(PROFILES)}: paper = the paper's sizes and schedule (a GPU run; "
+        f"hours per run), cpu = small nets and few steps (minutes), smoke = seconds (tests)",
+    )
     p.add_argument("--out", default="results", help="results folder; one run directory per task/algo/seed")
-    p.add_argument("--data-dir", default=None, help="datasets folder; unset: $BENCHMARK_DATA_DIR, else the checkout's datasets/")
-    p.add_argument("--dataset", default=None, help="dataset name under --data-dir instead of the task's own; "
-                                                    "NAME-<task> is used where NAME holds none (kitchen/scripted -> "
-                                                    "kitchen/scripted-mixed for kitchen/mixed) "
-                                                    "(e.g. kitchen/mixed-100ep-seed0)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto: cuda where an NVIDIA driver is found)")
-    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE_OR_FILE",
-                   help="import a module or .py file that registers algorithms (repeatable); recorded in config.json")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="datasets folder; unset: $BENCHMARK_DATA_DIR, else the checkout's datasets/",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset name under --data-dir instead of the task's own; "
+        "NAME-<task> is used where NAME holds none (kitchen/scripted -> "
+        "kitchen/scripted-mixed for kitchen/mixed) "
+        "(e.g. kitchen/mixed-100ep-seed0)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu or cuda (auto: cuda where an NVIDIA driver is found)"
+    )
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="import a module or .py file that registers algorithms (repeatable); recorded in config.json",
+    )
     p.add_argument("--list", action="store_true", help="list algorithms, tasks and profiles, then exit")
-    p.add_argument("--dry-run", action="store_true", help="print the plan (runs, updates, env steps) and exit")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress output (without a terminal, progress is a line every 30 s)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan (runs, updates, env steps) and exit"
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress output (without a terminal, progress is a line every 30 s)",
+    )
     add_live_arguments(p)
     sweeps.add_cli_arguments(p)
     return p
@@ -103,12 +140,16 @@ def paper_on_cpu_note(args, runs: list[dict]) -> None:
 
     hours = [estimate_hours(Path(args.out), r, args.profile)[0] for r in on_cpu]
     known = [h for h in hours if h is not None]
-    projected = (f"projected {sum(known):,.0f} h for {len(known)} of {len(on_cpu)} run(s) from measured rates"
-                 if known else "no measured rate yet; a paper-size world-model update takes ~10-25 s on a CPU, "
-                               "days per run")
-    print(f"note: --profile paper is the GPU profile (the paper's sizes and schedule) and this machine has no GPU: "
-          f"{projected}; --profile cpu runs the same code at laptop size (a MetaWorld run in ~15 min)",
-          file=sys.stderr)
+    projected = (
+        f"projected {sum(known):,.0f} h for {len(known)} of {len(on_cpu)} run(s) from measured rates"
+        if known
+        else "no measured rate yet; a paper-size world-model update takes ~10-25 s on a CPU, days per run"
+    )
+    print(
+        f"note: --profile paper is the GPU profile (the paper's sizes and schedule) and this machine has no GPU: "
+        f"{projected}; --profile cpu runs the same code at laptop size (a MetaWorld run in ~15 min)",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """Fixtures shared by every test: a data dir, and small datasets made once per session. Helper functions
 live in ``tests/helpers/`` (a package: ``from tests.helpers.runs import metric_rows``)."""
-import benchmark.tasks.envs  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
+
 import pytest
+
+import benchmark.tasks.envs  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
+
 
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
@@ -16,7 +19,12 @@ def drawer_open_data(tmp_path_factory):
     from benchmark.datasets.__main__ import main as datasets_cli
 
     d = tmp_path_factory.mktemp("drawer-open-data")
-    assert datasets_cli(["generate", "metaworld/drawer-open", "--episodes", "2", "--quiet", "--data-dir", str(d)]) == 0
+    assert (
+        datasets_cli(
+            ["generate", "metaworld/drawer-open", "--episodes", "2", "--quiet", "--data-dir", str(d)]
+        )
+        == 0
+    )
     return d
 
 
@@ -28,5 +36,10 @@ def kitchen_scripted_data(tmp_path_factory):
     from benchmark.datasets.__main__ import main as datasets_cli
 
     d = tmp_path_factory.mktemp("kitchen-scripted-data")
-    assert datasets_cli(["generate", "kitchen", "--episodes", "2", "--seed", "8", "--quiet", "--data-dir", str(d)]) == 0
+    assert (
+        datasets_cli(
+            ["generate", "kitchen", "--episodes", "2", "--seed", "8", "--quiet", "--data-dir", str(d)]
+        )
+        == 0
+    )
     return d

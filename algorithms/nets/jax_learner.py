@@ -5,6 +5,7 @@ The paper (Appendix C.4): D4PG encoder, conv channels (32, 64, 128, 256), kernel
 VALID, ReLU, on pixels / 255 with the frame stack folded into channels; then Dense(50) + LayerNorm
 + tanh; then an MLP (256, 256) with ReLU; orthogonal init with scale sqrt(2).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,11 @@ class D4PGEncoder(nn.Module):
     def __call__(self, pixels):  # (B, H, W, C) uint8
         x = pixels.astype(jnp.float32) / 255.0
         for c in self.channels:
-            x = nn.relu(nn.Conv(c, (self.kernel, self.kernel), (self.stride, self.stride), "VALID", kernel_init=init)(x))
+            x = nn.relu(
+                nn.Conv(c, (self.kernel, self.kernel), (self.stride, self.stride), "VALID", kernel_init=init)(
+                    x
+                )
+            )
         x = x.reshape(x.shape[0], -1)
         return jnp.tanh(nn.LayerNorm()(nn.Dense(self.latent, kernel_init=init)(x)))
 
@@ -101,8 +106,14 @@ class TwinQ(nn.Module):
 
     @nn.compact
     def __call__(self, latent, actions):
-        heads = nn.vmap(MLP, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None,
-                        out_axes=0, axis_size=self.num_qs)
+        heads = nn.vmap(
+            MLP,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num_qs,
+        )
         return heads(self.hidden, 1, SQRT2)(jnp.concatenate([latent, actions], -1))[..., 0]
 
 
@@ -168,7 +179,7 @@ class PixelNet(nn.Module):
 def gaussian_log_prob(x, mean, log_std):
     """log N(x; mean, diag(exp(log_std)^2)) summed over the last axis."""
     z = (x - mean) * jnp.exp(-log_std)
-    return jnp.sum(-0.5 * z ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
 
 
 def tanh_gaussian(mean, log_std, noise):
@@ -247,7 +258,9 @@ class PixelActorCriticConfig:
     latent: int = 50
     hidden: tuple[int, ...] = (256, 256)
     augment_pad: int = 4
-    cosine_decay_steps: int = 0  # 0: the task's paper-profile total updates (RunContext.schedule_updates); <0: constant
+    cosine_decay_steps: int = (
+        0  # 0: the task's paper-profile total updates (RunContext.schedule_updates); <0: constant
+    )
     last_is_terminal: str = "all"  # all / offline / none: see bootstrap_mask
 
     PROFILES = {
@@ -275,8 +288,11 @@ class JaxLearner:
         from algorithms.contract import Transitions
 
         self.config, self.context = config, context
-        self.requests = {self.request_name: Transitions(config.batch_size, framestack=config.framestack,
-                                                        filter=data_filter)}
+        self.requests = {
+            self.request_name: Transitions(
+                config.batch_size, framestack=config.framestack, filter=data_filter
+            )
+        }
         self.act_stack = config.framestack
         H, W, C = context.obs_shape
         self.example_obs = jnp.zeros((1, H, W, C * config.framestack), jnp.uint8)  # one folded stack
@@ -344,7 +360,9 @@ def init_params(net: nn.Module, seed, *example_inputs):
         name = getattr(path[-1], "key", str(path[-1]))
         if name == "kernel":
             if len(leaf.shape) == 3:  # vmapped Dense (TwinQ): one orthogonal matrix per head
-                return jnp.asarray(np.stack([_orthogonal(rng, leaf.shape[1:], SQRT2) for _ in range(leaf.shape[0])]))
+                return jnp.asarray(
+                    np.stack([_orthogonal(rng, leaf.shape[1:], SQRT2) for _ in range(leaf.shape[0])])
+                )
             return jnp.asarray(_orthogonal(rng, leaf.shape, SQRT2))
         if name == "scale":
             return jnp.ones(leaf.shape, leaf.dtype)

@@ -9,6 +9,7 @@ target min, soft targets tau = 5e-3 every step; the CQL term of ``alpha``: log-s
 uniform actions plus the policy's action at every batch state, minus Q of the real part;
 ``_generate_latent_data``: the ``penalty_type`` options ``log_prob`` (the default), ``max_var``, ``mean``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,7 +43,13 @@ class LatentBuffer:
         if capacity < 1:
             raise ValueError(f"buffer {name}: capacity must be >= 1, got {capacity}")
         self.name, self.capacity = name, capacity
-        shapes = {"obs": (feat_dim,), "action": (action_dim,), "reward": (), "next_obs": (feat_dim,), "discount": ()}
+        shapes = {
+            "obs": (feat_dim,),
+            "action": (action_dim,),
+            "reward": (),
+            "next_obs": (feat_dim,),
+            "discount": (),
+        }
         self.data = {k: np.zeros((capacity, *s), np.float32) for k, s in shapes.items()}
         self.total = 0  # rows ever added
         self.saved = 0  # rows written to disk (rows below it are in some chunk file, or evicted)
@@ -59,7 +66,7 @@ class LatentBuffer:
         keep = min(n, self.capacity)  # more rows than the ring holds: only the last ones survive
         pos = (start + n - keep + np.arange(keep)) % self.capacity
         for k in FIELDS:
-            self.data[k][pos] = np.asarray(rows[k], np.float32)[n - keep:]
+            self.data[k][pos] = np.asarray(rows[k], np.float32)[n - keep :]
         self.total += n
         return start, self.total
 
@@ -69,7 +76,9 @@ class LatentBuffer:
     def rows(self, start: int, end: int) -> dict:
         """Rows [start, end) by absolute index (they must not be evicted)."""
         if not (self.live(start) and self.live(end - 1)):
-            raise IndexError(f"buffer {self.name}: rows [{start}, {end}) are not all stored (total {self.total})")
+            raise IndexError(
+                f"buffer {self.name}: rows [{start}, {end}) are not all stored (total {self.total})"
+            )
         pos = np.arange(start, end) % self.capacity
         return {k: v[pos] for k, v in self.data.items()}
 
@@ -121,7 +130,7 @@ class LatentBuffer:
             with np.load(f) as z:
                 rows = {k: z[k] for k in FIELDS}
             if e > committed:  # straddles the committed count: keep the committed part only
-                rows = {k: v[:committed - s] for k, v in rows.items()}
+                rows = {k: v[: committed - s] for k, v in rows.items()}
                 e = committed
                 np.savez(f.with_suffix(".tmp.npz"), **rows)
                 f.with_suffix(".tmp.npz").replace(f.with_name(f"{self.name}-{s:012d}-{e:012d}.npz"))
@@ -129,18 +138,23 @@ class LatentBuffer:
             lo = max(s, have)
             pos = np.arange(lo, e) % self.capacity
             for k in FIELDS:
-                self.data[k][pos] = rows[k][lo - s:]
+                self.data[k][pos] = rows[k][lo - s :]
             if lo > have and self.total < lo:
-                raise RuntimeError(f"buffer {self.name}: rows [{self.total}, {lo}) are missing in {directory}")
+                raise RuntimeError(
+                    f"buffer {self.name}: rows [{self.total}, {lo}) are missing in {directory}"
+                )
             self.total = e
         if self.total != committed:
-            raise RuntimeError(f"buffer {self.name}: the checkpoint committed {committed} rows, "
-                               f"{directory} holds {self.total}")
+            raise RuntimeError(
+                f"buffer {self.name}: the checkpoint committed {committed} rows, "
+                f"{directory} holds {self.total}"
+            )
         self.saved = committed
 
 
-def mixed_batch(real: LatentBuffer, model: LatentBuffer, batch: int, real_fraction: float,
-                generator: torch.Generator) -> dict:
+def mixed_batch(
+    real: LatentBuffer, model: LatentBuffer, batch: int, real_fraction: float, generator: torch.Generator
+) -> dict:
     """A batch of ``batch`` rows: the first round(batch * real_fraction) from ``real``, the rest from
     ``model`` (LOMPO's ``sample``: real part first), plus ``is_real`` (bool)."""
     n_real = int(round(batch * real_fraction)) if len(model) else batch
@@ -156,7 +170,9 @@ def mixed_batch(real: LatentBuffer, model: LatentBuffer, batch: int, real_fracti
 # LOMPO's disagreement penalties (``penalty_type``)
 
 
-def disagreement(kind: str, means: torch.Tensor, stds: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+def disagreement(
+    kind: str, means: torch.Tensor, stds: torch.Tensor, z: torch.Tensor | None = None
+) -> torch.Tensor:
     """u over an ensemble of Gaussian next-latent predictions: means, stds (M, N, Z); z (N, Z) the
     sampled next latent. Returns (N,).
 
@@ -204,7 +220,7 @@ class TanhGaussianActor(nn.Module):
         u = mu + log_std.exp() * eps
         a = torch.tanh(u)
         # log pi(a) = log N(u) - sum log(1 - tanh(u)^2), the latter as 2 (log 2 - u - softplus(-2u))
-        logp = (-0.5 * eps ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        logp = (-0.5 * eps**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         logp = logp - (2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))).sum(-1)
         return a, logp
 
@@ -217,7 +233,9 @@ class DeterministicActor(nn.Module):
         super().__init__()
         self.net = mlp(feat_dim, tuple(layers), action_dim, act)
 
-    def forward(self, feat: torch.Tensor, generator: torch.Generator | None = None, deterministic: bool = True):
+    def forward(
+        self, feat: torch.Tensor, generator: torch.Generator | None = None, deterministic: bool = True
+    ):
         a = torch.tanh(self.net(feat))
         return a, torch.zeros(a.shape[:-1], device=a.device)
 
@@ -243,7 +261,9 @@ class LatentSAC(nn.Module):
         self.deterministic = cfg.actor == "deterministic"
         actor_cls = DeterministicActor if self.deterministic else TanhGaussianActor
         self.actor = actor_cls(feat_dim, action_dim, cfg.actor_mlp, cfg.act)
-        self.q = nn.ModuleList([mlp(feat_dim + action_dim, tuple(cfg.critic_mlp), 1, cfg.act) for _ in range(2)])
+        self.q = nn.ModuleList(
+            [mlp(feat_dim + action_dim, tuple(cfg.critic_mlp), 1, cfg.act) for _ in range(2)]
+        )
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
         self.target_entropy = -float(action_dim) if cfg.target_entropy is None else cfg.target_entropy
@@ -266,7 +286,9 @@ class LatentSAC(nn.Module):
         x = torch.cat([feat, action], -1)
         return torch.stack([q(x).squeeze(-1) for q in nets])  # (2, ...)
 
-    def update(self, b: dict, generator: torch.Generator, cql_alpha: float = 0.0, cql_samples: int = 16) -> dict:
+    def update(
+        self, b: dict, generator: torch.Generator, cql_alpha: float = 0.0, cql_samples: int = 16
+    ) -> dict:
         cfg = self.cfg
         obs, act, rew, nxt, disc = b["obs"], b["action"], b["reward"], b["next_obs"], b["discount"]
         alpha = torch.zeros((), device=obs.device) if self.deterministic else self.log_alpha.exp().detach()
@@ -279,7 +301,9 @@ class LatentSAC(nn.Module):
         metrics = {}
         if cql_alpha:
             N = obs.shape[0]
-            uniform = torch.rand((cql_samples, N, self.action_dim), generator=generator, device=obs.device) * 2 - 1
+            uniform = (
+                torch.rand((cql_samples, N, self.action_dim), generator=generator, device=obs.device) * 2 - 1
+            )
             with torch.no_grad():
                 a_pi, _ = self.actor(obs, generator)
             actions = torch.cat([uniform, a_pi[None]])  # (J, N, A)
@@ -303,16 +327,26 @@ class LatentSAC(nn.Module):
         with torch.no_grad():
             for p, pt in zip(self.q.parameters(), self.q_target.parameters()):
                 pt.lerp_(p, cfg.tau)
-        metrics.update({"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
-                        "q_value": q.mean().detach(), "q_target": y.mean().detach(), "critic_grad_norm": critic_norm,
-                        "actor_grad_norm": actor_norm})
+        metrics.update(
+            {
+                "critic_loss": critic_loss.detach(),
+                "actor_loss": actor_loss.detach(),
+                "q_value": q.mean().detach(),
+                "q_target": y.mean().detach(),
+                "critic_grad_norm": critic_norm,
+                "actor_grad_norm": actor_norm,
+            }
+        )
         if not self.deterministic:
             metrics.update({"temperature": alpha, "actor_entropy": -logp.mean().detach()})
         return metrics
 
     def opt_state(self) -> dict:
-        return {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict(),
-                "alpha": self.alpha_opt.state_dict()}
+        return {
+            "actor": self.actor_opt.state_dict(),
+            "critic": self.critic_opt.state_dict(),
+            "alpha": self.alpha_opt.state_dict(),
+        }
 
     def load_opt_state(self, d: dict) -> None:
         self.actor_opt.load_state_dict(d["actor"])

@@ -5,6 +5,7 @@ Keras default initialisation (Glorot-uniform weights, zero biases); ELU MLPs; Ad
 gradients clipped to global norm 100 and weight decay applied as ``w <- (1 - wd) w`` each step;
 the actor's truncated normal on [-1, 1] with mean tanh(mu) and std 2 sigmoid(s / 2) + min_std.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -82,7 +83,9 @@ def frozen(*modules: nn.Module):
             p.requires_grad_(True)
 
 
-def lambda_return(reward: torch.Tensor, value: torch.Tensor, discount: torch.Tensor, lam: float) -> torch.Tensor:
+def lambda_return(
+    reward: torch.Tensor, value: torch.Tensor, discount: torch.Tensor, lam: float
+) -> torch.Tensor:
     """TD(lambda) targets along an imagined trajectory (time first).
 
     reward (H, N): r_{t+1}, the reward into state t+1;  value (H+1, N): v(s_0) .. v(s_H);
@@ -92,8 +95,10 @@ def lambda_return(reward: torch.Tensor, value: torch.Tensor, discount: torch.Ten
     """
     H = reward.shape[0]
     if value.shape[0] != H + 1 or discount.shape[0] != H:
-        raise ValueError(f"lambda_return: reward {tuple(reward.shape)}, value {tuple(value.shape)}, "
-                         f"discount {tuple(discount.shape)}: value needs H+1 entries, discount H")
+        raise ValueError(
+            f"lambda_return: reward {tuple(reward.shape)}, value {tuple(value.shape)}, "
+            f"discount {tuple(discount.shape)}: value needs H+1 entries, discount H"
+        )
     out = []
     last = value[-1]
     for t in reversed(range(H)):
@@ -134,21 +139,32 @@ class TruncatedNormal:
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         z = (x - self.mean) / self.std
-        return (-0.5 * z ** 2 - 0.5 * math.log(2 * math.pi) - torch.log(self.std) - torch.log(self.Z)).sum(-1)
+        return (-0.5 * z**2 - 0.5 * math.log(2 * math.pi) - torch.log(self.std) - torch.log(self.Z)).sum(-1)
 
     def entropy(self) -> torch.Tensor:
         """log(sqrt(2 pi e) std Z) + (a phi(a) - b phi(b)) / (2 Z), summed over action dimensions."""
-        phi = lambda v: torch.exp(-0.5 * v ** 2) / math.sqrt(2 * math.pi)  # noqa: E731
-        ent = (0.5 * math.log(2 * math.pi * math.e) + torch.log(self.std) + torch.log(self.Z)
-               + (self.a * phi(self.a) - self.b * phi(self.b)) / (2 * self.Z))
+        phi = lambda v: torch.exp(-0.5 * v**2) / math.sqrt(2 * math.pi)  # noqa: E731
+        ent = (
+            0.5 * math.log(2 * math.pi * math.e)
+            + torch.log(self.std)
+            + torch.log(self.Z)
+            + (self.a * phi(self.a) - self.b * phi(self.b)) / (2 * self.Z)
+        )
         return ent.sum(-1)
 
 
 class Actor(nn.Module):
     """DreamerV2's continuous actor: MLP -> (mu, s); TruncatedNormal(tanh(mu), 2 sigmoid((s + init) / 2) + min_std)."""
 
-    def __init__(self, feat_dim: int, action_dim: int, layers: tuple[int, ...], act: str = "elu",
-                 min_std: float = 0.1, init_std: float = 0.0):
+    def __init__(
+        self,
+        feat_dim: int,
+        action_dim: int,
+        layers: tuple[int, ...],
+        act: str = "elu",
+        min_std: float = 0.1,
+        init_std: float = 0.0,
+    ):
         super().__init__()
         self.net = mlp(feat_dim, layers, 2 * action_dim, act)
         self.min_std, self.init_std = min_std, init_std
@@ -173,8 +189,10 @@ def to_cpu(tree):
 def save_parts(parts: dict) -> dict:
     """A checkpoint's ``{key: state}`` of named parts: modules and optimisers (their ``state_dict``) and
     torch generators (their ``get_state``), in ``parts``' order; tensors stay where they are."""
-    return {key: part.get_state() if isinstance(part, torch.Generator) else part.state_dict()
-            for key, part in parts.items()}
+    return {
+        key: part.get_state() if isinstance(part, torch.Generator) else part.state_dict()
+        for key, part in parts.items()
+    }
 
 
 def load_parts(parts: dict, state: dict) -> None:
@@ -219,4 +237,3 @@ def batch_to_device(batch: dict, device: torch.device, keys=None) -> dict:
             t = t.pin_memory().to(device, non_blocking=True)
         out[k] = t
     return out
-

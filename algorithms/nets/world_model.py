@@ -23,6 +23,7 @@ State: a dict of tensors {"deter" (.., D), "stoch" (.., Z), "stats" (.., P)}, Z 
 stoch), P = stoch*classes logits (or 2*stoch: mean, raw std). Features for heads: [stoch, deter].
 Every random draw takes a ``torch.Generator`` (the agent owns it: exact resume).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,7 +50,9 @@ class WorldModelConfig:
     stoch: int = 32  # latent variables
     classes: int = 32  # classes per latent; 0 = Gaussian latents (LOMPO/COMBO)
     ensemble: int = 1  # prior heads M (MOTO: 7)
-    prior_action: bool = False  # the prior heads also see the action into the state (p^i(z_t | h_t, a_{t-1})),
+    prior_action: bool = (
+        False  # the prior heads also see the action into the state (p^i(z_t | h_t, a_{t-1})),
+    )
     # so that members trained on the data's actions can disagree on others (the lineage's heads see h_t only)
     unimix: float = 0.01  # uniform mix of the categorical probabilities
     min_std: float = 0.1  # Gaussian latents: std floor
@@ -174,8 +177,10 @@ class Decoder(nn.Module):
             out = self.deconv(torch.zeros(1, dec_in, 1, 1)).shape[1:]
         H, W, C = self.obs_shape
         if tuple(out) != (C, H, W):
-            raise ValueError(f"decoder: transposed convs {tuple(channels)} with kernels {tuple(kernels)} give "
-                             f"{tuple(out)} images, the data has (C, H, W) = {(C, H, W)}")
+            raise ValueError(
+                f"decoder: transposed convs {tuple(channels)} with kernels {tuple(kernels)} give "
+                f"{tuple(out)} images, the data has (C, H, W) = {(C, H, W)}"
+            )
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         lead = feat.shape[:-1]
@@ -194,8 +199,9 @@ class Decoder(nn.Module):
 # Latent distributions
 
 
-def kl_balanced(post: torch.Tensor, prior: torch.Tensor, rssm: "RSSM", balance: float = 0.8,
-                free: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def kl_balanced(
+    post: torch.Tensor, prior: torch.Tensor, rssm: "RSSM", balance: float = 0.8, free: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """KL balancing (DreamerV2, Eq. 2 and ``kl_loss`` with free_avg):
         loss = balance max(mean KL(sg(q) || p), free) + (1 - balance) max(mean KL(q || sg(p)), free).
     Returns (loss, KL(q || p) per element, detached)."""
@@ -230,7 +236,9 @@ class RSSM(nn.Module):
         self.gru = LayerNormGRU(cfg.hidden, cfg.deter)
         nn.init.xavier_uniform_(self.gru.linear.weight)
         nn.init.zeros_(self.gru.linear.bias)
-        self.prior_hidden = EnsembleLinear(cfg.ensemble, cfg.deter + (action_dim if cfg.prior_action else 0), cfg.hidden)
+        self.prior_hidden = EnsembleLinear(
+            cfg.ensemble, cfg.deter + (action_dim if cfg.prior_action else 0), cfg.hidden
+        )
         self.prior_out = EnsembleLinear(cfg.ensemble, cfg.hidden, self.stats_dim)
         self.post_net = mlp(cfg.deter + embed_dim, (cfg.hidden,), self.stats_dim, cfg.act)
         self.act_fn = activation(cfg.act)
@@ -248,7 +256,9 @@ class RSSM(nn.Module):
         mean, raw = stats.float().chunk(2, -1)
         return mean, 2.0 * torch.sigmoid(raw / 2.0) + self.cfg.min_std
 
-    def sample(self, stats: torch.Tensor, generator: torch.Generator | None, sample: bool = True) -> torch.Tensor:
+    def sample(
+        self, stats: torch.Tensor, generator: torch.Generator | None, sample: bool = True
+    ) -> torch.Tensor:
         """A latent (..., Z) from ``stats``: straight-through one-hot samples (discrete) or
         reparameterised Gaussian samples; ``sample=False`` gives the mode (argmax / mean)."""
         if self.discrete:
@@ -274,7 +284,7 @@ class RSSM(nn.Module):
             return (lq.exp() * (lq - lp)).sum((-2, -1))
         mq, sq = self.mean_std(post)
         mp, sp = self.mean_std(prior)
-        return (torch.log(sp / sq) + (sq ** 2 + (mq - mp) ** 2) / (2 * sp ** 2) - 0.5).sum(-1)
+        return (torch.log(sp / sq) + (sq**2 + (mq - mp) ** 2) / (2 * sp**2) - 0.5).sum(-1)
 
     def entropy(self, stats: torch.Tensor) -> torch.Tensor:
         if self.discrete:
@@ -317,8 +327,9 @@ class RSSM(nn.Module):
             return self.prior_out(self.act_fn(self.prior_hidden(deter[None], idx)), idx)[0]
         return self.prior_out(self.act_fn(self.prior_hidden(deter, member)), member)
 
-    def disagreement(self, stats_all: torch.Tensor, measure: str = "logits",
-                     stoch: torch.Tensor | None = None) -> torch.Tensor:
+    def disagreement(
+        self, stats_all: torch.Tensor, measure: str = "logits", stoch: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Ensemble disagreement about the next latent (MOTO Eq. 2 leaves the reduction open): stats_all
         (M, ..., P) every member's prior statistics -> (...). Population std over members throughout.
 
@@ -335,7 +346,9 @@ class RSSM(nn.Module):
                          means) (conglu1997/v-d4rl Offline DV2's ``meandis``)
         """
         if measure not in UNCERTAINTY_MEASURES:
-            raise ValueError(f"unknown uncertainty measure {measure!r}; choose one of {', '.join(UNCERTAINTY_MEASURES)}")
+            raise ValueError(
+                f"unknown uncertainty measure {measure!r}; choose one of {', '.join(UNCERTAINTY_MEASURES)}"
+            )
         if not self.discrete:
             mean, std = self.mean_std(stats_all)
             if measure == "logits":
@@ -344,8 +357,10 @@ class RSSM(nn.Module):
                 return gaussian_log_prob(mean, std, self._needs(stoch).float()[None]).std(0, unbiased=False)
             if measure == "meandis":
                 return (mean - mean.mean(0, keepdim=True)).norm(dim=-1).mean(0)
-            raise ValueError(f"uncertainty measure {measure!r} is for categorical latents; Gaussian latents "
-                             f"take logits (the means), sample_log_prob or meandis")
+            raise ValueError(
+                f"uncertainty measure {measure!r} is for categorical latents; Gaussian latents "
+                f"take logits (the means), sample_log_prob or meandis"
+            )
         if measure == "logits":
             return stats_all.float().std(0, unbiased=False).mean(-1)
         logp = self.log_probs(stats_all)  # (M, ..., S, K)
@@ -366,8 +381,15 @@ class RSSM(nn.Module):
         return stoch
 
     # -- steps --------------------------------------------------------------------------------------
-    def img_step(self, state: dict, action: torch.Tensor, generator: torch.Generator | None = None,
-                 member=None, sample: bool = True, return_ensemble: bool = False):
+    def img_step(
+        self,
+        state: dict,
+        action: torch.Tensor,
+        generator: torch.Generator | None = None,
+        member=None,
+        sample: bool = True,
+        return_ensemble: bool = False,
+    ):
         """One prior step s_{t-1}, a_{t-1} -> s_t. ``member``: None draws one uniformly for this step
         (DreamerV2), an int fixes it, a (N,) long tensor picks one per sample. With
         ``return_ensemble`` every member's statistics are computed (one bmm) and returned too:
@@ -390,24 +412,43 @@ class RSSM(nn.Module):
         out = {"deter": deter, "stoch": self.sample(stats, generator, sample), "stats": stats}
         return (out, stats_all) if return_ensemble else out
 
-    def obs_step(self, prev_state: dict, prev_action: torch.Tensor, embed: torch.Tensor,
-                 is_first: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True) -> dict:
+    def obs_step(
+        self,
+        prev_state: dict,
+        prev_action: torch.Tensor,
+        embed: torch.Tensor,
+        is_first: torch.Tensor,
+        generator: torch.Generator | None = None,
+        sample: bool = True,
+    ) -> dict:
         """One posterior step. Where ``is_first``, the previous state and action are zeroed (the initial
         state): the recurrent state resets at episode starts."""
         keep = (~is_first.bool()).to(prev_state["deter"].dtype)[:, None]
-        deter = self.gru(self.img_in(torch.cat([prev_state["stoch"] * keep, prev_action * keep], -1)),
-                         prev_state["deter"] * keep)
+        deter = self.gru(
+            self.img_in(torch.cat([prev_state["stoch"] * keep, prev_action * keep], -1)),
+            prev_state["deter"] * keep,
+        )
         stats = self.post_net(torch.cat([deter, embed.to(deter.dtype)], -1))
         return {"deter": deter, "stoch": self.sample(stats, generator, sample), "stats": stats}
 
-    def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, state: dict | None = None,
-                generator: torch.Generator | None = None, sample: bool = True, members: torch.Tensor | None = None):
+    def observe(
+        self,
+        embed: torch.Tensor,
+        action: torch.Tensor,
+        is_first: torch.Tensor,
+        state: dict | None = None,
+        generator: torch.Generator | None = None,
+        sample: bool = True,
+        members: torch.Tensor | None = None,
+    ):
         """Filter a batch of sequences. embed (B, L, E); action (B, L, A), the action *into* each frame;
         is_first (B, L); without ``state`` the first frame is a start (is_first taken as set there). Returns (post, prior_stats): post a state dict of (B, L, ...) tensors, and the
         prior statistics (B, L, P) of member ``members[t]`` at step t (drawn uniformly per time step
         when not given), computed after the scan for all steps at once (one batched matmul)."""
         B, L = embed.shape[:2]
-        if state is None:  # a window with no carried state starts afresh at its first frame (DreamerV2's replay
+        if (
+            state is None
+        ):  # a window with no carried state starts afresh at its first frame (DreamerV2's replay
             # marks is_first there): zero state *and* zero previous action, even where the window starts mid-episode
             state = self.initial(B, embed.device, embed.dtype if embed.is_floating_point() else torch.float32)
             is_first = is_first.clone()
@@ -428,8 +469,15 @@ class RSSM(nn.Module):
             prior = prior[members.to(embed.device), :, torch.arange(L, device=embed.device)]  # (L, B, P)
         return post, prior.unflatten(0, (B, L)) if self.members == 1 else prior.transpose(0, 1)
 
-    def imagine(self, policy, start: dict, horizon: int, generator: torch.Generator | None = None,
-                member=None, return_ensemble: bool = False) -> dict:
+    def imagine(
+        self,
+        policy,
+        start: dict,
+        horizon: int,
+        generator: torch.Generator | None = None,
+        member=None,
+        return_ensemble: bool = False,
+    ) -> dict:
         """Roll ``policy(feat) -> action`` for ``horizon`` steps from ``start`` (a state dict of (N, ...)).
         The policy sees detached features (DreamerV2); actions and states keep their gradients
         (dynamics backpropagation). Returns time-first tensors: feat, deter, stoch, stats (H+1, N, ..),
@@ -437,8 +485,14 @@ class RSSM(nn.Module):
         ``return_ensemble`` "ensemble" (M, H, N, P): every member's statistics at steps 1..H."""
         state = start
         seq = {k: [v] for k, v in start.items()}
-        seq["action"] = [torch.zeros(start["deter"].shape[0], self.action_dim, device=start["deter"].device,
-                                     dtype=start["deter"].dtype)]
+        seq["action"] = [
+            torch.zeros(
+                start["deter"].shape[0],
+                self.action_dim,
+                device=start["deter"].device,
+                dtype=start["deter"].dtype,
+            )
+        ]
         ens = []
         for _ in range(horizon):
             action = policy(self.feat(state).detach())
@@ -470,7 +524,9 @@ class WorldModel(nn.Module):
         self.encoder = Encoder(obs_shape, cfg.enc_channels, cfg.enc_kernels, cfg.enc_mlp, cfg.act)
         self.rssm = RSSM(cfg, self.encoder.out_dim, action_dim)
         F_ = self.rssm.feat_dim
-        self.decoder = Decoder(F_, obs_shape, cfg.dec_mlp, cfg.dec_in, cfg.dec_channels, cfg.dec_kernels, cfg.act)
+        self.decoder = Decoder(
+            F_, obs_shape, cfg.dec_mlp, cfg.dec_in, cfg.dec_channels, cfg.dec_kernels, cfg.act
+        )
         self.reward = mlp(F_, tuple(cfg.reward_mlp), 1, cfg.act)
         self.discount = mlp(F_, tuple(cfg.discount_mlp), 1, cfg.act) if cfg.pred_discount else None
         self._fast: dict = {}  # compiled callables (kept out of the module tree and the state dict)
@@ -492,7 +548,9 @@ class WorldModel(nn.Module):
     def encode(self, image):
         return self._fast.get("encoder", self.encoder)(image)
 
-    def observe_step(self, obs, state, device, generator: torch.Generator | None = None, sample: bool = True) -> dict:
+    def observe_step(
+        self, obs, state, device, generator: torch.Generator | None = None, sample: bool = True
+    ) -> dict:
         """The posterior after the newest frame of an agent's observation ``obs`` ((k, H, W, C) uint8), from
         ``state`` = (latent, previous action), or None at an episode's start (the initial state)."""
         image = torch.as_tensor(np.ascontiguousarray(obs[-1:])).to(device)
@@ -501,8 +559,9 @@ class WorldModel(nn.Module):
             latent, prev_action = self.rssm.initial(1, device), torch.zeros(1, self.action_dim, device=device)
         else:
             latent, prev_action = state
-        return self.rssm.obs_step(latent, prev_action, self.encode(image), torch.tensor([first], device=device),
-                                  generator, sample)
+        return self.rssm.obs_step(
+            latent, prev_action, self.encode(image), torch.tensor([first], device=device), generator, sample
+        )
 
     def decode(self, feat):
         return self._fast.get("decoder", self.decoder)(feat)
@@ -516,14 +575,17 @@ class WorldModel(nn.Module):
             return torch.ones(feat.shape[:-1], device=feat.device)
         return torch.sigmoid(self.discount(feat).squeeze(-1).float())
 
-    def loss(self, batch: dict, generator: torch.Generator | None = None, members: torch.Tensor | None = None):
+    def loss(
+        self, batch: dict, generator: torch.Generator | None = None, members: torch.Tensor | None = None
+    ):
         """The ELBO of a sequence batch (tensors: image (B, L, H, W, C) uint8, action, reward, is_first,
         is_terminal). Returns (loss, metrics (detached), post states (B, L, ...))."""
         cfg = self.cfg
         image = batch["image"]
         embed = self.encode(image)
-        post, prior = self.rssm.observe(embed, batch["action"].float(), batch["is_first"], generator=generator,
-                                        members=members)
+        post, prior = self.rssm.observe(
+            embed, batch["action"].float(), batch["is_first"], generator=generator, members=members
+        )
         feat = self.rssm.feat(post)
         recon = self.decode(feat).float()
         target = image.float() / 255.0 - 0.5
@@ -531,8 +593,12 @@ class WorldModel(nn.Module):
         reward_loss = 0.5 * ((self.predict_reward(feat) - batch["reward"].float()) ** 2).mean()
         kl_loss, kl_value = kl_balanced(post["stats"], prior, self.rssm, cfg.kl_balance, cfg.free_nats)
         loss = image_loss + reward_loss + cfg.kl_scale * kl_loss
-        metrics = {"image_loss": image_loss.detach(), "reward_loss": reward_loss.detach(),
-                   "kl_loss": kl_loss.detach(), "model_kl": kl_value.mean()}
+        metrics = {
+            "image_loss": image_loss.detach(),
+            "reward_loss": reward_loss.detach(),
+            "kl_loss": kl_loss.detach(),
+            "model_kl": kl_value.mean(),
+        }
         if self.discount is not None:
             cont = 1.0 - batch["is_terminal"].float()
             disc_loss = F.binary_cross_entropy_with_logits(self.discount(feat).squeeze(-1).float(), cont)

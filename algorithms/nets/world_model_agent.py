@@ -15,6 +15,7 @@ A subclass then sets ``requests`` and its own state.
 Checkpoints: ``state_dict()`` holds the parts of ``_parts()`` (modules, optimisers, generators under
 their keys), ``updates`` and whatever ``_extra_state()`` adds; ``load_state_dict`` loads the same.
 """
+
 from __future__ import annotations
 
 import torch

@@ -8,6 +8,7 @@ from copied results. ``python -m benchmark.analysis --help`` for the CLI.
     res = load_runs("results/")          # res.metrics (tidy), res.runs (one row per run), res.problems
     analyze("results/", "analysis/")     # tables/, figures/ (PNG + PDF), gifs/, report.html, report.md
 """
+
 from benchmark.analysis.load import Results, find_run_dirs, load_runs
 from benchmark.analysis.pipeline import Analysis, Options, analyze
 

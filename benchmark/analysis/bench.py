@@ -3,6 +3,7 @@
 Writes N synthetic run directories (algorithms x tasks x seeds, each with offline rows, one online row
 per episode and an evaluation every 10 episodes), then times ``load_runs`` over them (best of 3).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,11 @@ def make_runs(root: Path, n: int, episodes: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmark.analysis.bench", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.analysis.bench",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--runs", type=int, default=1000, help="run directories to write and read")
     p.add_argument("--episodes", type=int, default=200, help="online episodes per run (one metrics row each)")
     p.add_argument("--repeat", type=int, default=3, help="timed reads; the best is printed")
@@ -44,8 +48,10 @@ def main(argv: list[str] | None = None) -> None:
             t = time.perf_counter()
             res = load_runs(root, progress=False)
             best = min(best, time.perf_counter() - t)
-        print(f"load_runs: {len(res.runs)} runs, {len(res.metrics):,} metrics rows in {best:.2f} s "
-              f"(best of {a.repeat}; {len(res.runs) / best:,.0f} runs/s, {len(res.metrics) / best:,.0f} rows/s)")
+        print(
+            f"load_runs: {len(res.runs)} runs, {len(res.metrics):,} metrics rows in {best:.2f} s "
+            f"(best of {a.repeat}; {len(res.runs) / best:,.0f} runs/s, {len(res.metrics) / best:,.0f} rows/s)"
+        )
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ model rollouts under the data's own actions, the policy's and uniform random act
     data, policy, random     float  mean u along rollouts of each action source
     policy_over_data, random_over_data  float  the ratios (1.0: the measure cannot tell them apart)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,8 +63,10 @@ def _read(path: str | Path) -> pd.DataFrame:
     df = pd.read_csv(path, on_bad_lines="skip")
     missing = [c for c in DIAGNOSTICS_COLUMNS[Path(path).name] if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; the format is "
-                         f"DIAGNOSTICS_COLUMNS in algorithms/contract.py")
+        raise ValueError(
+            f"{path}: missing column(s) {', '.join(missing)}; the format is "
+            f"DIAGNOSTICS_COLUMNS in algorithms/contract.py"
+        )
     return df
 
 
@@ -108,6 +111,16 @@ def action_uncertainty_summary(df: pd.DataFrame) -> pd.DataFrame:
             parts.append(rows[rows["grad_step"] == rows["grad_step"].max()].assign(at=at))
     if not parts:
         return pd.DataFrame()
-    cols = ["run", "measure", "selected", "at", "grad_step", "data", "policy", "random", "policy_over_data",
-            "random_over_data"]
+    cols = [
+        "run",
+        "measure",
+        "selected",
+        "at",
+        "grad_step",
+        "data",
+        "policy",
+        "random",
+        "policy_over_data",
+        "random_over_data",
+    ]
     return pd.concat(parts, ignore_index=True)[cols]

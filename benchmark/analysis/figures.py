@@ -1,4 +1,5 @@
 """Figures: one seaborn style, one colour per method across every figure, each saved as PNG and PDF."""
+
 from __future__ import annotations
 
 import math
@@ -14,20 +15,39 @@ import seaborn as sns  # noqa: E402
 from rliable import plot_utils  # noqa: E402
 
 # The paper's methods first (MOTO, its ablations, DreamerV2, the offline model-based, then model-free).
-KNOWN_ORDER = ["moto", "moto-no-unc", "moto-no-bc", "moto-no-bc-no-unc", "dreamerv2", "lompo", "combo",
-               "cql", "iql", "sac", "bc"]
+KNOWN_ORDER = [
+    "moto",
+    "moto-no-unc",
+    "moto-no-bc",
+    "moto-no-bc-no-unc",
+    "dreamerv2",
+    "lompo",
+    "combo",
+    "cql",
+    "iql",
+    "sac",
+    "bc",
+]
 
 
 def set_style() -> None:
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.1)
-    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 130, "savefig.bbox": "tight",
-                         "axes.titleweight": "bold", "legend.frameon": False})
+    plt.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 130,
+            "savefig.bbox": "tight",
+            "axes.titleweight": "bold",
+            "legend.frameon": False,
+        }
+    )
 
 
 def method_order(methods) -> list[str]:
     def key(m: str):
         base = m.split(" [")[0]
         return (KNOWN_ORDER.index(base) if base in KNOWN_ORDER else len(KNOWN_ORDER), base, m)
+
     return sorted(set(methods), key=key)
 
 
@@ -54,6 +74,7 @@ def _steps_formatter(ax) -> None:
         if abs(x) >= 1e3:
             return f"{x / 1e3:g}k"
         return f"{x:g}"
+
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(fmt))
 
 
@@ -81,14 +102,25 @@ def _draw_curve(ax, c: pd.DataFrame, color, label: str) -> None:
         ax.plot([], [], color=color, lw=1.8, label=label)
 
 
-def curves_figure(curves: pd.DataFrame, panels: list[str], colors: dict, out_dir: Path, name: str,
-                  title: str, panel_col: str = "task", line_col: str = "method", ncols: int = 5,
-                  xlabel: str = "environment steps") -> Path:
+def curves_figure(
+    curves: pd.DataFrame,
+    panels: list[str],
+    colors: dict,
+    out_dir: Path,
+    name: str,
+    title: str,
+    panel_col: str = "task",
+    line_col: str = "method",
+    ncols: int = 5,
+    xlabel: str = "environment steps",
+) -> Path:
     """One panel per value of ``panel_col``, one line per value of ``line_col``."""
     fig, axes = _grid(len(panels), ncols)
     for ax, p in zip(axes, panels):
         sub = curves[curves[panel_col] == p]
-        for line in method_order(sub[line_col].unique()) if line_col == "method" else sorted(sub[line_col].unique()):
+        for line in (
+            method_order(sub[line_col].unique()) if line_col == "method" else sorted(sub[line_col].unique())
+        ):
             _draw_curve(ax, sub[sub[line_col] == line], colors.get(line, "k"), str(line))
         ax.set_title(str(p).split("/")[-1] if panel_col == "task" else str(p))
         ax.set_ylim(-0.03, 1.03)
@@ -96,48 +128,83 @@ def curves_figure(curves: pd.DataFrame, panels: list[str], colors: dict, out_dir
         _steps_formatter(ax)
     for ax in list(axes)[:: max(1, min(ncols, len(panels)))]:
         ax.set_ylabel("success rate")
-    handles, labels = {}, {}
+    handles = {}
     for ax in axes:
-        for h, l in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(l, h)
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.legend(list(handles.values()), list(handles.keys()), loc="upper center",
-               ncol=min(6, max(1, len(handles))), bbox_to_anchor=(0.5, 0.0))
+    fig.legend(
+        list(handles.values()),
+        list(handles.keys()),
+        loc="upper center",
+        ncol=min(6, max(1, len(handles))),
+        bbox_to_anchor=(0.5, 0.0),
+    )
     return save(fig, out_dir, name)
 
 
 def aggregates_figure(table: pd.DataFrame, colors: dict, out_dir: Path, name: str, title: str) -> Path:
     methods = method_order(table["method"].unique())
     metrics = list(dict.fromkeys(table["metric"]))
-    pe = {m: np.array([table[(table.method == m) & (table.metric == k)]["value"].iloc[0] for k in metrics])
-          for m in methods}
-    ie = {m: np.array([[table[(table.method == m) & (table.metric == k)][b].iloc[0] for k in metrics]
-                       for b in ("lo", "hi")]) for m in methods}
-    fig, axes = plot_utils.plot_interval_estimates(pe, ie, metric_names=metrics, algorithms=methods,
-                                                   colors=colors, xlabel="final success rate",
-                                                   subfigure_width=3.2, row_height=max(0.45, 2.0 / len(methods)),
-                                                   xlabel_y_coordinate=-0.25, labelsize="large",
-                                                   ticklabelsize="medium")
+    pe = {
+        m: np.array([table[(table.method == m) & (table.metric == k)]["value"].iloc[0] for k in metrics])
+        for m in methods
+    }
+    ie = {
+        m: np.array(
+            [
+                [table[(table.method == m) & (table.metric == k)][b].iloc[0] for k in metrics]
+                for b in ("lo", "hi")
+            ]
+        )
+        for m in methods
+    }
+    fig, axes = plot_utils.plot_interval_estimates(
+        pe,
+        ie,
+        metric_names=metrics,
+        algorithms=methods,
+        colors=colors,
+        xlabel="final success rate",
+        subfigure_width=3.2,
+        row_height=max(0.45, 2.0 / len(methods)),
+        xlabel_y_coordinate=-0.25,
+        labelsize="large",
+        ticklabelsize="medium",
+    )
     for ax in np.atleast_1d(axes):
         ax.set_xlim(-0.02, 1.02)
-        ax.set_xticks([0, 0.5, 1.0], ["0", "0.5", "1"])  # short labels: neighbouring panels' ends don't collide
+        ax.set_xticks(
+            [0, 0.5, 1.0], ["0", "0.5", "1"]
+        )  # short labels: neighbouring panels' ends don't collide
     fig.subplots_adjust(wspace=0.25)
     fig.suptitle(title, y=1.12)
     return save(fig, out_dir, name)
 
 
-def profiles_figure(profiles: dict, cis: dict, taus: np.ndarray, colors: dict, out_dir: Path, name: str,
-                    title: str) -> Path:
+def profiles_figure(
+    profiles: dict, cis: dict, taus: np.ndarray, colors: dict, out_dir: Path, name: str, title: str
+) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     order = method_order(profiles)
-    plot_utils.plot_performance_profiles({m: profiles[m] for m in order}, taus,
-                                         performance_profile_cis={m: cis[m] for m in order},
-                                         colors=colors, ax=ax, xlabel=r"final success rate ($\tau$)",
-                                         ylabel=r"fraction of runs with success $> \tau$",
-                                         labelsize="medium", ticklabelsize="small")
-    ax.legend([matplotlib.lines.Line2D([0], [0], color=colors[m], lw=2) for m in order], order,
-              loc="upper right", fontsize="small")
+    plot_utils.plot_performance_profiles(
+        {m: profiles[m] for m in order},
+        taus,
+        performance_profile_cis={m: cis[m] for m in order},
+        colors=colors,
+        ax=ax,
+        xlabel=r"final success rate ($\tau$)",
+        ylabel=r"fraction of runs with success $> \tau$",
+        labelsize="medium",
+        ticklabelsize="small",
+    )
+    ax.legend(
+        [matplotlib.lines.Line2D([0], [0], color=colors[m], lw=2) for m in order],
+        order,
+        loc="upper right",
+        fontsize="small",
+    )
     ax.set_title(title)
     return save(fig, out_dir, name)
 
@@ -146,23 +213,40 @@ def poi_figure(poi: pd.DataFrame, colors: dict, out_dir: Path, name: str, title:
     pe = {r.pair: np.array([r.value]) for r in poi.itertuples()}
     ie = {r.pair: np.array([[r.lo], [r.hi]]) for r in poi.itertuples()}
     fig, ax = plt.subplots(figsize=(4.5, 0.5 + 0.45 * len(pe)))
-    plot_utils.plot_probability_of_improvement(pe, ie, ax=ax, colors=[colors.get(y, "k") for y in poi["y"]],
-                                               xlabel="P(X > Y)", labelsize="medium", ticklabelsize="small",
-                                               xticks=[0, 0.25, 0.5, 0.75, 1.0])
+    plot_utils.plot_probability_of_improvement(
+        pe,
+        ie,
+        ax=ax,
+        colors=[colors.get(y, "k") for y in poi["y"]],
+        xlabel="P(X > Y)",
+        labelsize="medium",
+        ticklabelsize="small",
+        xticks=[0, 0.25, 0.5, 0.75, 1.0],
+    )
     ax.set_xlim(0, 1)
     ax.axvline(0.5, color="0.5", lw=0.8, ls=":")
     ax.set_title(title)
     return save(fig, out_dir, name)
 
 
-def sample_efficiency_figure(grid: np.ndarray, pe: dict, ie: dict, colors: dict, out_dir: Path, name: str,
-                             title: str) -> Path:
+def sample_efficiency_figure(
+    grid: np.ndarray, pe: dict, ie: dict, colors: dict, out_dir: Path, name: str, title: str
+) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.8))
     order = method_order(pe)
-    plot_utils.plot_sample_efficiency_curve(grid, {m: pe[m] for m in order}, {m: ie[m] for m in order},
-                                            algorithms=order, colors=colors, ax=ax,
-                                            xlabel="environment steps", ylabel="IQM success rate",
-                                            labelsize="medium", ticklabelsize="small", marker=".")
+    plot_utils.plot_sample_efficiency_curve(
+        grid,
+        {m: pe[m] for m in order},
+        {m: ie[m] for m in order},
+        algorithms=order,
+        colors=colors,
+        ax=ax,
+        xlabel="environment steps",
+        ylabel="IQM success rate",
+        labelsize="medium",
+        ticklabelsize="small",
+        marker=".",
+    )
     _steps_formatter(ax)
     ax.set_ylim(-0.03, 1.03)
     ax.legend(loc="upper left", fontsize="small")
@@ -170,22 +254,40 @@ def sample_efficiency_figure(grid: np.ndarray, pe: dict, ie: dict, colors: dict,
     return save(fig, out_dir, name)
 
 
-def reward_prediction_figure(df: pd.DataFrame, out_dir: Path, name: str, title: str,
-                             reference: dict | None = None) -> Path:
+def reward_prediction_figure(
+    df: pd.DataFrame, out_dir: Path, name: str, title: str, reference: dict | None = None
+) -> Path:
     """Fig. 4: left, true vs predicted reward along dataset episodes; right, predicted reward of policy rollouts."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
     data, pol = df[df["source"] == "data"], df[df["source"] == "policy"]
     reference = reference or {}
     ax = axes[0]
     if len(data):
-        long = pd.concat([data.assign(kind="predicted", reward=data["predicted_reward"]),
-                          data.assign(kind="true", reward=data["true_reward"])])
-        sns.lineplot(long, x="t", y="reward", hue="kind", style="kind", errorbar=("ci", 95), n_boot=300, seed=0,
-                     ax=ax, hue_order=["true", "predicted"], palette=["0.35", sns.color_palette()[0]])
+        long = pd.concat(
+            [
+                data.assign(kind="predicted", reward=data["predicted_reward"]),
+                data.assign(kind="true", reward=data["true_reward"]),
+            ]
+        )
+        sns.lineplot(
+            long,
+            x="t",
+            y="reward",
+            hue="kind",
+            style="kind",
+            errorbar=("ci", 95),
+            n_boot=300,
+            seed=0,
+            ax=ax,
+            hue_order=["true", "predicted"],
+            palette=["0.35", sns.color_palette()[0]],
+        )
         ctx = data["context"].dropna()
         if len(ctx):
             ax.axvline(float(ctx.median()), color="0.5", lw=0.8, ls=":")
-            ax.text(float(ctx.median()), ax.get_ylim()[1], " open loop", va="top", fontsize="small", color="0.4")
+            ax.text(
+                float(ctx.median()), ax.get_ylim()[1], " open loop", va="top", fontsize="small", color="0.4"
+            )
         fin = data.sort_values("t").groupby(["run", "episode"])["predicted_reward"].last().mean()
         ref = reference.get("mean_final_predicted_reward_data")
         ax.set_title(f"dataset episodes: final predicted {fin:.2f}" + (f" (paper {ref:g})" if ref else ""))
@@ -193,8 +295,16 @@ def reward_prediction_figure(df: pd.DataFrame, out_dir: Path, name: str, title: 
         ax.text(0.5, 0.5, "no source = data rows", ha="center", transform=ax.transAxes)
     ax = axes[1]
     if len(pol):
-        sns.lineplot(pol, x="t", y="predicted_reward", errorbar=("ci", 95), n_boot=300, seed=0, ax=ax,
-                     color=sns.color_palette()[1])
+        sns.lineplot(
+            pol,
+            x="t",
+            y="predicted_reward",
+            errorbar=("ci", 95),
+            n_boot=300,
+            seed=0,
+            ax=ax,
+            color=sns.color_palette()[1],
+        )
         fin = pol.sort_values("t").groupby(["run", "episode"])["predicted_reward"].last().mean()
         ref = reference.get("mean_final_predicted_reward_policy")
         ax.set_title(f"policy in the model: final {fin:.2f}" + (f" (paper {ref:g})" if ref else ""))
@@ -228,10 +338,21 @@ def uncertainty_figure(df: pd.DataFrame, out_dir: Path, name: str, title: str) -
     for i, (run, g) in enumerate(df.groupby("run")):
         g = g.sort_values("episodes")
         gap_n = g["performance_gap"] / max(1e-12, float(df["performance_gap"].abs().max()))
-        ax.plot(g["episodes"], g["u_norm"], color=sns.color_palette()[0], lw=1.2,
-                label="uncertainty" if i == 0 else None)
-        ax.plot(g["episodes"], gap_n, color=sns.color_palette()[3], lw=1.2, ls="--",
-                label="performance gap" if i == 0 else None)
+        ax.plot(
+            g["episodes"],
+            g["u_norm"],
+            color=sns.color_palette()[0],
+            lw=1.2,
+            label="uncertainty" if i == 0 else None,
+        )
+        ax.plot(
+            g["episodes"],
+            gap_n,
+            color=sns.color_palette()[3],
+            lw=1.2,
+            ls="--",
+            label="performance gap" if i == 0 else None,
+        )
     ax.set_xlabel("online episodes")
     ax.set_ylabel("normalised")
     ax.legend(fontsize="small")
@@ -244,10 +365,21 @@ def action_uncertainty_figure(df: pd.DataFrame, out_dir: Path, name: str, title:
     """u along rollouts of random (left) and policy (right) actions over u along the data's actions, per
     measure, against gradient steps (mean over runs; 1.0: the measure cannot tell them apart)."""
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.5), sharey=True)
-    for ax, col, label in ((axes[0], "random_over_data", "random / data"),
-                           (axes[1], "policy_over_data", "policy / data")):
-        sns.lineplot(df, x="grad_step", y=col, hue="measure", style="selected", errorbar=None, marker="o",
-                     ax=ax, style_order=[True, False])
+    for ax, col, label in (
+        (axes[0], "random_over_data", "random / data"),
+        (axes[1], "policy_over_data", "policy / data"),
+    ):
+        sns.lineplot(
+            df,
+            x="grad_step",
+            y=col,
+            hue="measure",
+            style="selected",
+            errorbar=None,
+            marker="o",
+            ax=ax,
+            style_order=[True, False],
+        )
         ax.axhline(1.0, color="0.4", lw=1, ls=":")
         ax.set_xlabel("gradient step")
         ax.set_ylabel(f"mean u: {label}")

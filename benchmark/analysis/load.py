@@ -13,6 +13,7 @@ Identity comes from ``config.json``, never from the path:
 ``metrics.csv`` is read by its header (columns may be added during a run); a truncated last line of a
 run that is still writing is ignored.
 """
+
 from __future__ import annotations
 
 import io
@@ -34,6 +35,7 @@ STATUSES = ("done", "running", "failed", "interrupted", "unknown")
 class Results:
     """What ``load_runs`` found: ``metrics`` (one row per metrics.csv row, identity columns included),
     ``runs`` (one row per run directory) and ``problems`` (folders that could not be read, with why)."""
+
     root: Path
     metrics: pd.DataFrame
     runs: pd.DataFrame
@@ -77,17 +79,25 @@ def read_identity(run: Path, root: Path) -> dict:
     gifs = sorted((run / "gifs").glob("eval_*.gif")) if (run / "gifs").is_dir() else []
     diag = run / "diagnostics"
     return {
-        "run": rel, "path": str(run),
-        "algorithm": str(cfg.get("base_algo") or cfg["algo"]), "variant": str(cfg["algo"]),
-        "task": task, "domain": task.split("/")[0], "dataset": dataset_name(cfg) or task,
-        "profile": str(cfg.get("profile") or "unknown"), "seed": int(cfg["seed"]),
+        "run": rel,
+        "path": str(run),
+        "algorithm": str(cfg.get("base_algo") or cfg["algo"]),
+        "variant": str(cfg["algo"]),
+        "task": task,
+        "domain": task.split("/")[0],
+        "dataset": dataset_name(cfg) or task,
+        "profile": str(cfg.get("profile") or "unknown"),
+        "seed": int(cfg["seed"]),
         "status": str(status.get("status") or "unknown"),
         "error": str(status.get("error") or ""),
         "last_gif": str(gifs[-1]) if gifs else "",
-        "reward_prediction": str(diag / "reward_prediction.csv") if (diag / "reward_prediction.csv").is_file() else "",
+        "reward_prediction": str(diag / "reward_prediction.csv")
+        if (diag / "reward_prediction.csv").is_file()
+        else "",
         "uncertainty": str(diag / "uncertainty.csv") if (diag / "uncertainty.csv").is_file() else "",
         "uncertainty_actions": str(diag / "uncertainty_actions.csv")
-        if (diag / "uncertainty_actions.csv").is_file() else "",
+        if (diag / "uncertainty_actions.csv").is_file()
+        else "",
     }
 
 
@@ -109,7 +119,7 @@ def _read_many(runs: list[Path]) -> pd.DataFrame:
         except (FileNotFoundError, UnicodeDecodeError):
             continue
         header, _, body = text.partition("\n")
-        body = body[:body.rfind("\n") + 1]
+        body = body[: body.rfind("\n") + 1]
         if not header.strip() or not body:
             continue
         groups.setdefault(header.strip(), []).append(f"{i}," + body[:-1].replace("\n", f"\n{i},") + "\n")
@@ -118,8 +128,15 @@ def _read_many(runs: list[Path]) -> pd.DataFrame:
         cols = ["_i"] + [c.strip() for c in header.split(",")]
         if len(set(cols)) != len(cols):
             raise ValueError(f"metrics.csv header repeats a column: {header}")
-        df = pd.read_csv(io.StringIO("".join(bodies)), header=None, names=cols, on_bad_lines="skip",
-                         usecols=lambda c: c in METRIC_COLUMNS or c == "_i", dtype={"phase": str}, engine="c")
+        df = pd.read_csv(
+            io.StringIO("".join(bodies)),
+            header=None,
+            names=cols,
+            on_bad_lines="skip",
+            usecols=lambda c: c in METRIC_COLUMNS or c == "_i",
+            dtype={"phase": str},
+            engine="c",
+        )
         frames.append(df)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["_i"] + METRIC_COLUMNS)
     for c in METRIC_COLUMNS:
@@ -145,18 +162,39 @@ def load_runs(root: str | Path, progress: bool = True) -> Results:
             ok_dirs.append(d)
         except (ValueError, OSError) as e:
             problems.append((str(d), str(e)))
-    summary_cols = ["rows", "evals", "last_env_steps", "last_grad_step", "last_episodes", "last_eval_success",
-                    "last_eval_env_steps"]
+    summary_cols = [
+        "rows",
+        "evals",
+        "last_env_steps",
+        "last_grad_step",
+        "last_episodes",
+        "last_eval_success",
+        "last_eval_env_steps",
+    ]
     diag_cols = ["reward_prediction", "uncertainty", "uncertainty_actions"]
     runs = pd.DataFrame(idents, columns=ID_COLUMNS + ["path", "error", "last_gif"] + diag_cols)
     m = _read_many(ok_dirs)
     g = m.groupby("_i")
     ev = m[(m["phase"] == "eval") & m["eval_success"].notna()]
     ge = ev.groupby("_i")
-    summ = pd.DataFrame({"rows": g.size(), "last_env_steps": g["env_steps"].max(),
-                         "last_grad_step": g["grad_step"].max(), "last_episodes": g["episodes"].max()})
-    summ = summ.join(pd.DataFrame({"evals": ge.size(), "last_eval_success": ge["eval_success"].last(),
-                                   "last_eval_env_steps": ge["env_steps"].last()}), how="left")
+    summ = pd.DataFrame(
+        {
+            "rows": g.size(),
+            "last_env_steps": g["env_steps"].max(),
+            "last_grad_step": g["grad_step"].max(),
+            "last_episodes": g["episodes"].max(),
+        }
+    )
+    summ = summ.join(
+        pd.DataFrame(
+            {
+                "evals": ge.size(),
+                "last_eval_success": ge["eval_success"].last(),
+                "last_eval_env_steps": ge["env_steps"].last(),
+            }
+        ),
+        how="left",
+    )
     summ = summ.reindex(range(len(runs)))
     summ[["rows", "evals"]] = summ[["rows", "evals"]].fillna(0).astype(int)
     runs = pd.concat([runs, summ[summary_cols].reset_index(drop=True)], axis=1)

@@ -1,4 +1,5 @@
 """results dir -> every table, figure and the report (the work behind ``python -m benchmark.analysis``)."""
+
 from __future__ import annotations
 
 import shutil
@@ -23,15 +24,15 @@ class InputError(ValueError):
 
 @dataclass
 class Options:
-    reps: int = 2000                 # bootstrap replications for every CI
-    seed: int = 0                    # bootstrap random state
-    max_points: int = 100            # points per learning curve
-    sample_points: int = 20          # points per sample-efficiency curve
-    final_window: int = 1            # evaluations averaged into a run's final success
+    reps: int = 2000  # bootstrap replications for every CI
+    seed: int = 0  # bootstrap random state
+    max_points: int = 100  # points per learning curve
+    sample_points: int = 20  # points per sample-efficiency curve
+    final_window: int = 1  # evaluations averaged into a run's final success
     include_unfinished: bool = False  # count running / failed / interrupted runs in final scores
-    reference_method: str = "moto"   # X in the probability of improvement P(X > Y)
-    algos: list[str] | None = None   # keep these variants (or base algorithms) only
-    tasks: list[str] | None = None   # keep these tasks (or domains) only
+    reference_method: str = "moto"  # X in the probability of improvement P(X > Y)
+    algos: list[str] | None = None  # keep these variants (or base algorithms) only
+    tasks: list[str] | None = None  # keep these tasks (or domains) only
     seeds: list[int] | None = None
     profile: str | None = None
     reference_file: Path | None = None
@@ -41,13 +42,14 @@ class Options:
 @dataclass
 class Analysis:
     """Everything the report shows; figure paths are relative to ``out``."""
+
     out: Path
     results: Results
     options: Options
     flags: stats.Flags = field(default_factory=stats.Flags)
-    figures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)   # section -> [(caption, png)]
+    figures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # section -> [(caption, png)]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    notes: dict[str, list[str]] = field(default_factory=dict)                # section -> sentences
+    notes: dict[str, list[str]] = field(default_factory=dict)  # section -> sentences
     missing: pd.DataFrame | None = None
     seconds: float = 0.0
 
@@ -73,10 +75,12 @@ def _select(res: Results, o: Options) -> Results:
         keep &= runs["profile"] == o.profile
     runs = runs[keep].reset_index(drop=True)
     if runs.empty:
-        raise InputError(f"no run in {res.root} matches the filters (algos={o.algos}, tasks={o.tasks}, "
-                         f"seeds={o.seeds}, profile={o.profile}); found algos "
-                         f"{sorted(res.runs['variant'].unique())}, tasks {sorted(res.runs['task'].unique())}, "
-                         f"profiles {sorted(res.runs['profile'].unique())}")
+        raise InputError(
+            f"no run in {res.root} matches the filters (algos={o.algos}, tasks={o.tasks}, "
+            f"seeds={o.seeds}, profile={o.profile}); found algos "
+            f"{sorted(res.runs['variant'].unique())}, tasks {sorted(res.runs['task'].unique())}, "
+            f"profiles {sorted(res.runs['profile'].unique())}"
+        )
     metrics = res.metrics[res.metrics["run"].isin(set(runs["run"]))]
     return Results(root=res.root, metrics=metrics, runs=runs, problems=res.problems)
 
@@ -95,7 +99,9 @@ def read_reference(path: Path | None) -> pd.DataFrame:
     ref = pd.read_csv(path)
     missing = [c for c in cols if c not in ref.columns]
     if missing:
-        raise InputError(f"reference file {path} lacks column(s) {', '.join(missing)} (expected {', '.join(cols)})")
+        raise InputError(
+            f"reference file {path} lacks column(s) {', '.join(missing)} (expected {', '.join(cols)})"
+        )
     return ref
 
 
@@ -127,13 +133,35 @@ def _final_table(final: pd.DataFrame, ref: pd.DataFrame, o: Options) -> pd.DataF
         variant = g["variant"].iloc[0]
         paper = rs[(rs["task"] == task) & (rs["variant"] == variant)]
         pv = float(paper["value"].iloc[0]) if len(paper) else np.nan
-        rows.append(dict(task=task, method=method, runs=len(g), final_success=float(pe["m"][0]),
-                         ci_low=float(ie["m"][0, 0]), ci_high=float(ie["m"][1, 0]),
-                         regret=float(g["regret"].mean()) if g["regret"].notna().any() else np.nan, paper=pv,
-                         difference=float(pe["m"][0]) - pv if len(paper) else np.nan,
-                         paper_source=paper["source"].iloc[0] if len(paper) else ""))
-    return pd.DataFrame(rows, columns=["task", "method", "runs", "final_success", "ci_low", "ci_high", "regret",
-                                       "paper", "difference", "paper_source"])
+        rows.append(
+            dict(
+                task=task,
+                method=method,
+                runs=len(g),
+                final_success=float(pe["m"][0]),
+                ci_low=float(ie["m"][0, 0]),
+                ci_high=float(ie["m"][1, 0]),
+                regret=float(g["regret"].mean()) if g["regret"].notna().any() else np.nan,
+                paper=pv,
+                difference=float(pe["m"][0]) - pv if len(paper) else np.nan,
+                paper_source=paper["source"].iloc[0] if len(paper) else "",
+            )
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "task",
+            "method",
+            "runs",
+            "final_success",
+            "ci_low",
+            "ci_high",
+            "regret",
+            "paper",
+            "difference",
+            "paper_source",
+        ],
+    )
 
 
 def analyze(results_dir: str | Path, out: str | Path, options: Options | None = None) -> Analysis:
@@ -145,8 +173,10 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
     out = Path(out)
     res = _select(load_runs(results_dir, progress=o.progress), o)
     if res.runs.empty:
-        raise InputError(f"no run directory (a folder holding config.json) under {results_dir}"
-                         + (f"; unreadable: {res.problems}" if res.problems else ""))
+        raise InputError(
+            f"no run directory (a folder holding config.json) under {results_dir}"
+            + (f"; unreadable: {res.problems}" if res.problems else "")
+        )
     _label_methods(res)
     figures.set_style()
     fig_dir, tab_dir = out / "figures", out / "tables"
@@ -163,26 +193,47 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
     runs.drop(columns=["path"]).to_csv(tab_dir / "runs.csv", index=False)
     evals = res.evals
     own = evals[evals["dataset"].astype(str) == evals["task"].astype(str)]
-    for r in runs[runs["dataset"] != runs["task"]].drop_duplicates(["method", "task", "dataset"]).itertuples():
-        A.flags.add(f"{r.method} on {r.task} with dataset {r.dataset}: data-size study only (not in the main "
-                    f"curves, tables and aggregates)")
+    for r in (
+        runs[runs["dataset"] != runs["task"]].drop_duplicates(["method", "task", "dataset"]).itertuples()
+    ):
+        A.flags.add(
+            f"{r.method} on {r.task} with dataset {r.dataset}: data-size study only (not in the main "
+            f"curves, tables and aggregates)"
+        )
 
     # ------------------------------------------------------------------ learning curves
     curves = stats.learning_curves(own, ["method", "task"], o.max_points, o.reps, o.seed)
     curves.to_csv(tab_dir / "curves.csv", index=False)
-    for r in curves[curves["n_runs"] < curves["of_runs"]].groupby(["method", "task"]).agg(
-            first=("step", "min"), n=("n_runs", "min"), of=("of_runs", "first")).reset_index().itertuples():
-        A.flags.add(f"{r.method} on {r.task}: from {r.first:,.0f} env steps the curve rests on fewer runs "
-                    f"(down to {r.n} of {r.of}); drawn dashed")
+    for r in (
+        curves[curves["n_runs"] < curves["of_runs"]]
+        .groupby(["method", "task"])
+        .agg(first=("step", "min"), n=("n_runs", "min"), of=("of_runs", "first"))
+        .reset_index()
+        .itertuples()
+    ):
+        A.flags.add(
+            f"{r.method} on {r.task}: from {r.first:,.0f} env steps the curve rests on fewer runs "
+            f"(down to {r.n} of {r.of}); drawn dashed"
+        )
     # main figures: base methods; variants (ablations) have their own figure
     main_methods = set(runs[runs["variant"] == runs["algorithm"]]["method"]) or set(runs["method"])
     for domain in sorted(own["domain"].unique()):
         tasks = sorted(own[own["domain"] == domain]["task"].unique())
-        png = figures.curves_figure(curves[curves["task"].isin(tasks) & curves["method"].isin(main_methods)], tasks, colors, fig_dir, f"curves_{domain}",
-                                    DOMAIN_TITLES.get(domain, domain) + ": evaluation success",
-                                    ncols=5 if len(tasks) > 4 else len(tasks))
-        A.fig("curves", f"{DOMAIN_TITLES.get(domain, domain)}: mean evaluation success over seeds, "
-                        f"95% stratified-bootstrap CIs; dashed where fewer runs than the group holds remain", png)
+        png = figures.curves_figure(
+            curves[curves["task"].isin(tasks) & curves["method"].isin(main_methods)],
+            tasks,
+            colors,
+            fig_dir,
+            f"curves_{domain}",
+            DOMAIN_TITLES.get(domain, domain) + ": evaluation success",
+            ncols=5 if len(tasks) > 4 else len(tasks),
+        )
+        A.fig(
+            "curves",
+            f"{DOMAIN_TITLES.get(domain, domain)}: mean evaluation success over seeds, "
+            f"95% stratified-bootstrap CIs; dashed where fewer runs than the group holds remain",
+            png,
+        )
     # ablations (paper Fig. 3 right): the reference method's variants next to DreamerV2
     base = o.reference_method
     abl_methods = runs[(runs["algorithm"] == base) | (runs["variant"] == "dreamerv2")]["method"].unique()
@@ -192,8 +243,15 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
             tasks = sorted(own[(own["domain"] == domain) & own["method"].isin(abl_methods)]["task"].unique())
             sub = curves[curves["task"].isin(tasks) & curves["method"].isin(abl_methods)]
             if len(sub):
-                png = figures.curves_figure(sub, tasks, colors, fig_dir, f"ablations_{domain}",
-                                            f"Ablations of {base} on {domain} (paper Fig. 3, right)", ncols=4)
+                png = figures.curves_figure(
+                    sub,
+                    tasks,
+                    colors,
+                    fig_dir,
+                    f"ablations_{domain}",
+                    f"Ablations of {base} on {domain} (paper Fig. 3, right)",
+                    ncols=4,
+                )
                 A.fig("curves", f"Ablations: {base}, its variants and DreamerV2 on {domain}", png)
     else:
         A.note("curves", f"No ablation runs (variants of {base}) were found: no ablation figure.")
@@ -204,24 +262,39 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
     ev = evals[[(m, t) in keys for m, t in zip(evals["method"], evals["task"])]].copy()
     if len(multi) and ev.empty:  # mid-sweep or after failures: the groups exist, no run has evaluated yet
         waiting = runs[[(m, t) in keys for m, t in zip(runs["method"], runs["task"])]]
-        A.note("curves", "Data-size runs exist but none has an evaluation yet, so no data-size figure: "
-                         + "; ".join(f"{r.method} on {r.task} with {r.dataset} ({r.status})"
-                                     for r in waiting.itertuples()))
+        A.note(
+            "curves",
+            "Data-size runs exist but none has an evaluation yet, so no data-size figure: "
+            + "; ".join(
+                f"{r.method} on {r.task} with {r.dataset} ({r.status})" for r in waiting.itertuples()
+            ),
+        )
     elif len(multi):
         ev["panel"] = ev["method"].astype(str) + " on " + ev["task"].astype(str)
         ds_curves = stats.learning_curves(ev, ["panel", "dataset"], o.max_points, o.reps, o.seed)
         ds_curves.to_csv(tab_dir / "curves_datasize.csv", index=False)
-        ds_colors = dict(zip(sorted(ev["dataset"].unique()), figures.sns.color_palette("viridis",
-                                                                                       ev["dataset"].nunique())))
-        png = figures.curves_figure(ds_curves, sorted(ev["panel"].unique()), ds_colors, fig_dir, "datasize",
-                                    "Offline data size (paper Fig. 5)", panel_col="panel", line_col="dataset",
-                                    ncols=3)
+        ds_colors = dict(
+            zip(sorted(ev["dataset"].unique()), figures.sns.color_palette("viridis", ev["dataset"].nunique()))
+        )
+        png = figures.curves_figure(
+            ds_curves,
+            sorted(ev["panel"].unique()),
+            ds_colors,
+            fig_dir,
+            "datasize",
+            "Offline data size (paper Fig. 5)",
+            panel_col="panel",
+            line_col="dataset",
+            ncols=3,
+        )
         A.fig("curves", "Data-size study: one line per offline dataset", png)
     else:
         A.note("curves", "No data-size runs (one method on one task with several datasets) were found.")
 
     # ------------------------------------------------------------------ final scores and aggregates
-    final = stats.final_scores(own, runs[runs["dataset"] == runs["task"]], o.final_window, o.include_unfinished, A.flags)
+    final = stats.final_scores(
+        own, runs[runs["dataset"] == runs["task"]], o.final_window, o.include_unfinished, A.flags
+    )
     final = final.join(stats.regret(res.metrics), on="run")
     final.drop(columns=["path"]).to_csv(tab_dir / "final_per_run.csv", index=False)
     table = _final_table(final, ref, o)
@@ -241,16 +314,26 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
         A.tables[f"aggregates_{domain}"] = agg
         agg.to_csv(tab_dir / f"aggregates_{domain}.csv", index=False)
         ntask = len(tasks)
-        A.fig("aggregates", f"{domain}: IQM, mean, median and optimality gap of final success over runs x "
-                            f"{ntask} task(s), 95% stratified-bootstrap CIs",
-              figures.aggregates_figure(agg, colors, fig_dir, f"aggregates_{domain}", f"{domain}: final success"))
+        A.fig(
+            "aggregates",
+            f"{domain}: IQM, mean, median and optimality gap of final success over runs x "
+            f"{ntask} task(s), 95% stratified-bootstrap CIs",
+            figures.aggregates_figure(
+                agg, colors, fig_dir, f"aggregates_{domain}", f"{domain}: final success"
+            ),
+        )
         taus = np.linspace(0.0, 1.0, 21)
         prof, prof_ci = stats.performance_profiles(score_dict, taus, o.reps, o.seed)
         pd.DataFrame({"tau": taus, **{m: p for m, p in prof.items()}}).to_csv(
-            tab_dir / f"profiles_{domain}.csv", index=False)
-        A.fig("aggregates", f"{domain}: performance profiles (fraction of runs above each success threshold)",
-              figures.profiles_figure(prof, prof_ci, taus, colors, fig_dir, f"profiles_{domain}",
-                                      f"{domain}: performance profiles"))
+            tab_dir / f"profiles_{domain}.csv", index=False
+        )
+        A.fig(
+            "aggregates",
+            f"{domain}: performance profiles (fraction of runs above each success threshold)",
+            figures.profiles_figure(
+                prof, prof_ci, taus, colors, fig_dir, f"profiles_{domain}", f"{domain}: performance profiles"
+            ),
+        )
         ref_methods = [m for m in score_dict if m.split(" [")[0] == o.reference_method]
         if ref_methods and len(score_dict) > 1:
             pois = [stats.probability_of_improvement(score_dict, rm, o.reps, o.seed) for rm in ref_methods]
@@ -258,21 +341,41 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
             poi.insert(0, "domain", domain)
             A.tables[f"poi_{domain}"] = poi
             poi.to_csv(tab_dir / f"poi_{domain}.csv", index=False)
-            A.fig("aggregates", f"{domain}: probability that {o.reference_method} beats each baseline on a task",
-                  figures.poi_figure(poi, colors, fig_dir, f"poi_{domain}", f"{domain}"))
+            A.fig(
+                "aggregates",
+                f"{domain}: probability that {o.reference_method} beats each baseline on a task",
+                figures.poi_figure(poi, colors, fig_dir, f"poi_{domain}", f"{domain}"),
+            )
         else:
-            A.note("aggregates", f"{domain}: probability of improvement needs {o.reference_method} and another "
-                                 f"method with finished runs on every task.")
+            A.note(
+                "aggregates",
+                f"{domain}: probability of improvement needs {o.reference_method} and another "
+                f"method with finished runs on every task.",
+            )
         grid, se_scores = stats.sample_efficiency_scores(own, fd, tasks, o.sample_points, A.flags)
         if se_scores:
             pe, ie = stats.iqm_over_steps(se_scores, o.reps, o.seed)
-            pd.DataFrame([dict(method=m, env_steps=s, iqm=pe[m][j], lo=ie[m][0, j], hi=ie[m][1, j])
-                          for m in pe for j, s in enumerate(grid)]).to_csv(
-                tab_dir / f"sample_efficiency_{domain}.csv", index=False)
-            A.fig("aggregates", f"{domain}: sample efficiency, IQM of evaluation success over runs x tasks "
-                                f"against environment steps, 95% CIs",
-                  figures.sample_efficiency_figure(grid, pe, ie, colors, fig_dir, f"sample_efficiency_{domain}",
-                                                   f"{domain}: IQM vs environment steps"))
+            pd.DataFrame(
+                [
+                    dict(method=m, env_steps=s, iqm=pe[m][j], lo=ie[m][0, j], hi=ie[m][1, j])
+                    for m in pe
+                    for j, s in enumerate(grid)
+                ]
+            ).to_csv(tab_dir / f"sample_efficiency_{domain}.csv", index=False)
+            A.fig(
+                "aggregates",
+                f"{domain}: sample efficiency, IQM of evaluation success over runs x tasks "
+                f"against environment steps, 95% CIs",
+                figures.sample_efficiency_figure(
+                    grid,
+                    pe,
+                    ie,
+                    colors,
+                    fig_dir,
+                    f"sample_efficiency_{domain}",
+                    f"{domain}: IQM vs environment steps",
+                ),
+            )
     if final.empty:
         A.note("aggregates", "No finished run with an evaluation: no final scores, tables or aggregates.")
 
@@ -292,6 +395,7 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
         shutil.copyfile(r.last_gif, dst)
     A.seconds = time.perf_counter() - t0
     from benchmark.analysis import report
+
     report.write(A)
     return A
 
@@ -311,31 +415,51 @@ def _read_diagnostic(A: Analysis, g: pd.DataFrame, column: str, read) -> pd.Data
 def _diagnostics(A: Analysis, runs: pd.DataFrame, ref: pd.DataFrame, fig_dir: Path) -> None:
     with_rp = runs[runs["reward_prediction"] != ""]
     if with_rp.empty:
-        A.note("diagnostics", "No run wrote diagnostics/reward_prediction.csv: no model-generalisation figure "
-                              "(paper Fig. 4). World-model agents write it; the format is in docs/analysis.md.")
+        A.note(
+            "diagnostics",
+            "No run wrote diagnostics/reward_prediction.csv: no model-generalisation figure "
+            "(paper Fig. 4). World-model agents write it; the format is in docs/analysis.md.",
+        )
     for (method, task), g in with_rp.groupby(["method", "task"]):
         df = _read_diagnostic(A, g, "reward_prediction", diagnostics.read_reward_prediction)
         if df.empty:
             continue
         rr = ref[(ref["task"] == task) & (ref["variant"] == g["variant"].iloc[0]) & (ref["figure"] == "fig4")]
-        png = figures.reward_prediction_figure(df, fig_dir, f"reward_prediction_{method}_{task}".replace("/", "-")
-                                               .replace(" ", ""), f"{method} on {task}: model-predicted reward "
-                                               f"(grad step {int(df['grad_step'].max()):,})",
-                                               dict(zip(rr["metric"], rr["value"])))
-        A.fig("diagnostics", f"{method} on {task}: reward predicted by the model vs recorded (paper Fig. 4), "
-                             f"{g.shape[0]} run(s)", png)
+        png = figures.reward_prediction_figure(
+            df,
+            fig_dir,
+            f"reward_prediction_{method}_{task}".replace("/", "-").replace(" ", ""),
+            f"{method} on {task}: model-predicted reward (grad step {int(df['grad_step'].max()):,})",
+            dict(zip(rr["metric"], rr["value"])),
+        )
+        A.fig(
+            "diagnostics",
+            f"{method} on {task}: reward predicted by the model vs recorded (paper Fig. 4), "
+            f"{g.shape[0]} run(s)",
+            png,
+        )
     with_u = runs[runs["uncertainty"] != ""]
     if with_u.empty:
-        A.note("diagnostics", "No run wrote diagnostics/uncertainty.csv: no performance-gap figure (paper Fig. 6).")
+        A.note(
+            "diagnostics",
+            "No run wrote diagnostics/uncertainty.csv: no performance-gap figure (paper Fig. 6).",
+        )
     for (method, task), g in with_u.groupby(["method", "task"]):
         df = _read_diagnostic(A, g, "uncertainty", diagnostics.read_uncertainty)
         if df.empty:
             continue
-        png = figures.uncertainty_figure(df, fig_dir, f"uncertainty_{method}_{task}".replace("/", "-")
-                                         .replace(" ", ""), f"{method} on {task}: performance gap vs "
-                                                            f"expected model uncertainty (Eq. 12)")
-        A.fig("diagnostics", f"{method} on {task}: performance gap against expected model uncertainty "
-                             f"(paper Fig. 6), {g.shape[0]} run(s)", png)
+        png = figures.uncertainty_figure(
+            df,
+            fig_dir,
+            f"uncertainty_{method}_{task}".replace("/", "-").replace(" ", ""),
+            f"{method} on {task}: performance gap vs expected model uncertainty (Eq. 12)",
+        )
+        A.fig(
+            "diagnostics",
+            f"{method} on {task}: performance gap against expected model uncertainty "
+            f"(paper Fig. 6), {g.shape[0]} run(s)",
+            png,
+        )
 
 
 def _action_uncertainty(A: Analysis, runs: pd.DataFrame, fig_dir: Path, tab_dir: Path) -> None:
@@ -344,7 +468,9 @@ def _action_uncertainty(A: Analysis, runs: pd.DataFrame, fig_dir: Path, tab_dir:
     of the offline phase and at the last measurement, and the ratios over gradient steps as a figure."""
     with_a = runs[runs["uncertainty_actions"] != ""]
     if with_a.empty:
-        A.note("diagnostics", "No run wrote diagnostics/uncertainty_actions.csv: no table of u by action source.")
+        A.note(
+            "diagnostics", "No run wrote diagnostics/uncertainty_actions.csv: no table of u by action source."
+        )
         return
     parts = []
     for (method, task), g in with_a.groupby(["method", "task"]):
@@ -352,20 +478,52 @@ def _action_uncertainty(A: Analysis, runs: pd.DataFrame, fig_dir: Path, tab_dir:
         if df.empty:
             continue
         summ = diagnostics.action_uncertainty_summary(df)
-        agg = summ.groupby(["at", "measure"], sort=False).agg(
-            selected=("selected", "any"), runs=("run", "nunique"), data=("data", "mean"), policy=("policy", "mean"),
-            random=("random", "mean"), policy_over_data=("policy_over_data", "mean"),
-            random_over_data=("random_over_data", "mean"), random_over_data_min=("random_over_data", "min"),
-            random_over_data_max=("random_over_data", "max")).reset_index()
+        agg = (
+            summ.groupby(["at", "measure"], sort=False)
+            .agg(
+                selected=("selected", "any"),
+                runs=("run", "nunique"),
+                data=("data", "mean"),
+                policy=("policy", "mean"),
+                random=("random", "mean"),
+                policy_over_data=("policy_over_data", "mean"),
+                random_over_data=("random_over_data", "mean"),
+                random_over_data_min=("random_over_data", "min"),
+                random_over_data_max=("random_over_data", "max"),
+            )
+            .reset_index()
+        )
         parts.append(agg.assign(method=method, task=task))
-        png = figures.action_uncertainty_figure(df, fig_dir, f"uncertainty_actions_{method}_{task}".replace("/", "-")
-                                                .replace(" ", ""), f"{method} on {task}: does u tell the data's "
-                                                                   f"actions from others?")
-        A.fig("diagnostics", f"{method} on {task}: mean u along model rollouts of random and policy actions over "
-                             f"that along the data's actions, per measure (1.0: no separation), {g.shape[0]} run(s)", png)
+        png = figures.action_uncertainty_figure(
+            df,
+            fig_dir,
+            f"uncertainty_actions_{method}_{task}".replace("/", "-").replace(" ", ""),
+            f"{method} on {task}: does u tell the data's actions from others?",
+        )
+        A.fig(
+            "diagnostics",
+            f"{method} on {task}: mean u along model rollouts of random and policy actions over "
+            f"that along the data's actions, per measure (1.0: no separation), {g.shape[0]} run(s)",
+            png,
+        )
     if parts:
         t = pd.concat(parts, ignore_index=True)
-        t = t[["method", "task", "at", "measure", "selected", "runs", "data", "policy", "random", "policy_over_data",
-               "random_over_data", "random_over_data_min", "random_over_data_max"]]
+        t = t[
+            [
+                "method",
+                "task",
+                "at",
+                "measure",
+                "selected",
+                "runs",
+                "data",
+                "policy",
+                "random",
+                "policy_over_data",
+                "random_over_data",
+                "random_over_data_min",
+                "random_over_data_max",
+            ]
+        ]
         t.to_csv(tab_dir / "uncertainty_actions.csv", index=False)
         A.tables["uncertainty_actions"] = t

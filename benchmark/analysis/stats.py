@@ -15,6 +15,7 @@ are independent, so the matrix is built by position: the j-th run of each task (
 with as many rows as the task with the fewest runs; runs beyond that, and tasks a method has no run on,
 are reported as flags.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -25,13 +26,14 @@ import pandas as pd
 from rliable import library as rly
 from rliable import metrics as rlm
 
+
 def iqm_per_point(x: np.ndarray) -> np.ndarray:
     """rliable's ``aggregate_iqm`` (scipy's 25% ``trim_mean`` over all runs and tasks) of x[..., j] for
     every j at once: sort, drop int(n/4) values at each end, average. The same numbers (tested against
     rliable); scipy's per-call overhead (~1 ms) made bootstraps of thousands of replications take minutes."""
     a = np.sort(x.reshape(-1, x.shape[-1]), axis=0)
     k = int(0.25 * a.shape[0])
-    return a[k:a.shape[0] - k].mean(axis=0)
+    return a[k : a.shape[0] - k].mean(axis=0)
 
 
 def iqm(x: np.ndarray) -> float:
@@ -39,13 +41,18 @@ def iqm(x: np.ndarray) -> float:
     return float(iqm_per_point(np.asarray(x, float).reshape(-1, 1))[0])
 
 
-AGGREGATES = {"IQM": iqm, "Mean": rlm.aggregate_mean, "Median": rlm.aggregate_median,
-              "Optimality gap": rlm.aggregate_optimality_gap}
+AGGREGATES = {
+    "IQM": iqm,
+    "Mean": rlm.aggregate_mean,
+    "Median": rlm.aggregate_median,
+    "Optimality gap": rlm.aggregate_optimality_gap,
+}
 
 
 @dataclass
 class Flags:
     """Things the reader must know about the data behind a number (shown in the report)."""
+
     items: list[str] = field(default_factory=list)
 
     def add(self, msg: str) -> None:
@@ -69,7 +76,7 @@ class _seeded:
         np.random.seed(self.seed)
         self.w = warnings.catch_warnings()
         self.w.__enter__()
-        warnings.simplefilter("ignore", FutureWarning)   # arch: random_state is deprecated (rliable's call)
+        warnings.simplefilter("ignore", FutureWarning)  # arch: random_state is deprecated (rliable's call)
         warnings.simplefilter("ignore", RuntimeWarning)  # empty slices in resamples
 
     def __exit__(self, *exc):
@@ -130,12 +137,20 @@ def curve_with_ci(matrix: np.ndarray, reps: int = 2000, seed: int = 0) -> pd.Dat
     return pd.DataFrame({"mean": mean, "lo": lo, "hi": hi, "n_runs": n_runs})
 
 
-def learning_curves(evals: pd.DataFrame, by: list[str], max_points: int = 100, reps: int = 2000,
-                    seed: int = 0, x: str = "env_steps") -> pd.DataFrame:
+def learning_curves(
+    evals: pd.DataFrame,
+    by: list[str],
+    max_points: int = 100,
+    reps: int = 2000,
+    seed: int = 0,
+    x: str = "env_steps",
+) -> pd.DataFrame:
     """One curve per group of ``by`` (e.g. method, task): columns ``by`` + step, mean, lo, hi, n_runs, of_runs."""
     out = []
     for key, g in evals.groupby(by, observed=True, sort=True):
-        per_run = [(r[x].to_numpy(), r["eval_success"].to_numpy()) for _, r in g.groupby("run", observed=True)]
+        per_run = [
+            (r[x].to_numpy(), r["eval_success"].to_numpy()) for _, r in g.groupby("run", observed=True)
+        ]
         grid = step_grid([s for s, _ in per_run], max_points)
         c = curve_with_ci(align(per_run, grid), reps, seed)
         c.insert(0, "step", grid)
@@ -148,8 +163,13 @@ def learning_curves(evals: pd.DataFrame, by: list[str], max_points: int = 100, r
 
 
 # ---------------------------------------------------------------------------- final scores
-def final_scores(evals: pd.DataFrame, runs: pd.DataFrame, window: int = 1, include_unfinished: bool = False,
-                 flags: Flags | None = None) -> pd.DataFrame:
+def final_scores(
+    evals: pd.DataFrame,
+    runs: pd.DataFrame,
+    window: int = 1,
+    include_unfinished: bool = False,
+    flags: Flags | None = None,
+) -> pd.DataFrame:
     """One row per run: its identity and ``final`` (mean eval_success over its last ``window`` evaluations)."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
@@ -164,7 +184,9 @@ def final_scores(evals: pd.DataFrame, runs: pd.DataFrame, window: int = 1, inclu
     if not include_unfinished:
         unfinished = fin[fin["status"] != "done"]
         for r in unfinished.itertuples():
-            flags.add(f"{r.run} is {r.status}: not in final scores (curves only; --include-unfinished counts it)")
+            flags.add(
+                f"{r.run} is {r.status}: not in final scores (curves only; --include-unfinished counts it)"
+            )
         fin = fin[fin["status"] == "done"]
     return fin.reset_index(drop=True)
 
@@ -176,8 +198,9 @@ def regret(metrics: pd.DataFrame) -> pd.Series:
     return (1.0 - online.groupby("run", observed=True)["episode_success"].mean()).rename("regret")
 
 
-def score_matrices(final: pd.DataFrame, tasks: list[str] | None = None, flags: Flags | None = None,
-                   value: str = "final") -> tuple[dict[str, np.ndarray], list[str]]:
+def score_matrices(
+    final: pd.DataFrame, tasks: list[str] | None = None, flags: Flags | None = None, value: str = "final"
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """{method: (runs x tasks) array} over ``tasks`` (default: every task in ``final``), rows by position."""
     flags = flags if flags is not None else Flags()
     tasks = sorted(final["task"].unique()) if tasks is None else list(tasks)
@@ -185,15 +208,19 @@ def score_matrices(final: pd.DataFrame, tasks: list[str] | None = None, flags: F
     for method, g in final.groupby("method", sort=True, observed=True):
         cols, missing = [], [t for t in tasks if t not in set(g["task"])]
         if missing:
-            flags.add(f"{method}: no finished run on {', '.join(missing)}; left out of the aggregates over "
-                      f"{', '.join(tasks)}")
+            flags.add(
+                f"{method}: no finished run on {', '.join(missing)}; left out of the aggregates over "
+                f"{', '.join(tasks)}"
+            )
             continue
         per_task = [g[g["task"] == t].sort_values("seed")[value].to_numpy() for t in tasks]
         k = min(len(v) for v in per_task)
         for t, v in zip(tasks, per_task):
             if len(v) > k:
-                flags.add(f"{method} on {t}: {len(v) - k} of {len(v)} runs beyond the {k} every task has are "
-                          f"left out of the aggregates (rliable needs as many runs per task)")
+                flags.add(
+                    f"{method} on {t}: {len(v) - k} of {len(v)} runs beyond the {k} every task has are "
+                    f"left out of the aggregates (rliable needs as many runs per task)"
+                )
             cols.append(v[:k])
         out[method] = np.stack(cols, axis=1)
     return out, tasks
@@ -208,12 +235,23 @@ def aggregates(score_dict: dict[str, np.ndarray], reps: int = 2000, seed: int = 
     pe, ie = _interval_estimates(score_dict, lambda x: np.array([f(x) for f in funcs]), reps, seed)
     for m, scores in score_dict.items():
         for i, name in enumerate(AGGREGATES):
-            rows.append(dict(method=m, metric=name, value=pe[m][i], lo=ie[m][0, i], hi=ie[m][1, i],
-                             runs=scores.shape[0], tasks=scores.shape[1]))
+            rows.append(
+                dict(
+                    method=m,
+                    metric=name,
+                    value=pe[m][i],
+                    lo=ie[m][0, i],
+                    hi=ie[m][1, i],
+                    runs=scores.shape[0],
+                    tasks=scores.shape[1],
+                )
+            )
     return pd.DataFrame(rows)
 
 
-def performance_profiles(score_dict: dict[str, np.ndarray], taus: np.ndarray, reps: int = 2000, seed: int = 0):
+def performance_profiles(
+    score_dict: dict[str, np.ndarray], taus: np.ndarray, reps: int = 2000, seed: int = 0
+):
     """rliable score distributions: ({method: fraction of runs with score > tau}, {method: (2, len(taus)) CIs})."""
     with _seeded(seed):
         return rly.create_performance_profile(score_dict, taus, reps=reps)
@@ -229,8 +267,9 @@ def poi_statistic(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(gt + 0.5 * eq))
 
 
-def probability_of_improvement(score_dict: dict[str, np.ndarray], reference: str, reps: int = 2000,
-                               seed: int = 0) -> pd.DataFrame:
+def probability_of_improvement(
+    score_dict: dict[str, np.ndarray], reference: str, reps: int = 2000, seed: int = 0
+) -> pd.DataFrame:
     """P(reference > other) for every other method, with 95% CIs (rliable's stratified independent bootstrap)."""
     cols = ["pair", "x", "y", "value", "lo", "hi"]
     if reference not in score_dict:
@@ -239,8 +278,20 @@ def probability_of_improvement(score_dict: dict[str, np.ndarray], reference: str
     if not pairs:
         return pd.DataFrame(columns=cols)
     pe, ie = _interval_estimates(pairs, lambda x, y: np.array([poi_statistic(x, y)]), reps, seed)
-    return pd.DataFrame([dict(pair=p, x=p.split(",")[0], y=p.split(",", 1)[1], value=float(pe[p][0]),
-                              lo=float(ie[p][0, 0]), hi=float(ie[p][1, 0])) for p in pairs], columns=cols)
+    return pd.DataFrame(
+        [
+            dict(
+                pair=p,
+                x=p.split(",")[0],
+                y=p.split(",", 1)[1],
+                value=float(pe[p][0]),
+                lo=float(ie[p][0, 0]),
+                hi=float(ie[p][1, 0]),
+            )
+            for p in pairs
+        ],
+        columns=cols,
+    )
 
 
 def iqm_over_steps(scores: dict[str, np.ndarray], reps: int = 2000, seed: int = 0):
@@ -250,8 +301,9 @@ def iqm_over_steps(scores: dict[str, np.ndarray], reps: int = 2000, seed: int = 
     return _interval_estimates(scores, iqm_per_point, reps, seed)
 
 
-def sample_efficiency_scores(evals: pd.DataFrame, final: pd.DataFrame, tasks: list[str], n_points: int = 20,
-                             flags: Flags | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def sample_efficiency_scores(
+    evals: pd.DataFrame, final: pd.DataFrame, tasks: list[str], n_points: int = 20, flags: Flags | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The runs of ``final`` (runs x tasks by position, as score_matrices) aligned on a common grid of
     ``n_points`` env steps from 0 to the last step every such run reached. Returns (grid, {method: 3D array})."""
     flags = flags if flags is not None else Flags()
@@ -261,8 +313,10 @@ def sample_efficiency_scores(evals: pd.DataFrame, final: pd.DataFrame, tasks: li
     ends = sel.groupby("run", observed=True)["env_steps"].max()
     end = float(ends.min())
     if (ends > end).any() and ends.max() > 0:
-        flags.add(f"sample-efficiency curves over {', '.join(tasks)} stop at {end:,.0f} env steps, the last step "
-                  f"every run reached (longest: {ends.max():,.0f})")
+        flags.add(
+            f"sample-efficiency curves over {', '.join(tasks)} stop at {end:,.0f} env steps, the last step "
+            f"every run reached (longest: {ends.max():,.0f})"
+        )
     grid = np.linspace(0.0, end, n_points) if end > 0 else np.array([0.0])
     out = {}
     by_run = {rid: r for rid, r in sel.groupby("run", observed=True)}
@@ -278,6 +332,8 @@ def sample_efficiency_scores(evals: pd.DataFrame, final: pd.DataFrame, tasks: li
                 arr[i, j] = align([(r["env_steps"].to_numpy(), r["eval_success"].to_numpy())], grid)[0]
         if np.isnan(arr).any():  # a run whose first evaluation comes after step 0: start at its first value
             arr = pd.DataFrame(arr.reshape(-1, len(grid)).T).bfill().to_numpy().T.reshape(arr.shape)
-            flags.add(f"{method}: some runs have no evaluation at step 0; their first evaluation stands in before it")
+            flags.add(
+                f"{method}: some runs have no evaluation at step 0; their first evaluation stands in before it"
+            )
         out[method] = arr
     return grid, out

@@ -4,6 +4,7 @@
 paper method, MetaWorld and Kitchen tasks, seeds, ablations, a data-size study, ragged, failed and
 running runs, GIFs and model diagnostics). The numbers are made up: they only exercise the analysis.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,13 +16,24 @@ import numpy as np
 from benchmark.core.rundir import METRICS_COLUMNS as BASE_COLUMNS
 
 
-
-
-def write_run(root: str | Path, algo: str, task: str, seed: int, evals: list[tuple[int, float]], *,
-              base_algo: str | None = None, profile: str = "smoke", dataset: str | None = None,
-              status: str = "done", episode_steps: int = 200, offline_steps: int = 300, grad_per_episode: int = 20,
-              extra_columns: tuple[str, ...] = ("bc_loss",), subdir: str | None = None,
-              gif: bool = False) -> Path:
+def write_run(
+    root: str | Path,
+    algo: str,
+    task: str,
+    seed: int,
+    evals: list[tuple[int, float]],
+    *,
+    base_algo: str | None = None,
+    profile: str = "smoke",
+    dataset: str | None = None,
+    status: str = "done",
+    episode_steps: int = 200,
+    offline_steps: int = 300,
+    grad_per_episode: int = 20,
+    extra_columns: tuple[str, ...] = ("bc_loss",),
+    subdir: str | None = None,
+    gif: bool = False,
+) -> Path:
     """One run directory under ``root`` (``<task>/<algo>/seed_<seed>`` unless ``subdir``).
 
     ``evals``: (episodes, eval_success) pairs; env_steps = episodes * episode_steps. Online rows are
@@ -29,9 +41,16 @@ def write_run(root: str | Path, algo: str, task: str, seed: int, evals: list[tup
     d = Path(root) / (subdir or f"{task}/{algo}/seed_{seed}")
     d.mkdir(parents=True, exist_ok=True)
     dataset = dataset or task
-    cfg = {"task": task, "algo": algo, "base_algo": base_algo or algo, "seed": seed, "profile": profile,
-           "dataset": {"path": f"/data/datasets/{dataset}", "checksum": "0" * 64, "episodes": 10},
-           "agent_config": {}, "schedule": {}}
+    cfg = {
+        "task": task,
+        "algo": algo,
+        "base_algo": base_algo or algo,
+        "seed": seed,
+        "profile": profile,
+        "dataset": {"path": f"/data/datasets/{dataset}", "checksum": "0" * 64, "episodes": 10},
+        "agent_config": {},
+        "schedule": {},
+    }
     (d / "config.json").write_text(json.dumps(cfg))
     st = {"status": status}
     if status == "failed":
@@ -41,24 +60,48 @@ def write_run(root: str | Path, algo: str, task: str, seed: int, evals: list[tup
     rng = np.random.default_rng(seed)
     rows = []
     for g in range(100, offline_steps + 1, 100):
-        rows.append(dict(phase="offline", grad_step=g, env_steps=0, episodes=0, **{c: float(rng.random())
-                                                                                   for c in extra_columns}))
+        rows.append(
+            dict(
+                phase="offline",
+                grad_step=g,
+                env_steps=0,
+                episodes=0,
+                **{c: float(rng.random()) for c in extra_columns},
+            )
+        )
     ev = dict(evals)
     last = max(ev) if ev else 0
     for ep in range(0, last + 1):
         gs = offline_steps + ep * grad_per_episode
         if ep > 0:
-            rows.append(dict(phase="online", grad_step=gs, env_steps=ep * episode_steps, episodes=ep,
-                             episode_return=float(rng.random()), episode_success=float(rng.random() > 0.5)))
+            rows.append(
+                dict(
+                    phase="online",
+                    grad_step=gs,
+                    env_steps=ep * episode_steps,
+                    episodes=ep,
+                    episode_return=float(rng.random()),
+                    episode_success=float(rng.random() > 0.5),
+                )
+            )
         if ep in ev:
-            rows.append(dict(phase="eval", grad_step=gs, env_steps=ep * episode_steps, episodes=ep,
-                             eval_success=ev[ep], eval_return=100.0 * ev[ep]))
+            rows.append(
+                dict(
+                    phase="eval",
+                    grad_step=gs,
+                    env_steps=ep * episode_steps,
+                    episodes=ep,
+                    eval_success=ev[ep],
+                    eval_return=100.0 * ev[ep],
+                )
+            )
     with open(d / "metrics.csv", "w", newline="") as f:
         w = csv.DictWriter(f, cols)
         w.writeheader()
         w.writerows(rows)
     if gif:
         import imageio.v3 as iio
+
         (d / "gifs").mkdir(exist_ok=True)
         for ep in sorted(ev)[-2:]:
             t = np.arange(20)[:, None, None]
@@ -71,8 +114,14 @@ def write_run(root: str | Path, algo: str, task: str, seed: int, evals: list[tup
     return d
 
 
-def write_reward_prediction(run: Path, rng: np.random.Generator, episodes: int = 4, length: int = 60,
-                            context: int = 20, grad_step: int = 300) -> None:
+def write_reward_prediction(
+    run: Path,
+    rng: np.random.Generator,
+    episodes: int = 4,
+    length: int = 60,
+    context: int = 20,
+    grad_step: int = 300,
+) -> None:
     rows = []
     for src in ("data", "policy"):
         for e in range(episodes):
@@ -80,8 +129,18 @@ def write_reward_prediction(run: Path, rng: np.random.Generator, episodes: int =
             true = np.searchsorted(steps, np.arange(length), side="right").astype(float)
             for t in range(length):
                 pred = true[t] + rng.normal(0, 0.15)
-                rows.append(dict(grad_step=grad_step, phase="offline", source=src, episode=e, t=t, context=context,
-                                 true_reward=true[t] if src == "data" else "", predicted_reward=round(pred, 4)))
+                rows.append(
+                    dict(
+                        grad_step=grad_step,
+                        phase="offline",
+                        source=src,
+                        episode=e,
+                        t=t,
+                        context=context,
+                        true_reward=true[t] if src == "data" else "",
+                        predicted_reward=round(pred, 4),
+                    )
+                )
     (run / "diagnostics").mkdir(exist_ok=True)
     with open(run / "diagnostics" / "reward_prediction.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))
@@ -89,14 +148,25 @@ def write_reward_prediction(run: Path, rng: np.random.Generator, episodes: int =
         w.writerows(rows)
 
 
-def write_uncertainty(run: Path, rng: np.random.Generator, points: int = 15, episode_steps: int = 280) -> None:
+def write_uncertainty(
+    run: Path, rng: np.random.Generator, points: int = 15, episode_steps: int = 280
+) -> None:
     rows = []
     for i in range(points):
         u = 1.0 * np.exp(-i / 5) + 0.05 * rng.random()
-        rows.append(dict(grad_step=1000 + 50 * i * 5, phase="offline" if i == 0 else "online", episodes=5 * i,
-                         env_steps=5 * i * episode_steps, expected_uncertainty=round(u, 4),
-                         performance_gap=round(3.0 * u * rng.uniform(0.5, 1.0), 4), eval_success=round(1 - u, 3),
-                         policy_return_source="eval_episodes", policy_episodes=10))
+        rows.append(
+            dict(
+                grad_step=1000 + 50 * i * 5,
+                phase="offline" if i == 0 else "online",
+                episodes=5 * i,
+                env_steps=5 * i * episode_steps,
+                expected_uncertainty=round(u, 4),
+                performance_gap=round(3.0 * u * rng.uniform(0.5, 1.0), 4),
+                eval_success=round(1 - u, 3),
+                policy_return_source="eval_episodes",
+                policy_episodes=10,
+            )
+        )
     (run / "diagnostics").mkdir(exist_ok=True)
     with open(run / "diagnostics" / "uncertainty.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))
@@ -104,10 +174,31 @@ def write_uncertainty(run: Path, rng: np.random.Generator, points: int = 15, epi
         w.writerows(rows)
 
 
-METHOD_SKILL = {"moto": 0.9, "moto-no-unc": 0.75, "moto-no-bc": 0.6, "moto-no-bc-no-unc": 0.5, "dreamerv2": 0.65,
-                "lompo": 0.1, "combo": 0.12, "cql": 0.3, "iql": 0.35, "sac": 0.15, "bc": 0.25}
-METAWORLD = ["assembly", "bin-picking", "box-close", "coffee-push", "disassemble", "door-open", "drawer-open",
-             "hammer", "plate-slide", "window-open"]
+METHOD_SKILL = {
+    "moto": 0.9,
+    "moto-no-unc": 0.75,
+    "moto-no-bc": 0.6,
+    "moto-no-bc-no-unc": 0.5,
+    "dreamerv2": 0.65,
+    "lompo": 0.1,
+    "combo": 0.12,
+    "cql": 0.3,
+    "iql": 0.35,
+    "sac": 0.15,
+    "bc": 0.25,
+}
+METAWORLD = [
+    "assembly",
+    "bin-picking",
+    "box-close",
+    "coffee-push",
+    "disassemble",
+    "door-open",
+    "drawer-open",
+    "hammer",
+    "plate-slide",
+    "window-open",
+]
 
 
 def _curve(skill: float, n_evals: int, every: int, rng) -> list[tuple[int, float]]:
@@ -137,14 +228,33 @@ def write_suite(root: str | Path, seeds: int = 3, gifs: bool = True) -> Path:
                     status, ev = "failed", ev[:4]
                 if algo == "moto" and task == "kitchen/partial" and s == 2:
                     status, ev = "running", ev[:7]
-                write_run(root, algo, task, s, ev, base_algo=base, status=status, episode_steps=280 if kitchen else 200,
-                          gif=gifs and s == 0, extra_columns=("model_loss", "actor_loss") if base in
-                          ("moto", "dreamerv2", "lompo", "combo") else ("bc_loss",))
+                write_run(
+                    root,
+                    algo,
+                    task,
+                    s,
+                    ev,
+                    base_algo=base,
+                    status=status,
+                    episode_steps=280 if kitchen else 200,
+                    gif=gifs and s == 0,
+                    extra_columns=("model_loss", "actor_loss")
+                    if base in ("moto", "dreamerv2", "lompo", "combo")
+                    else ("bc_loss",),
+                )
     for n in (100, 250):
         for s in range(seeds):
             ev = _curve(0.9 * rng.uniform(0.8, 1.1), 10, 5, rng)
-            write_run(root, "moto", "kitchen/mixed", s, ev, dataset=f"kitchen/mixed-{n}ep-seed0", episode_steps=280,
-                      subdir=f"kitchen/mixed/moto/mixed-{n}ep-seed0/seed_{s}")
+            write_run(
+                root,
+                "moto",
+                "kitchen/mixed",
+                s,
+                ev,
+                dataset=f"kitchen/mixed-{n}ep-seed0",
+                episode_steps=280,
+                subdir=f"kitchen/mixed/moto/mixed-{n}ep-seed0/seed_{s}",
+            )
     for s in range(seeds):
         d = root / "kitchen/partial/moto" / f"seed_{s}"
         write_reward_prediction(d, rng)

@@ -1,5 +1,6 @@
 """What long work shows on a terminal: a progress bar with steps/s (``Progress``) and plain-text tables
 (``print_table``, for the dataset and speed CLIs)."""
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,14 @@ class Progress:
         self._last_line = time.time()
         self.bar = None
         if enabled and self.tty:
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="upd", dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+            self.bar = tqdm(
+                total=total,
+                initial=initial,
+                desc=desc,
+                unit="upd",
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+            )
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -57,8 +64,11 @@ class Progress:
         rate = (self.n - self._n0) / max(now - (self._t0 or now), 1e-9)
         eta = (self.total - self.n) / rate if rate > 0 else float("nan")
         extra = " ".join(f"{k}={v}" for k, v in self.info.items())
-        print(f"{self.desc}: {self.n}/{self.total} updates, {rate:.2f} upd/s, ETA {eta / 60:.1f} min {extra}",
-              file=sys.stderr, flush=True)
+        print(
+            f"{self.desc}: {self.n}/{self.total} updates, {rate:.2f} upd/s, ETA {eta / 60:.1f} min {extra}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def note(self, **info) -> None:
         self.info.update(info)

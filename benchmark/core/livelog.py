@@ -27,6 +27,7 @@ report shows the last one of each run.
 Nothing here may fail a run: a missing ``wandb`` or ``tensorboard`` package, or an error inside either,
 gives one warning and switches that sink off. ``tensorboard`` and ``wandb`` are imported lazily.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,16 +47,26 @@ STEP_COLUMN = {"offline": "grad_step", "online": "env_steps", "eval": "env_steps
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds --wandb, --wandb-project, --wandb-entity and --no-tensorboard to a CLI."""
     g = parser.add_argument_group("live view")
-    g.add_argument("--wandb", action="store_true",
-                   help="also log metrics and evaluation GIFs to Weights & Biases (set WANDB_MODE=offline "
-                        "to log without a network and `wandb sync` later). Default: off")
-    g.add_argument("--wandb-project", default=None,
-                   help="W&B project (default: $WANDB_PROJECT, else W&B's own default)")
-    g.add_argument("--wandb-entity", default=None,
-                   help="W&B entity, a user or team (default: $WANDB_ENTITY, else your W&B default)")
-    g.add_argument("--no-tensorboard", action="store_true",
-                   help="do not write TensorBoard event files into run directories. Default: they are "
-                        "written, so `tensorboard --logdir results/` shows every run")
+    g.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log metrics and evaluation GIFs to Weights & Biases (set WANDB_MODE=offline "
+        "to log without a network and `wandb sync` later). Default: off",
+    )
+    g.add_argument(
+        "--wandb-project", default=None, help="W&B project (default: $WANDB_PROJECT, else W&B's own default)"
+    )
+    g.add_argument(
+        "--wandb-entity",
+        default=None,
+        help="W&B entity, a user or team (default: $WANDB_ENTITY, else your W&B default)",
+    )
+    g.add_argument(
+        "--no-tensorboard",
+        action="store_true",
+        help="do not write TensorBoard event files into run directories. Default: they are "
+        "written, so `tensorboard --logdir results/` shows every run",
+    )
 
 
 def _numeric(v) -> float | None:
@@ -76,9 +87,17 @@ def _numeric(v) -> float | None:
 class LiveLog:
     """Mirrors metrics rows to TensorBoard (and W&B) and writes evaluation GIFs. See the module doc."""
 
-    def __init__(self, run_dir: str | Path, wandb: bool = False, wandb_project: str | None = None,
-                 wandb_entity: str | None = None, config: dict | None = None, tensorboard: bool = True,
-                 gif_max_frames: int = 50, gif_fps: float = 10.0):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        wandb: bool = False,
+        wandb_project: str | None = None,
+        wandb_entity: str | None = None,
+        config: dict | None = None,
+        tensorboard: bool = True,
+        gif_max_frames: int = 50,
+        gif_fps: float = 10.0,
+    ):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         if gif_max_frames < 1:
@@ -101,12 +120,14 @@ class LiveLog:
 
     def _open_tensorboard(self) -> None:
         try:
-            from tensorboard.summary.writer.event_file_writer import EventFileWriter
             from tensorboard.compat.proto.event_pb2 import Event
             from tensorboard.compat.proto.summary_pb2 import Summary
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
         except ImportError as e:
-            self._warn("tensorboard is not installed, no event files are written "
-                       "(pip install tensorboard==2.21.0)", e)
+            self._warn(
+                "tensorboard is not installed, no event files are written (pip install tensorboard==2.21.0)",
+                e,
+            )
             return
         try:
             self._tb = EventFileWriter(str(self.dir), flush_secs=10)
@@ -119,8 +140,11 @@ class LiveLog:
         try:
             import wandb
         except ImportError as e:
-            self._warn("--wandb was asked for but wandb is not installed; W&B logging is off "
-                       "(pip install wandb==0.31.0)", e)
+            self._warn(
+                "--wandb was asked for but wandb is not installed; W&B logging is off "
+                "(pip install wandb==0.31.0)",
+                e,
+            )
             return
         id_file = self.dir / "wandb_id.txt"
         try:
@@ -131,10 +155,16 @@ class LiveLog:
                 name = "/".join(str(config[k]) for k in ("task", "algo") if k in config) or None
                 if name and "seed" in config:
                     name += f"/seed_{config['seed']}"
-            run = wandb.init(project=project or os.environ.get("WANDB_PROJECT"),
-                             entity=entity or os.environ.get("WANDB_ENTITY"),
-                             dir=str(self.dir), id=run_id, resume="allow", name=name,
-                             config=config or {}, reinit="create_new")
+            run = wandb.init(
+                project=project or os.environ.get("WANDB_PROJECT"),
+                entity=entity or os.environ.get("WANDB_ENTITY"),
+                dir=str(self.dir),
+                id=run_id,
+                resume="allow",
+                name=name,
+                config=config or {},
+                reinit="create_new",
+            )
             for phase, col in STEP_COLUMN.items():
                 run.define_metric(f"{phase}/{col}")
                 run.define_metric(f"{phase}/*", step_metric=f"{phase}/{col}")
@@ -153,8 +183,9 @@ class LiveLog:
         step = int(values.get(STEP_COLUMN.get(phase, "env_steps"), values.get("grad_step", 0)))
         if self._tb is not None:
             try:
-                summ = self._Summary(value=[self._Summary.Value(tag=f"{phase}/{k}", simple_value=v)
-                                            for k, v in values.items()])
+                summ = self._Summary(
+                    value=[self._Summary.Value(tag=f"{phase}/{k}", simple_value=v) for k, v in values.items()]
+                )
                 self._tb.add_event(self._Event(wall_time=time.time(), step=step, summary=summ))
             except Exception as e:  # noqa: BLE001
                 self._warn("TensorBoard write failed, TensorBoard logging is off", e)
@@ -223,6 +254,11 @@ class LiveLog:
     @classmethod
     def from_args(cls, run_dir, args: argparse.Namespace, config: dict | None = None) -> "LiveLog":
         """Builds a LiveLog from the flags that ``add_cli_arguments`` added."""
-        return cls(run_dir, wandb=getattr(args, "wandb", False), wandb_project=getattr(args, "wandb_project", None),
-                   wandb_entity=getattr(args, "wandb_entity", None), config=config,
-                   tensorboard=not getattr(args, "no_tensorboard", False))
+        return cls(
+            run_dir,
+            wandb=getattr(args, "wandb", False),
+            wandb_project=getattr(args, "wandb_project", None),
+            wandb_entity=getattr(args, "wandb_entity", None),
+            config=config,
+            tensorboard=not getattr(args, "no_tensorboard", False),
+        )

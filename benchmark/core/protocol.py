@@ -14,6 +14,7 @@ positions). The checkpoint holds the agent
 (with its RNGs) and the global numpy / Python / torch generators. So a resumed run replays exactly
 what an uninterrupted one does.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,9 +31,9 @@ import numpy as np
 import algorithms
 from algorithms.contract import RunContext
 from benchmark.core import rundir
-from benchmark.datasets.format import iter_episodes, load_episode, read_manifest, save_npz
 from benchmark.core.console import Progress
 from benchmark.core.replay import BatchSampler, EpisodeStore
+from benchmark.datasets.format import iter_episodes, load_episode, read_manifest, save_npz
 from benchmark.tasks import Schedule, TaskSpec
 
 
@@ -105,20 +106,43 @@ class Runner:
     """One run. The loop's state lives on the object (``self.c``: counters), so a caller can ask for
     a checkpoint or a stop at a safe point (``request_stop``)."""
 
-    def __init__(self, run: RunSpec, *, checkpoint_every: int = 10, offline_checkpoint_every: int = 1000,
-                 log_every: int = 100, progress: bool = True, prefetch: int = 2, checkpoint_minutes: float = 10.0,
-                 live=None):
-        self.spec, self.algo, self.cfg, self.schedule, self.seed = run.task, run.algo, run.cfg, run.schedule, run.seed
+    def __init__(
+        self,
+        run: RunSpec,
+        *,
+        checkpoint_every: int = 10,
+        offline_checkpoint_every: int = 1000,
+        log_every: int = 100,
+        progress: bool = True,
+        prefetch: int = 2,
+        checkpoint_minutes: float = 10.0,
+        live=None,
+    ):
+        self.spec, self.algo, self.cfg, self.schedule, self.seed = (
+            run.task,
+            run.algo,
+            run.cfg,
+            run.schedule,
+            run.seed,
+        )
         self.dir, self.dataset_path = Path(run.dir), Path(run.dataset)
         self.env_overrides = run.env_overrides or {}
         self.device = run.device
         self.checkpoint_every, self.offline_checkpoint_every = checkpoint_every, offline_checkpoint_every
         self.log_every, self.progress, self.prefetch = log_every, progress, prefetch
         self.checkpoint_minutes = checkpoint_minutes  # also checkpoint when this much wall time has passed
-        self.live = live  # optional live view (TensorBoard / W&B / GIFs): .log(row), .gif(frames, episodes), .close()
+        self.live = (
+            live  # optional live view (TensorBoard / W&B / GIFs): .log(row), .gif(frames, episodes), .close()
+        )
         self.last_eval_episodes: list[dict] = []
-        self.c = {"grad_step": 0, "env_steps": 0, "episodes": 0, "offline_evaluated": False, "rows": 0,
-                  "wall_time": 0.0}
+        self.c = {
+            "grad_step": 0,
+            "env_steps": 0,
+            "episodes": 0,
+            "offline_evaluated": False,
+            "rows": 0,
+            "wall_time": 0.0,
+        }
         self.stop_reason: str | None = None
 
     @property
@@ -157,9 +181,14 @@ class Runner:
             if "objects_done" in info:
                 objects.append(info["objects_done"])
             done = terminated or truncated
-        ep = {"image": np.stack(images), "action": np.stack(actions), "executed_action": np.stack(executed),
-              "reward": np.asarray(rewards, np.float32), "success": np.asarray(success, bool),
-              "terminal": np.zeros(len(actions), bool)}
+        ep = {
+            "image": np.stack(images),
+            "action": np.stack(actions),
+            "executed_action": np.stack(executed),
+            "reward": np.asarray(rewards, np.float32),
+            "success": np.asarray(success, bool),
+            "terminal": np.zeros(len(actions), bool),
+        }
         ep["terminal"][-1] = terminated
         if objects:
             ep["objects_done"] = np.stack(objects)
@@ -170,10 +199,14 @@ class Runner:
         for i in range(n):
             if getattr(self, "progress_bar", None) is not None:
                 self.progress_bar.note(phase=f"eval {i + 1}/{n}")
-            eps.append(self.rollout(env, agent, False, episode_seed(self.seed, EVAL, i)))  # the same i-th reset each time
+            eps.append(
+                self.rollout(env, agent, False, episode_seed(self.seed, EVAL, i))
+            )  # the same i-th reset each time
         self.last_eval_episodes = eps
-        return {"eval_success": float(np.mean([e["success"].any() for e in eps])),
-                "eval_return": float(np.mean([e["reward"].sum() for e in eps]))}
+        return {
+            "eval_success": float(np.mean([e["success"].any() for e in eps])),
+            "eval_return": float(np.mean([e["reward"].sum() for e in eps])),
+        }
 
     # -- setup and state ------------------------------------------------------------------------
     def _build(self):
@@ -181,18 +214,29 @@ class Runner:
         sch = self.schedule
         store = EpisodeStore(goal_fn=self.spec.goal_flags)
         n_online_frames = sch.online_episodes * (self.episode_length + 1)
-        store.reserve(manifest["transitions"] + manifest["episodes"] + n_online_frames,
-                      tuple(manifest["image_shape"]), manifest["action_dim"])
+        store.reserve(
+            manifest["transitions"] + manifest["episodes"] + n_online_frames,
+            tuple(manifest["image_shape"]),
+            manifest["action_dim"],
+        )
         for ep in iter_episodes(self.dataset_path):
             store.add(ep)
         self.n_offline = store.num_episodes
         seed_globals(self.seed)
-        context = RunContext(obs_shape=tuple(manifest["image_shape"]), action_dim=manifest["action_dim"],
-                             seed=self.seed, total_updates=self.total_updates, device=self.device,
-                             schedule_updates=self.spec.schedule.offline_steps + self.spec.schedule.online_steps,
-                             task=self.spec.name, domain=self.spec.domain, goal=self.spec.goal_rule,
-                             reaches_goal=self.spec.reaches_goal, action_repeat=self.spec.action_repeat,
-                             run_dir=self.dir)
+        context = RunContext(
+            obs_shape=tuple(manifest["image_shape"]),
+            action_dim=manifest["action_dim"],
+            seed=self.seed,
+            total_updates=self.total_updates,
+            device=self.device,
+            schedule_updates=self.spec.schedule.offline_steps + self.spec.schedule.online_steps,
+            task=self.spec.name,
+            domain=self.spec.domain,
+            goal=self.spec.goal_rule,
+            reaches_goal=self.spec.reaches_goal,
+            action_repeat=self.spec.action_repeat,
+            run_dir=self.dir,
+        )
         agent = algorithms.make_agent(self.algo, self.cfg, context)
         return store, agent
 
@@ -216,12 +260,27 @@ class Runner:
     def _row(self, phase: str, **values) -> None:
         if self.log is None:
             self.log = rundir.MetricsLog(self.dir / "metrics.csv", keep_rows=self.c["rows"])
-        self.log.log({"phase": phase, "grad_step": self.c["grad_step"], "env_steps": self.c["env_steps"],
-                      "episodes": self.c["episodes"], "wall_time": self._wall(), **values})
+        self.log.log(
+            {
+                "phase": phase,
+                "grad_step": self.c["grad_step"],
+                "env_steps": self.c["env_steps"],
+                "episodes": self.c["episodes"],
+                "wall_time": self._wall(),
+                **values,
+            }
+        )
         self.c["rows"] = self.log.rows
         if self.live is not None:
-            self.live.log({"phase": phase, "grad_step": self.c["grad_step"], "env_steps": self.c["env_steps"],
-                           "episodes": self.c["episodes"], **values})
+            self.live.log(
+                {
+                    "phase": phase,
+                    "grad_step": self.c["grad_step"],
+                    "env_steps": self.c["env_steps"],
+                    "episodes": self.c["episodes"],
+                    **values,
+                }
+            )
 
     def _pending_floats(self) -> list[dict[str, float]]:
         """The metrics of updates not yet logged, as floats (checked for non-finite values)."""
@@ -248,7 +307,9 @@ class Runner:
         now = time.time()
         rate = (self.c["grad_step"] - self._win_step) / max(now - self._win_time, 1e-9)
         self._win_time, self._win_step = now, self.c["grad_step"]
-        self._row(phase, steps_per_s=round(rate, 3), **{k: sums[k] / counts[k] for k in sorted(sums)}, **extra)
+        self._row(
+            phase, steps_per_s=round(rate, 3), **{k: sums[k] / counts[k] for k in sorted(sums)}, **extra
+        )
         self.progress_bar.note(phase=phase, ep=self.c["episodes"], upd_s=f"{rate:.1f}")
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -261,10 +322,16 @@ class Runner:
             agent.save(self.dir / "agent")
         self._pending = self._pending_floats()
         self.c["wall_time"] = self._wall()
-        rundir.save_checkpoint(self.dir, {
-            "agent": agent.state_dict(), "counters": dict(self.c), "rngs": capture_rngs(),
-            "pending_metrics": list(self._pending),
-            "episode_lengths": list(self.store.ep_len[self.n_offline:])})
+        rundir.save_checkpoint(
+            self.dir,
+            {
+                "agent": agent.state_dict(),
+                "counters": dict(self.c),
+                "rngs": capture_rngs(),
+                "pending_metrics": list(self._pending),
+                "episode_lengths": list(self.store.ep_len[self.n_offline :]),
+            },
+        )
         self._last_checkpoint = time.time()
 
     def _maybe_checkpoint(self) -> None:
@@ -314,8 +381,12 @@ class Runner:
         self.sampler = BatchSampler(store, agent.requests, self.seed, depth=self.prefetch)
         self.env = env = self.spec.make_env(seed=self.seed, **self.env_overrides)
         self.eval_env = self.spec.make_env(seed=self.seed, **self.env_overrides)
-        self.progress_bar = Progress(self.total_updates, c["grad_step"], f"{self.spec.name} {self.algo} s{self.seed}",
-                                     enabled=self.progress)
+        self.progress_bar = Progress(
+            self.total_updates,
+            c["grad_step"],
+            f"{self.spec.name} {self.algo} s{self.seed}",
+            enabled=self.progress,
+        )
         self._win_time, self._win_step = time.time(), c["grad_step"]
         G = sch.updates_per_episode
         try:
@@ -349,11 +420,16 @@ class Runner:
                     c["episodes"] += 1
                     c["env_steps"] += len(ep["action"]) * self.spec.action_repeat
                     c["owed"] = G
-                    c["episode_return"], c["episode_success"] = float(ep["reward"].sum()), float(ep["success"].any())
+                    c["episode_return"], c["episode_success"] = (
+                        float(ep["reward"].sum()),
+                        float(ep["success"].any()),
+                    )
                 self._train(c["owed"])
                 if c["owed"] > 0:  # stopped part-way: the checkpoint records what is still owed
                     break
-                self._flush("online", episode_return=c["episode_return"], episode_success=c["episode_success"])
+                self._flush(
+                    "online", episode_return=c["episode_return"], episode_success=c["episode_success"]
+                )
                 if c["episodes"] % sch.eval_every_episodes == 0 or c["episodes"] == sch.online_episodes:
                     self._evaluate_row()
                 if c["episodes"] % self.checkpoint_every == 0 or c["episodes"] == sch.online_episodes:
@@ -375,12 +451,25 @@ class Runner:
 def resolved_config(run: RunSpec, profile: str) -> dict:
     """What ``config.json`` records of a run: its identity (``rundir.IDENTITY_KEYS``), versions and commit."""
     manifest = read_manifest(run.dataset)
-    return {"task": run.task.name, "algo": run.algo, "base_algo": algorithms.get(run.algo).base_algo,
-            "seed": run.seed, "profile": profile, "agent_config": asdict(run.cfg), "schedule": asdict(run.schedule),
-            "env_overrides": run.env_overrides,
-            "episode_length": run.env_overrides.get("episode_length", run.task.episode_length),
-            "action_repeat": run.task.action_repeat, "device": run.device, "imports": list(run.imports),
-            "dataset": {"path": str(run.dataset), "checksum": manifest["checksum"],
-                        "episodes": manifest["episodes"], "transitions": manifest["transitions"]},
-            "versions": rundir.versions(), "git_commit": rundir.git_commit()}
-
+    return {
+        "task": run.task.name,
+        "algo": run.algo,
+        "base_algo": algorithms.get(run.algo).base_algo,
+        "seed": run.seed,
+        "profile": profile,
+        "agent_config": asdict(run.cfg),
+        "schedule": asdict(run.schedule),
+        "env_overrides": run.env_overrides,
+        "episode_length": run.env_overrides.get("episode_length", run.task.episode_length),
+        "action_repeat": run.task.action_repeat,
+        "device": run.device,
+        "imports": list(run.imports),
+        "dataset": {
+            "path": str(run.dataset),
+            "checksum": manifest["checksum"],
+            "episodes": manifest["episodes"],
+            "transitions": manifest["transitions"],
+        },
+        "versions": rundir.versions(),
+        "git_commit": rundir.git_commit(),
+    }

@@ -19,6 +19,7 @@ Memory: ``reserve(n)`` allocates room for n frames up front (the protocol knows 
 dataset + online episodes); untouched pages of that allocation are never committed by the OS, so
 the resident size tracks the frames actually stored. Without a reservation the arrays grow by 25%.
 """
+
 from __future__ import annotations
 
 import threading
@@ -31,8 +32,16 @@ import numpy as np
 from algorithms.contract import FILTERS, Sequences, Transitions
 
 # Per-frame arrays besides the frames: name -> dtype (action_in is 2-D).
-_PER_FRAME = {"reward_in": np.float32, "terminal_in": bool, "success_in": bool, "goal_in": bool,
-              "is_first": bool, "is_last": bool, "online": bool, "episode_goal": bool}
+_PER_FRAME = {
+    "reward_in": np.float32,
+    "terminal_in": bool,
+    "success_in": bool,
+    "goal_in": bool,
+    "is_first": bool,
+    "is_last": bool,
+    "online": bool,
+    "episode_goal": bool,
+}
 # Per-step episode fields that some tasks carry (the dataset format's optional (T, K) arrays): kept
 # when the store's first episode has them, so that ``episode(e)`` hands agents what a task's goal
 # rule reads (Kitchen: ``objects_done``). Stored as ``<name>_in`` in the frame layout.
@@ -69,10 +78,15 @@ class EpisodeStore:
     def _allocate(self, frame_shape, action_dim, capacity: int) -> None:
         old_n = self.n_frames
         frames = np.empty((capacity, *frame_shape), np.uint8)
-        arrays = {"action_in": np.empty((capacity, action_dim), np.float32),
-                  **{k: np.empty(capacity, dt) for k, dt in _PER_FRAME.items()},
-                  **{k: np.empty((capacity, *v.shape[1:]), v.dtype) for k, v in self._arr.items()
-                     if k not in _PER_FRAME and k != "action_in"}}
+        arrays = {
+            "action_in": np.empty((capacity, action_dim), np.float32),
+            **{k: np.empty(capacity, dt) for k, dt in _PER_FRAME.items()},
+            **{
+                k: np.empty((capacity, *v.shape[1:]), v.dtype)
+                for k, v in self._arr.items()
+                if k not in _PER_FRAME and k != "action_in"
+            },
+        }
         frame_ep = np.empty(capacity, np.int32)
         if self.frames is not None:
             frames[:old_n] = self.frames[:old_n]
@@ -118,10 +132,13 @@ class EpisodeStore:
         action = np.asarray(episode["action"], np.float32)
         if self.frames is not None:
             if image.shape[1:] != self.frames.shape[1:]:
-                raise ValueError(f"image shape {image.shape[1:]} differs from the store's {self.frames.shape[1:]}")
+                raise ValueError(
+                    f"image shape {image.shape[1:]} differs from the store's {self.frames.shape[1:]}"
+                )
             if action.shape[1] != self._arr["action_in"].shape[1]:
-                raise ValueError(f"action dim {action.shape[1]} differs from the store's "
-                                 f"{self._arr['action_in'].shape[1]}")
+                raise ValueError(
+                    f"action dim {action.shape[1]} differs from the store's {self._arr['action_in'].shape[1]}"
+                )
         goal = np.asarray(self.goal_fn(episode), bool)
         if goal.shape != (T,):
             raise ValueError(f"goal_fn must return ({T},) bool flags, got {goal.shape}")
@@ -130,8 +147,9 @@ class EpisodeStore:
         if self.frames is None:
             self._allocate(image.shape[1:], action.shape[1], n)
         elif self.n_frames + n > self.capacity:
-            self._allocate(self.frames.shape[1:], action.shape[1],
-                           max(self.n_frames + n, int(self.capacity * self.grow)))
+            self._allocate(
+                self.frames.shape[1:], action.shape[1], max(self.n_frames + n, int(self.capacity * self.grow))
+            )
         if self.n_frames == 0:  # the first episode decides which optional fields the store keeps
             for k, v in optional.items():
                 self._arr.setdefault(f"{k}_in", np.empty((self.capacity, *v.shape[1:]), v.dtype))
@@ -172,18 +190,24 @@ class EpisodeStore:
             kept = f"{k}_in" in self._arr
             if k not in episode:
                 if kept:
-                    raise ValueError(f"the episode has no {k!r}, which the store's other episodes carry "
-                                     f"(every episode of a task must carry the same fields)")
+                    raise ValueError(
+                        f"the episode has no {k!r}, which the store's other episodes carry "
+                        f"(every episode of a task must carry the same fields)"
+                    )
                 continue
             v = np.asarray(episode[k], dt)
             if len(v) != T:
                 raise ValueError(f"episode field {k!r} has {len(v)} rows for {T} actions")
             if self.n_frames and not kept:
-                raise ValueError(f"the episode carries {k!r}, which the store's earlier episodes lack "
-                                 f"(every episode of a task must carry the same fields)")
+                raise ValueError(
+                    f"the episode carries {k!r}, which the store's earlier episodes lack "
+                    f"(every episode of a task must carry the same fields)"
+                )
             if kept and v.shape[1:] != self._arr[f"{k}_in"].shape[1:]:
-                raise ValueError(f"episode field {k!r} has shape {v.shape[1:]} per step, the store's "
-                                 f"{self._arr[f'{k}_in'].shape[1:]}")
+                raise ValueError(
+                    f"episode field {k!r} has shape {v.shape[1:]} per step, the store's "
+                    f"{self._arr[f'{k}_in'].shape[1:]}"
+                )
             out[k] = v
         return out
 
@@ -202,9 +226,15 @@ class EpisodeStore:
         s, T = self.ep_start[e], self.ep_len[e]
         a = self._arr
         steps = slice(s + 1, s + T + 1)
-        return {"image": self.frames[s:s + T + 1], "action": a["action_in"][steps], "reward": a["reward_in"][steps],
-                "terminal": a["terminal_in"][steps], "success": a["success_in"][steps], "goal": a["goal_in"][steps],
-                **{k: a[f"{k}_in"][steps] for k in _OPTIONAL_STEPS if f"{k}_in" in a}}
+        return {
+            "image": self.frames[s : s + T + 1],
+            "action": a["action_in"][steps],
+            "reward": a["reward_in"][steps],
+            "terminal": a["terminal_in"][steps],
+            "success": a["success_in"][steps],
+            "goal": a["goal_in"][steps],
+            **{k: a[f"{k}_in"][steps] for k in _OPTIONAL_STEPS if f"{k}_in" in a},
+        }
 
     def global_index(self, e: int, t: int) -> int:
         return self.ep_start[e] + t
@@ -247,7 +277,9 @@ class EpisodeStore:
                 self._tables[key] = table
         return table
 
-    def _draw_prioritizing_ends(self, rng: np.random.Generator, n: int, window: int, filter: str) -> np.ndarray:
+    def _draw_prioritizing_ends(
+        self, rng: np.random.Generator, n: int, window: int, filter: str
+    ) -> np.ndarray:
         """DreamerV2's draw: an episode uniformly, then start = min(U{0 .. frames - L + L}, frames - L)."""
         eps = self.episodes_with(window, filter)
         if len(eps) == 0:
@@ -271,8 +303,10 @@ class EpisodeStore:
 
     @staticmethod
     def _nothing_to_sample(window: int, filter: str) -> ValueError:
-        return ValueError(f"no episode to sample from: none has {window} frames"
-                          f"{'' if filter == 'all' else f' and passes the {filter!r} filter'}")
+        return ValueError(
+            f"no episode to sample from: none has {window} frames"
+            f"{'' if filter == 'all' else f' and passes the {filter!r} filter'}"
+        )
 
     def _draw(self, rng: np.random.Generator, n: int, window: int, filter: str) -> np.ndarray:
         table = self.starts(window, filter)
@@ -285,8 +319,9 @@ class EpisodeStore:
         n = request.framestack + 1 if isinstance(request, Transitions) else request.length
         return np.empty((request.batch, n, *self.frames.shape[1:]), np.uint8)
 
-    def sample(self, request: Transitions | Sequences, rng: np.random.Generator,
-               out: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def sample(
+        self, request: Transitions | Sequences, rng: np.random.Generator, out: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         if isinstance(request, Transitions):
             B = request.batch
             if request.online_fraction is not None and len(self.starts(2, "online")):
@@ -300,12 +335,18 @@ class EpisodeStore:
             return self.transitions(g, request.framestack, out)
         if isinstance(request, Sequences):
             if request.cross_episodes:
-                return self._gather_sequences(self._stream_windows(rng, request.batch, request.length, request.filter), out)
+                return self._gather_sequences(
+                    self._stream_windows(rng, request.batch, request.length, request.filter), out
+                )
             draw = self._draw_prioritizing_ends if request.prioritize_ends else self._draw
-            return self.sequences(draw(rng, request.batch, request.length, request.filter), request.length, out)
+            return self.sequences(
+                draw(rng, request.batch, request.length, request.filter), request.length, out
+            )
         raise TypeError(f"unknown request {request!r}")
 
-    def transitions(self, g: np.ndarray, framestack: int, out: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def transitions(
+        self, g: np.ndarray, framestack: int, out: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Transitions starting at global frames ``g`` (B,): frames g-k+1..g+1, clipped at episode starts."""
         k = framestack
         g = np.asarray(g, np.int64)
@@ -317,14 +358,24 @@ class EpisodeStore:
         # mode="raise" numpy buffers a take into `out`, several times slower.
         frames = self.frames.take(grid, axis=0, out=out, mode="clip")
         a, nxt = self._arr, g + 1
-        return {"frames": frames, "obs": frames[:, :k], "next_obs": frames[:, 1:],
-                "action": a["action_in"].take(nxt, axis=0), "reward": a["reward_in"].take(nxt),
-                "discount": 1.0 - a["terminal_in"].take(nxt).astype(np.float32),
-                "terminal": a["terminal_in"].take(nxt), "is_last": a["is_last"].take(nxt),
-                "success": a["success_in"].take(nxt), "goal": a["goal_in"].take(nxt),
-                "online": a["online"].take(g), "episode_goal": a["episode_goal"].take(g)}
+        return {
+            "frames": frames,
+            "obs": frames[:, :k],
+            "next_obs": frames[:, 1:],
+            "action": a["action_in"].take(nxt, axis=0),
+            "reward": a["reward_in"].take(nxt),
+            "discount": 1.0 - a["terminal_in"].take(nxt).astype(np.float32),
+            "terminal": a["terminal_in"].take(nxt),
+            "is_last": a["is_last"].take(nxt),
+            "success": a["success_in"].take(nxt),
+            "goal": a["goal_in"].take(nxt),
+            "online": a["online"].take(g),
+            "episode_goal": a["episode_goal"].take(g),
+        }
 
-    def sequences(self, starts: np.ndarray, length: int, out: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def sequences(
+        self, starts: np.ndarray, length: int, out: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Windows of ``length`` stored frames from global frames ``starts`` (B,)."""
         return self._gather_sequences(np.asarray(starts, np.int64)[:, None] + np.arange(length), out)
 
@@ -332,11 +383,19 @@ class EpisodeStore:
         """The sequence batch of the global frames ``grid`` (B, L): one gather per array."""
         a = self._arr
         terminal = a["terminal_in"].take(grid)
-        return {"image": self.frames.take(grid, axis=0, out=out, mode="clip"), "action": a["action_in"].take(grid, axis=0),
-                "reward": a["reward_in"].take(grid), "discount": 1.0 - terminal.astype(np.float32),
-                "is_first": a["is_first"].take(grid), "is_last": a["is_last"].take(grid),
-                "is_terminal": terminal, "success": a["success_in"].take(grid), "goal": a["goal_in"].take(grid),
-                "episode_goal": a["episode_goal"].take(grid), "online": a["online"].take(grid)}
+        return {
+            "image": self.frames.take(grid, axis=0, out=out, mode="clip"),
+            "action": a["action_in"].take(grid, axis=0),
+            "reward": a["reward_in"].take(grid),
+            "discount": 1.0 - terminal.astype(np.float32),
+            "is_first": a["is_first"].take(grid),
+            "is_last": a["is_last"].take(grid),
+            "is_terminal": terminal,
+            "success": a["success_in"].take(grid),
+            "goal": a["goal_in"].take(grid),
+            "episode_goal": a["episode_goal"].take(grid),
+            "online": a["online"].take(grid),
+        }
 
 
 class BatchSampler:
@@ -352,8 +411,10 @@ class BatchSampler:
 
     def batch(self, step: int, buffers: dict | None = None) -> dict[str, dict[str, np.ndarray]]:
         buffers = buffers or {}
-        return {name: self.store.sample(req, sampling_rng(self.seed, step, i), out=buffers.get(name))
-                for i, (name, req) in enumerate(self.requests.items())}
+        return {
+            name: self.store.sample(req, sampling_rng(self.seed, step, i), out=buffers.get(name))
+            for i, (name, req) in enumerate(self.requests.items())
+        }
 
     def _buffers(self) -> dict:
         # Frame arrays are allocated here, in the consuming thread, and filled by the worker: memory

@@ -18,6 +18,7 @@ This module owns that format: the naming rule (``run_dir``), how runs are found 
 columns (``METRICS_COLUMNS``) and checkpoints. Everything that reads or writes run directories goes
 through it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,9 +35,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-METRICS_COLUMNS = ["phase", "grad_step", "env_steps", "episodes", "eval_success", "eval_return",
-                   "episode_return", "episode_success", "steps_per_s", "wall_time"]  # then the agent's metrics
-RUN_FILES = ("config.json", "status.json", "slurm_job.json")  # a folder holding one of them is a run directory
+METRICS_COLUMNS = [
+    "phase",
+    "grad_step",
+    "env_steps",
+    "episodes",
+    "eval_success",
+    "eval_return",
+    "episode_return",
+    "episode_success",
+    "steps_per_s",
+    "wall_time",
+]  # then the agent's metrics
+RUN_FILES = (
+    "config.json",
+    "status.json",
+    "slurm_job.json",
+)  # a folder holding one of them is a run directory
 SLURM_JOB_FILE = "slurm_job.json"
 STATES = ("done", "running", "queued", "interrupted", "failed", "missing")
 STATES_HELP = """\
@@ -48,10 +63,22 @@ STATES_HELP = """\
   failed       status.json says failed (rerun with --retry-failed)
   missing      expected (a sweep's run, or a seed seen in the folder) but never started
 """
-PACKAGES = ("numpy", "jax", "flax", "optax", "torch", "mujoco", "gymnasium", "gymnasium-robotics", "metaworld")
+PACKAGES = (
+    "numpy",
+    "jax",
+    "flax",
+    "optax",
+    "torch",
+    "mujoco",
+    "gymnasium",
+    "gymnasium-robotics",
+    "metaworld",
+)
 
 
-def run_dir(out: str | Path, task: str, algo: str, seed: int, profile: str = "paper", dataset: str | None = None) -> Path:
+def run_dir(
+    out: str | Path, task: str, algo: str, seed: int, profile: str = "paper", dataset: str | None = None
+) -> Path:
     """Everything that changes results and is not a code default decides the folder: the profile and,
     when it is not the task's own, the dataset (the data-size study); the rest is checked against
     ``config.json`` by ``identity_diff`` when a run resumes."""
@@ -97,7 +124,9 @@ def find_runs(root: str | Path) -> list[Path]:
         if any(e.name in RUN_FILES and e.is_file() for e in entries):
             found.append(Path(d))
             continue
-        stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+        stack.extend(
+            e.path for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+        )
     return sorted(found)
 
 
@@ -107,10 +136,17 @@ def run_key(d: Path, root: Path | None = None) -> tuple[str, str, str, int]:
     cfg = read_json(Path(d) / "config.json")
     if all(k in cfg for k in ("task", "algo", "seed", "profile")):
         task = str(cfg["task"])
-        return task, str(cfg["algo"]), setting_name(str(cfg["profile"]), dataset_name(cfg), task), int(cfg["seed"])
+        return (
+            task,
+            str(cfg["algo"]),
+            setting_name(str(cfg["profile"]), dataset_name(cfg), task),
+            int(cfg["seed"]),
+        )
     rel = Path(d).relative_to(root).parts if root is not None else Path(d).parts[-5:]
     if len(rel) != 5 or not rel[4].startswith("seed_"):
-        raise ValueError(f"{d}: no config.json, and its path is not <domain>/<task>/<algo>/<setting>/seed_<n>")
+        raise ValueError(
+            f"{d}: no config.json, and its path is not <domain>/<task>/<algo>/<setting>/seed_<n>"
+        )
     return f"{rel[0]}/{rel[1]}", rel[2], rel[3], int(rel[4].split("_", 1)[1])
 
 
@@ -123,8 +159,18 @@ def read_json(path: Path) -> dict:
 
 
 # The parts of a resolved config that change results (not versions, git commit, device or paths).
-IDENTITY_KEYS = ("task", "algo", "seed", "profile", "agent_config", "schedule", "env_overrides", "episode_length",
-                 "action_repeat", "dataset.checksum")
+IDENTITY_KEYS = (
+    "task",
+    "algo",
+    "seed",
+    "profile",
+    "agent_config",
+    "schedule",
+    "env_overrides",
+    "episode_length",
+    "action_repeat",
+    "dataset.checksum",
+)
 
 
 def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -138,7 +184,9 @@ def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
 
 def identity(config: dict) -> dict[str, Any]:
     flat = _flat(json.loads(json.dumps(config, default=str)))  # JSON round trip: tuples become lists
-    return {k: v for k, v in flat.items() if any(k == key or k.startswith(key + ".") for key in IDENTITY_KEYS)}
+    return {
+        k: v for k, v in flat.items() if any(k == key or k.startswith(key + ".") for key in IDENTITY_KEYS)
+    }
 
 
 def config_hash(config: dict) -> str:
@@ -148,8 +196,11 @@ def config_hash(config: dict) -> str:
 def identity_diff(saved: dict, new: dict) -> list[str]:
     """Fields that differ between a run directory's config and the one asked for: 'key: old -> new'."""
     a, b = identity(saved), identity(new)
-    return [f"{k}: {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}" for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k)]
+    return [
+        f"{k}: {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
 
 
 class RunHeld(RuntimeError):
@@ -179,7 +230,9 @@ class RunLock:
                 held = {}
             os.close(fd)
             job = f", SLURM job {held['slurm_job']}" if held.get("slurm_job") else ""
-            raise RunHeld(f"running in pid {held.get('pid', '?')} on host {held.get('host', '?')}{job}") from None
+            raise RunHeld(
+                f"running in pid {held.get('pid', '?')} on host {held.get('host', '?')}{job}"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(self.holder_info()).encode(), 0)
         self._fd = fd
@@ -220,8 +273,11 @@ def local_lock_held(run: Path) -> bool:
     except OSError:
         return False
     key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    return any(line.split()[1] == "FLOCK" and key in line.split() for line in table.splitlines()
-               if len(line.split()) > 5)
+    return any(
+        line.split()[1] == "FLOCK" and key in line.split()
+        for line in table.splitlines()
+        if len(line.split()) > 5
+    )
 
 
 def run_state(d: Path, queue: dict[str, str] | None = None) -> tuple[str, dict]:
@@ -266,8 +322,16 @@ def versions() -> dict[str, str]:
 
 def git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).parent).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 

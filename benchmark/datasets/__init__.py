@@ -1,5 +1,6 @@
 """Offline datasets: one on-disk format (see ``format``), generators and importers, and a CLI
 (``python -m benchmark.datasets {generate,import,subset,verify,stats}``)."""
+
 from benchmark.datasets.format import (  # noqa: F401
     DatasetError,
     DatasetWriter,

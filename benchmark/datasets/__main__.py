@@ -1,4 +1,5 @@
 """python -m benchmark.datasets {generate,import,subset,verify,stats} -- see --help of each."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,21 +21,32 @@ def _data_dir(args) -> Path:
 
 
 def _known_datasets(root: Path) -> list[str]:
-    return sorted(str(p.parent.relative_to(root)) for p in root.glob("**/manifest.json") if not p.parent.name.startswith("."))
+    return sorted(
+        str(p.parent.relative_to(root))
+        for p in root.glob("**/manifest.json")
+        if not p.parent.name.startswith(".")
+    )
 
 
 def _names(spec: list[str], root: Path) -> list[str]:
     if not spec or spec == ["all"]:
         names = _known_datasets(root)
         if not names:
-            raise DatasetError(f"no datasets under {root}; create them with `python -m benchmark.datasets generate metaworld`")
+            raise DatasetError(
+                f"no datasets under {root}; create them with `python -m benchmark.datasets generate metaworld`"
+            )
         return names
     return spec
 
 
 def _stats_row(name: str, m: dict) -> dict:
-    return {"dataset": name, "episodes": m["episodes"], "transitions": m["transitions"],
-            "mean_return": m["mean_return"], "success": m["success_rate"]}
+    return {
+        "dataset": name,
+        "episodes": m["episodes"],
+        "transitions": m["transitions"],
+        "mean_return": m["mean_return"],
+        "success": m["success_rate"],
+    }
 
 
 def cmd_generate(args) -> None:
@@ -45,23 +57,29 @@ def cmd_generate(args) -> None:
     if args.tasks.strip() in ("kitchen", "kitchen/scripted"):
         return cmd_generate_kitchen(args)
     if args.workers != 1 or args.episode_length is not None:
-        raise DatasetError("--workers and --episode-length are for `generate kitchen`; MetaWorld datasets are "
-                           "generated in one process with the task's episode length")
+        raise DatasetError(
+            "--workers and --episode-length are for `generate kitchen`; MetaWorld datasets are "
+            "generated in one process with the task's episode length"
+        )
     args.episodes = 10 if args.episodes is None else args.episodes
     args.action_noise = 0.0 if args.action_noise is None else args.action_noise
     if args.episodes < 1:
         raise DatasetError(f"--episodes must be at least 1, got {args.episodes}")
     if args.max_attempts is not None and args.max_attempts < args.episodes:
-        raise DatasetError(f"--max-attempts must be at least --episodes ({args.episodes}), got {args.max_attempts}")
+        raise DatasetError(
+            f"--max-attempts must be at least --episodes ({args.episodes}), got {args.max_attempts}"
+        )
     if not 0.0 <= args.action_noise <= 1.0:
         raise DatasetError(f"--action-noise must be between 0 and 1, got {args.action_noise}")
     root = _data_dir(args)
     tasks = resolve_tasks(args.tasks)
     not_mw = [t for t in tasks if get_task(t).domain != "metaworld"]
     if not_mw:
-        raise DatasetError(f"{not_mw} cannot be generated one task at a time: `generate kitchen` writes the "
-                           f"scripted Kitchen data (kitchen/scripted-mixed, kitchen/scripted-partial); the "
-                           f"paper's demonstrations are imported with `import kitchen --format ... --source ...`")
+        raise DatasetError(
+            f"{not_mw} cannot be generated one task at a time: `generate kitchen` writes the "
+            f"scripted Kitchen data (kitchen/scripted-mixed, kitchen/scripted-partial); the "
+            f"paper's demonstrations are imported with `import kitchen --format ... --source ...`"
+        )
     rows = []
     for name in tasks:
         spec = get_task(name)
@@ -73,22 +91,52 @@ def cmd_generate(args) -> None:
             continue
         t0 = time.time()
         with tqdm(desc=name, unit="ep", leave=False, disable=args.quiet) as bar:
-            writer = DatasetWriter(path, task=name, seed=args.seed, overwrite=args.overwrite,
-                                   generator={"name": gen.GENERATOR, "version": gen.GENERATOR_VERSION,
-                                              "episode_length": spec.demo_length,
-                                              "action_repeat": spec.action_repeat})
+            writer = DatasetWriter(
+                path,
+                task=name,
+                seed=args.seed,
+                overwrite=args.overwrite,
+                generator={
+                    "name": gen.GENERATOR,
+                    "version": gen.GENERATOR_VERSION,
+                    "episode_length": spec.demo_length,
+                    "action_repeat": spec.action_repeat,
+                },
+            )
             try:
-                counts = gen.generate(spec, writer, episodes=args.episodes, seed=args.seed,
-                                      action_noise=args.action_noise, max_attempts=args.max_attempts, progress=bar)
+                counts = gen.generate(
+                    spec,
+                    writer,
+                    episodes=args.episodes,
+                    seed=args.seed,
+                    action_noise=args.action_noise,
+                    max_attempts=args.max_attempts,
+                    progress=bar,
+                )
             except BaseException:
                 writer.abort()
                 raise
             m = writer.commit(attempts=counts["attempts"], action_noise=counts["action_noise"])
-        print(f"{name}: {m['episodes']} episodes ({counts['attempts']} attempts) in {time.time() - t0:.0f} s -> {path}")
+        print(
+            f"{name}: {m['episodes']} episodes ({counts['attempts']} attempts) in {time.time() - t0:.0f} s -> {path}"
+        )
         rows.append({**_stats_row(name, m), "attempts": counts["attempts"], **_paper(spec)})
     print()
-    print_table(rows, ["dataset", "episodes", "attempts", "transitions", "mean_return", "success",
-                       "paper_episodes", "paper_transitions", "paper_return", "paper_success"])
+    print_table(
+        rows,
+        [
+            "dataset",
+            "episodes",
+            "attempts",
+            "transitions",
+            "mean_return",
+            "success",
+            "paper_episodes",
+            "paper_transitions",
+            "paper_return",
+            "paper_success",
+        ],
+    )
 
 
 def cmd_generate_kitchen(args) -> None:
@@ -112,15 +160,33 @@ def cmd_generate_kitchen(args) -> None:
     for p in paths.values():
         if p.exists() and not args.overwrite:
             raise DatasetError(f"{p} already exists; pass --overwrite to replace it")
-    generator = {"name": gen.GENERATOR, "version": gen.GENERATOR_VERSION, "episode_length": steps,
-                 "action_repeat": 1, "note": "scripted demonstrator, not the paper's relay-policy-learning data"}
-    writers = {t: DatasetWriter(p, task=f"kitchen/{t}", generator=generator, seed=args.seed, overwrite=args.overwrite)
-               for t, p in paths.items()}
+    generator = {
+        "name": gen.GENERATOR,
+        "version": gen.GENERATOR_VERSION,
+        "episode_length": steps,
+        "action_repeat": 1,
+        "note": "scripted demonstrator, not the paper's relay-policy-learning data",
+    }
+    writers = {
+        t: DatasetWriter(
+            p, task=f"kitchen/{t}", generator=generator, seed=args.seed, overwrite=args.overwrite
+        )
+        for t, p in paths.items()
+    }
     t0 = time.time()
     try:
-        with tqdm(desc="kitchen/scripted", unit="frame", total=episodes * (steps + 1), disable=args.quiet) as bar:
-            extra = gen.generate(writers, episodes=episodes, seed=args.seed, noise=noise, workers=args.workers,
-                                 steps=steps, progress=bar)
+        with tqdm(
+            desc="kitchen/scripted", unit="frame", total=episodes * (steps + 1), disable=args.quiet
+        ) as bar:
+            extra = gen.generate(
+                writers,
+                episodes=episodes,
+                seed=args.seed,
+                noise=noise,
+                workers=args.workers,
+                steps=steps,
+                progress=bar,
+            )
         manifests = {t: w.commit(**extra) for t, w in writers.items()}
     except BaseException:
         for w in reversed(list(writers.values())):  # the last made first: shared parent folders empty out
@@ -128,10 +194,15 @@ def cmd_generate_kitchen(args) -> None:
         raise
     wall = time.time() - t0
     frames = episodes * (steps + 1)
-    print(f"kitchen/scripted: {episodes} episodes, {frames} frames in {wall:.0f} s ({frames / wall:.1f} frames/s, "
-          f"{args.workers} worker(s)) -> {', '.join(str(p) for p in paths.values())}")
-    print_table([_kitchen_row(str(paths[t].relative_to(root)), m) for t, m in manifests.items()] + [_kitchen_paper_row()],
-                KITCHEN_COLUMNS)
+    print(
+        f"kitchen/scripted: {episodes} episodes, {frames} frames in {wall:.0f} s ({frames / wall:.1f} frames/s, "
+        f"{args.workers} worker(s)) -> {', '.join(str(p) for p in paths.values())}"
+    )
+    print_table(
+        [_kitchen_row(str(paths[t].relative_to(root)), m) for t, m in manifests.items()]
+        + [_kitchen_paper_row()],
+        KITCHEN_COLUMNS,
+    )
 
 
 KITCHEN_COLUMNS = ["dataset", "episodes", "transitions", "mean_return", "success", "objects_per_episode"]
@@ -143,15 +214,24 @@ def _kitchen_row(name: str, m: dict) -> dict:
 
 def _kitchen_paper_row() -> dict:
     p = get_task("kitchen/mixed").paper_dataset
-    return {"dataset": "paper (relay-policy-learning)", "episodes": p["episodes"], "transitions": p["transitions"],
-            "mean_return": p["mean_return"], "success": p["success_rate"],
-            "objects_per_episode": p.get("objects_per_episode", float("nan"))}
+    return {
+        "dataset": "paper (relay-policy-learning)",
+        "episodes": p["episodes"],
+        "transitions": p["transitions"],
+        "mean_return": p["mean_return"],
+        "success": p["success_rate"],
+        "objects_per_episode": p.get("objects_per_episode", float("nan")),
+    }
 
 
 def _paper(spec) -> dict:
     p = spec.paper_dataset
-    return {"paper_episodes": p.get("episodes", ""), "paper_transitions": p.get("transitions", ""),
-            "paper_return": p.get("mean_return", ""), "paper_success": p.get("success_rate", "")}
+    return {
+        "paper_episodes": p.get("episodes", ""),
+        "paper_transitions": p.get("transitions", ""),
+        "paper_return": p.get("mean_return", ""),
+        "paper_success": p.get("success_rate", ""),
+    }
 
 
 def cmd_import(args) -> None:
@@ -161,21 +241,30 @@ def cmd_import(args) -> None:
     from benchmark.tasks.envs.kitchen import KITCHEN_TASKS
 
     if args.domain != "kitchen":
-        raise DatasetError(f"only kitchen data is imported (got {args.domain!r}); MetaWorld data is generated")
+        raise DatasetError(
+            f"only kitchen data is imported (got {args.domain!r}); MetaWorld data is generated"
+        )
     root = _data_dir(args)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for t in tasks:
         get_task(f"kitchen/{t}")
     if args.image_key and args.format != "npz":
-        raise DatasetError(f"--image-key reads images stored in NPZ files; it needs --format npz (got {args.format})")
+        raise DatasetError(
+            f"--image-key reads images stored in NPZ files; it needs --format npz (got {args.format})"
+        )
     paths = {t: root / args.prefix / t if args.prefix else root / "kitchen" / t for t in tasks}
     for t, p in paths.items():
         if p.exists() and not args.overwrite:
             raise DatasetError(f"{p} already exists; pass --overwrite to replace it")
     if args.limit < 0:
         raise DatasetError(f"--limit must be 0 (all) or a positive number of episodes, got {args.limit}")
-    generator = {"name": imp.GENERATOR, "version": imp.GENERATOR_VERSION, "source_format": args.format,
-                 "source": str(args.source), **({"image_key": args.image_key} if args.image_key else {})}
+    generator = {
+        "name": imp.GENERATOR,
+        "version": imp.GENERATOR_VERSION,
+        "source_format": args.format,
+        "source": str(args.source),
+        **({"image_key": args.image_key} if args.image_key else {}),
+    }
     if args.image_key:
         objects = tuple(dict.fromkeys(o for t in tasks for o in KITCHEN_TASKS[t]))
         raw = imp.read_npz(args.source, image_key=args.image_key, objects=objects)
@@ -191,9 +280,12 @@ def cmd_import(args) -> None:
     writers = {}
     try:
         for t, p in paths.items():
-            writers[t] = DatasetWriter(p, task=f"kitchen/{t}", generator=generator, seed=None, overwrite=args.overwrite)
-        with tqdm(desc=f"{'read' if args.image_key else 'render'} {args.format}", unit="frame",
-                  disable=args.quiet) as bar:
+            writers[t] = DatasetWriter(
+                p, task=f"kitchen/{t}", generator=generator, seed=None, overwrite=args.overwrite
+            )
+        with tqdm(
+            desc=f"{'read' if args.image_key else 'render'} {args.format}", unit="frame", disable=args.quiet
+        ) as bar:
             n = imp.import_episodes(raw, writers, progress=bar)
         manifests = {t: w.commit() for t, w in writers.items()}
     except BaseException:
@@ -201,8 +293,10 @@ def cmd_import(args) -> None:
             w.abort()
         raise
     print(f"imported {n} episodes in {time.time() - t0:.0f} s")
-    print_table([_stats_row(str(paths[t].relative_to(root)), m) for t, m in manifests.items()],
-                ["dataset", "episodes", "transitions", "mean_return", "success"])
+    print_table(
+        [_stats_row(str(paths[t].relative_to(root)), m) for t, m in manifests.items()],
+        ["dataset", "episodes", "transitions", "mean_return", "success"],
+    )
 
 
 def cmd_subset(args) -> None:
@@ -211,18 +305,29 @@ def cmd_subset(args) -> None:
     manifest = verify_dataset(src)
     n = manifest["episodes"]
     if not 0 < args.episodes <= n:
-        raise DatasetError(f"--episodes must be between 1 and {n} (the episodes in {args.dataset}), got {args.episodes}")
+        raise DatasetError(
+            f"--episodes must be between 1 and {n} (the episodes in {args.dataset}), got {args.episodes}"
+        )
     # Uniformly at random, not by return (paper, Appendix A.2); sorted to keep episode order.
     chosen = np.sort(np.random.default_rng(args.seed).choice(n, size=args.episodes, replace=False))
     name = args.name or f"{args.dataset}-{args.episodes}ep-seed{args.seed}"
-    generator = {"name": "subset", "version": 1, "parent": args.dataset, "parent_checksum": manifest["checksum"],
-                 "indices": chosen.tolist(), "parent_generator": manifest["generator"]}
-    writer = DatasetWriter(root / name, task=manifest["task"], generator=generator, seed=args.seed,
-                           overwrite=args.overwrite)
+    generator = {
+        "name": "subset",
+        "version": 1,
+        "parent": args.dataset,
+        "parent_checksum": manifest["checksum"],
+        "indices": chosen.tolist(),
+        "parent_generator": manifest["generator"],
+    }
+    writer = DatasetWriter(
+        root / name, task=manifest["task"], generator=generator, seed=args.seed, overwrite=args.overwrite
+    )
     try:
         for i in chosen:
             entry = manifest["files"][i]
-            writer.add_file(src / "episodes" / entry["name"], entry, manifest["image_shape"], manifest["action_dim"])
+            writer.add_file(
+                src / "episodes" / entry["name"], entry, manifest["image_shape"], manifest["action_dim"]
+            )
         m = writer.commit()
     except BaseException:
         writer.abort()
@@ -235,7 +340,9 @@ def cmd_verify(args) -> None:
     root = _data_dir(args)
     for name in _names(args.datasets, root):
         m = verify_dataset(root / name)
-        print(f"ok  {name}: {m['episodes']} episodes, {m['transitions']} transitions, checksum {m['checksum'][:12]}")
+        print(
+            f"ok  {name}: {m['episodes']} episodes, {m['transitions']} transitions, checksum {m['checksum'][:12]}"
+        )
 
 
 def cmd_stats(args) -> None:
@@ -249,8 +356,20 @@ def cmd_stats(args) -> None:
         except KeyError:
             pass
         rows.append(row)
-    print_table(rows, ["dataset", "episodes", "transitions", "mean_return", "success",
-                       "paper_episodes", "paper_transitions", "paper_return", "paper_success"])
+    print_table(
+        rows,
+        [
+            "dataset",
+            "episodes",
+            "transitions",
+            "mean_return",
+            "success",
+            "paper_episodes",
+            "paper_transitions",
+            "paper_return",
+            "paper_success",
+        ],
+    )
     kitchen = [(r["dataset"], read_manifest(root / r["dataset"])) for r in rows]
     kitchen = [(name, m) for name, m in kitchen if str(m.get("task", "")).startswith("kitchen/")]
     if kitchen:  # Kitchen data next to the paper's (same demonstrations serve both tasks)
@@ -265,35 +384,69 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", parents=[common], help="generate datasets with scripted experts "
-                       "(MetaWorld tasks, or 'kitchen': kitchen/scripted-mixed and kitchen/scripted-partial)")
-    g.add_argument("tasks", help="'metaworld', task names (metaworld/door-open), a comma-separated list, or 'kitchen'")
-    g.add_argument("--episodes", type=int, default=None,
-                   help="MetaWorld: successful episodes per task (default 10, paper: 9-10); "
-                        "kitchen: episodes (default 563, the paper's count)")
+    g = sub.add_parser(
+        "generate",
+        parents=[common],
+        help="generate datasets with scripted experts "
+        "(MetaWorld tasks, or 'kitchen': kitchen/scripted-mixed and kitchen/scripted-partial)",
+    )
+    g.add_argument(
+        "tasks", help="'metaworld', task names (metaworld/door-open), a comma-separated list, or 'kitchen'"
+    )
+    g.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        help="MetaWorld: successful episodes per task (default 10, paper: 9-10); "
+        "kitchen: episodes (default 563, the paper's count)",
+    )
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--action-noise", type=float, default=None,
-                   help="std of Gaussian noise on expert actions (default: MetaWorld 0, kitchen 0.1)")
-    g.add_argument("--workers", type=int, default=1,
-                   help="kitchen: rendering processes (the dataset's bytes do not depend on this)")
-    g.add_argument("--episode-length", type=int, default=None,
-                   help="kitchen: steps per episode (default 280, the task's; shorter only for quick looks)")
-    g.add_argument("--max-attempts", type=int, default=None, help="give up after this many episodes (default 5x)")
+    g.add_argument(
+        "--action-noise",
+        type=float,
+        default=None,
+        help="std of Gaussian noise on expert actions (default: MetaWorld 0, kitchen 0.1)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="kitchen: rendering processes (the dataset's bytes do not depend on this)",
+    )
+    g.add_argument(
+        "--episode-length",
+        type=int,
+        default=None,
+        help="kitchen: steps per episode (default 280, the task's; shorter only for quick looks)",
+    )
+    g.add_argument(
+        "--max-attempts", type=int, default=None, help="give up after this many episodes (default 5x)"
+    )
     g.add_argument("--overwrite", action="store_true")
     g.set_defaults(func=cmd_generate)
 
     i = sub.add_parser("import", parents=[common], help="import Kitchen demonstrations and render them")
     i.add_argument("domain", choices=["kitchen"])
     i.add_argument("--format", required=True, choices=["d4rl", "minari", "npz"])
-    i.add_argument("--source", required=True, help="HDF5 file (d4rl), dataset id (minari) or NPZ folder (npz)")
-    i.add_argument("--download", action="store_true",
-                   help="minari: let Minari download the dataset id first if it is not local (needs network access)")
+    i.add_argument(
+        "--source", required=True, help="HDF5 file (d4rl), dataset id (minari) or NPZ folder (npz)"
+    )
+    i.add_argument(
+        "--download",
+        action="store_true",
+        help="minari: let Minari download the dataset id first if it is not local (needs network access)",
+    )
     i.add_argument("--tasks", default="mixed,partial", help="kitchen tasks to write (default: mixed,partial)")
-    i.add_argument("--prefix", default="", help="write to <data-dir>/<prefix>/<task> instead of kitchen/<task>")
+    i.add_argument(
+        "--prefix", default="", help="write to <data-dir>/<prefix>/<task> instead of kitchen/<task>"
+    )
     i.add_argument("--limit", type=int, default=0, help="import only the first N episodes")
-    i.add_argument("--image-key", default=None,
-                   help="npz only: take images from this array (e.g. D5RL's extra_image_camera_12_rgb) instead "
-                        "of rendering joint positions; rewards from the 'reward <object>' arrays; no qpos stored")
+    i.add_argument(
+        "--image-key",
+        default=None,
+        help="npz only: take images from this array (e.g. D5RL's extra_image_camera_12_rgb) instead "
+        "of rendering joint positions; rewards from the 'reward <object>' arrays; no qpos stored",
+    )
     i.add_argument("--overwrite", action="store_true")
     i.set_defaults(func=cmd_import)
 
@@ -332,10 +485,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:  # e.g. an unwritable --data-dir
         where = f" {exc.filename}" if exc.filename else ""
-        print(f"error: cannot write{where}: {exc.strerror or exc}; choose another --data-dir", file=sys.stderr)
+        print(
+            f"error: cannot write{where}: {exc.strerror or exc}; choose another --data-dir", file=sys.stderr
+        )
         return 2
     except KeyboardInterrupt as exc:
-        print(f"interrupted ({exc.args[0] if exc.args else 'SIGINT'}): nothing half-written was kept", file=sys.stderr)
+        print(
+            f"interrupted ({exc.args[0] if exc.args else 'SIGINT'}): nothing half-written was kept",
+            file=sys.stderr,
+        )
         return 130
     finally:
         if previous is not None:

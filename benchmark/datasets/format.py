@@ -23,6 +23,7 @@ observation before every action plus the last one)::
 Datasets are written into a temporary folder and renamed into place, so a crash never leaves
 half a dataset behind, and an existing dataset is only replaced when asked to.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +39,13 @@ import numpy as np
 
 FORMAT = "moto-benchmark-episodes"
 FORMAT_VERSION = 1
-REQUIRED = {"image": np.uint8, "action": np.float32, "reward": np.float32, "success": np.bool_, "terminal": np.bool_}
+REQUIRED = {
+    "image": np.uint8,
+    "action": np.float32,
+    "reward": np.float32,
+    "success": np.bool_,
+    "terminal": np.bool_,
+}
 OPTIONAL = {"objects_done": np.bool_, "qpos": np.float32, "executed_action": np.float32}
 
 
@@ -47,8 +54,10 @@ class DatasetError(Exception):
 
 
 def fix_hint(path: Path) -> str:
-    return (f"Recreate it with `python -m benchmark.datasets generate ...` or `... import ...` "
-            f"(add --overwrite), or delete {path}.")
+    return (
+        f"Recreate it with `python -m benchmark.datasets generate ...` or `... import ...` "
+        f"(add --overwrite), or delete {path}."
+    )
 
 
 def validate_episode(ep: dict[str, np.ndarray], where: str = "episode") -> int:
@@ -58,23 +67,36 @@ def validate_episode(ep: dict[str, np.ndarray], where: str = "episode") -> int:
         raise DatasetError(f"{where}: missing arrays {missing}; an episode needs {sorted(REQUIRED)}")
     unknown = [k for k in ep if k not in REQUIRED and k not in OPTIONAL]
     if unknown:
-        raise DatasetError(f"{where}: unknown arrays {unknown}; allowed: {sorted(REQUIRED) + sorted(OPTIONAL)}")
+        raise DatasetError(
+            f"{where}: unknown arrays {unknown}; allowed: {sorted(REQUIRED) + sorted(OPTIONAL)}"
+        )
     for key, arr in ep.items():
         dtype = {**REQUIRED, **OPTIONAL}[key]
         if np.asarray(arr).dtype != dtype:
-            raise DatasetError(f"{where}: {key!r} has dtype {np.asarray(arr).dtype}, expected {np.dtype(dtype)}")
+            raise DatasetError(
+                f"{where}: {key!r} has dtype {np.asarray(arr).dtype}, expected {np.dtype(dtype)}"
+            )
     image = ep["image"]
     if image.ndim != 4 or image.shape[-1] != 3:
         raise DatasetError(f"{where}: 'image' must be (T+1, H, W, 3), got {image.shape}")
     T = image.shape[0] - 1
     if T < 1:
         raise DatasetError(f"{where}: an episode needs at least one transition, got {T}")
-    lead = {"action": T, "reward": T, "success": T, "terminal": T, "objects_done": T, "qpos": T + 1,
-            "executed_action": T}
+    lead = {
+        "action": T,
+        "reward": T,
+        "success": T,
+        "terminal": T,
+        "objects_done": T,
+        "qpos": T + 1,
+        "executed_action": T,
+    }
     for key, n in lead.items():
         if key in ep and ep[key].shape[0] != n:
-            raise DatasetError(f"{where}: {key!r} has {ep[key].shape[0]} rows but the episode has "
-                               f"{T} transitions ({T + 1} images); expected {n}")
+            raise DatasetError(
+                f"{where}: {key!r} has {ep[key].shape[0]} rows but the episode has "
+                f"{T} transitions ({T + 1} images); expected {n}"
+            )
     for key in ("reward", "success", "terminal"):
         if ep[key].ndim != 1:
             raise DatasetError(f"{where}: {key!r} must be 1-D, got shape {ep[key].shape}")
@@ -105,7 +127,9 @@ def _sha256(path: Path) -> str:
 
 
 def _combined_checksum(files: list[dict[str, Any]]) -> str:
-    return hashlib.sha256("".join(f"{f['name']}:{f['length']}:{f['sha256']}\n" for f in files).encode()).hexdigest()
+    return hashlib.sha256(
+        "".join(f"{f['name']}:{f['length']}:{f['sha256']}\n" for f in files).encode()
+    ).hexdigest()
 
 
 class DatasetWriter:
@@ -115,8 +139,15 @@ class DatasetWriter:
     temporary folder and leaves any existing dataset untouched.
     """
 
-    def __init__(self, path: str | Path, *, task: str, generator: dict[str, Any], seed: int | None,
-                 overwrite: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        task: str,
+        generator: dict[str, Any],
+        seed: int | None,
+        overwrite: bool = False,
+    ):
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise DatasetError(f"{self.path} already exists; pass --overwrite to replace it")
@@ -126,8 +157,13 @@ class DatasetWriter:
         self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         shutil.rmtree(self._tmp, ignore_errors=True)
         (self._tmp / "episodes").mkdir(parents=True)
-        self.header = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": task,
-                       "generator": generator, "seed": seed}
+        self.header = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "task": task,
+            "generator": generator,
+            "seed": seed,
+        }
         self.files: list[dict[str, Any]] = []
         self._shape: tuple | None = None
         self._action_dim: int | None = None
@@ -139,20 +175,30 @@ class DatasetWriter:
         if self._shape is None:
             self._shape, self._action_dim = shape, adim
         elif (shape, adim) != (self._shape, self._action_dim):
-            raise DatasetError(f"episode {len(self.files)} has images {shape} and actions ({adim},), "
-                               f"unlike the first episode's {self._shape} and ({self._action_dim},)")
+            raise DatasetError(
+                f"episode {len(self.files)} has images {shape} and actions ({adim},), "
+                f"unlike the first episode's {self._shape} and ({self._action_dim},)"
+            )
         name = f"{len(self.files):06d}.npz"
         save_npz(self._tmp / "episodes" / name, ep)
-        self.files.append({"name": name, "length": T, "return": float(ep["reward"].sum()),
-                           "success": bool(ep["success"].any()),
-                           "sha256": _sha256(self._tmp / "episodes" / name)})
+        self.files.append(
+            {
+                "name": name,
+                "length": T,
+                "return": float(ep["reward"].sum()),
+                "success": bool(ep["success"].any()),
+                "sha256": _sha256(self._tmp / "episodes" / name),
+            }
+        )
 
     def add_file(self, file: Path, entry: dict[str, Any], image_shape, action_dim: int) -> None:
         """Copy an episode file of another dataset as it is (its manifest entry and checksum carry over)."""
         if self._shape is None:
             self._shape, self._action_dim = tuple(image_shape), action_dim
         elif (tuple(image_shape), action_dim) != (self._shape, self._action_dim):
-            raise DatasetError(f"{file}: images {tuple(image_shape)} / actions ({action_dim},) differ from this dataset's")
+            raise DatasetError(
+                f"{file}: images {tuple(image_shape)} / actions ({action_dim},) differ from this dataset's"
+            )
         new = dict(entry, name=f"{len(self.files):06d}.npz")
         shutil.copyfile(file, self._tmp / "episodes" / new["name"])
         self.files.append(new)
@@ -209,9 +255,11 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     mfile = path / "manifest.json"
     if not mfile.exists():
-        raise DatasetError(f"no dataset at {path} (no {mfile.name}). Create MetaWorld datasets with "
-                           f"`python -m benchmark.datasets generate metaworld`, Kitchen ones with "
-                           f"`python -m benchmark.datasets import kitchen --format ... --source ...`.")
+        raise DatasetError(
+            f"no dataset at {path} (no {mfile.name}). Create MetaWorld datasets with "
+            f"`python -m benchmark.datasets generate metaworld`, Kitchen ones with "
+            f"`python -m benchmark.datasets import kitchen --format ... --source ...`."
+        )
     try:
         manifest = json.loads(mfile.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -219,8 +267,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if manifest.get("format") != FORMAT:
         raise DatasetError(f"{mfile} is not a {FORMAT} manifest (format={manifest.get('format')!r})")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise DatasetError(f"{mfile} has format version {manifest['format_version']}, newer than this code "
-                           f"reads ({FORMAT_VERSION}); update the benchmark package")
+        raise DatasetError(
+            f"{mfile} has format version {manifest['format_version']}, newer than this code "
+            f"reads ({FORMAT_VERSION}); update the benchmark package"
+        )
     return manifest
 
 
@@ -232,10 +282,14 @@ def load_episode(path: str | Path, entry: dict[str, Any]) -> dict[str, np.ndarra
     except FileNotFoundError as exc:
         raise DatasetError(f"{file} is missing. {fix_hint(Path(path))}") from exc
     except Exception as exc:  # zipfile / pickle / value errors from a damaged file
-        raise DatasetError(f"{file} cannot be read ({type(exc).__name__}: {exc}). {fix_hint(Path(path))}") from exc
+        raise DatasetError(
+            f"{file} cannot be read ({type(exc).__name__}: {exc}). {fix_hint(Path(path))}"
+        ) from exc
     T = validate_episode(ep, str(file))
     if T != entry["length"]:
-        raise DatasetError(f"{file} has {T} transitions, the manifest says {entry['length']}. {fix_hint(Path(path))}")
+        raise DatasetError(
+            f"{file} has {T} transitions, the manifest says {entry['length']}. {fix_hint(Path(path))}"
+        )
     return ep
 
 
@@ -255,9 +309,13 @@ def verify_dataset(path: str | Path) -> dict[str, Any]:
     manifest = read_manifest(path)
     files = manifest.get("files", [])
     if _combined_checksum(files) != manifest.get("checksum"):
-        raise DatasetError(f"{path}/manifest.json: the file list does not match its checksum (edited?). {fix_hint(path)}")
+        raise DatasetError(
+            f"{path}/manifest.json: the file list does not match its checksum (edited?). {fix_hint(path)}"
+        )
     if len(files) != manifest.get("episodes"):
-        raise DatasetError(f"{path}/manifest.json lists {len(files)} files but says {manifest.get('episodes')} episodes")
+        raise DatasetError(
+            f"{path}/manifest.json lists {len(files)} files but says {manifest.get('episodes')} episodes"
+        )
     for entry in files:
         file = path / "episodes" / entry["name"]
         if not file.exists():
@@ -265,7 +323,12 @@ def verify_dataset(path: str | Path) -> dict[str, Any]:
         if _sha256(file) != entry["sha256"]:
             raise DatasetError(f"{file} does not match its checksum: the file is corrupt. {fix_hint(path)}")
         ep = load_episode(path, entry)
-        if list(ep["image"].shape[1:]) != manifest["image_shape"] or ep["action"].shape[1] != manifest["action_dim"]:
-            raise DatasetError(f"{file}: images {ep['image'].shape[1:]} / actions {ep['action'].shape[1:]} differ "
-                               f"from the manifest's {manifest['image_shape']} / ({manifest['action_dim']},)")
+        if (
+            list(ep["image"].shape[1:]) != manifest["image_shape"]
+            or ep["action"].shape[1] != manifest["action_dim"]
+        ):
+            raise DatasetError(
+                f"{file}: images {ep['image'].shape[1:]} / actions {ep['action'].shape[1:]} differ "
+                f"from the manifest's {manifest['image_shape']} / ({manifest['action_dim']},)"
+            )
     return manifest

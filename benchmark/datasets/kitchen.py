@@ -19,6 +19,7 @@ Sources (none can be downloaded by this code; point it at your copy):
 The same demonstrations serve both tasks; only the reward (objects of the task in their goal
 configuration) differs, so each source episode is rendered once and written to both datasets.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,8 +43,10 @@ def _qpos_from_observation(obs: np.ndarray, where: str) -> np.ndarray:
         return np.concatenate([obs[:, :9], obs[:, 18:39]], axis=1)
     if obs.shape[-1] == N_QPOS:
         return obs
-    raise DatasetError(f"{where}: cannot find joint positions in a {obs.shape[-1]}-column state "
-                       f"(expected 30 qpos, 59 FrankaKitchen-v1 or 60 D4RL columns)")
+    raise DatasetError(
+        f"{where}: cannot find joint positions in a {obs.shape[-1]}-column state "
+        f"(expected 30 qpos, 59 FrankaKitchen-v1 or 60 D4RL columns)"
+    )
 
 
 def read_d4rl(path: str | Path) -> Iterator[dict[str, np.ndarray]]:
@@ -51,8 +54,10 @@ def read_d4rl(path: str | Path) -> Iterator[dict[str, np.ndarray]]:
 
     path = Path(path)
     if not path.exists():
-        raise DatasetError(f"{path} does not exist: download D4RL's kitchen HDF5 (e.g. kitchen_mixed-v0.hdf5) "
-                           f"and pass its path with --source")
+        raise DatasetError(
+            f"{path} does not exist: download D4RL's kitchen HDF5 (e.g. kitchen_mixed-v0.hdf5) "
+            f"and pass its path with --source"
+        )
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -77,7 +82,7 @@ def read_d4rl(path: str | Path) -> Iterator[dict[str, np.ndarray]]:
         starts, stops = np.append(starts, stops[-1]), np.append(stops, n)
     for s, e in zip(starts, stops):
         if e - s >= 2:
-            yield {"qpos": qpos[s:e], "action": actions[s:e - 1]}
+            yield {"qpos": qpos[s:e], "action": actions[s : e - 1]}
 
 
 def read_minari(dataset_id: str, download: bool = False) -> Iterator[dict[str, np.ndarray]]:
@@ -90,16 +95,22 @@ def read_minari(dataset_id: str, download: bool = False) -> Iterator[dict[str, n
     except Exception as exc:
         said = " ".join(str(exc).split())
         if download:
-            raise DatasetError(f"cannot download Minari dataset {dataset_id!r} ({type(exc).__name__}: {said}); "
-                               f"without network access, download it elsewhere (`minari download {dataset_id}`), "
-                               f"copy it under MINARI_DATASETS_PATH and import without --download") from exc
-        raise DatasetError(f"cannot load Minari dataset {dataset_id!r} ({said}); pass --download to let Minari "
-                           f"fetch it, or download it where it can be reached (`minari download {dataset_id}`) "
-                           f"and set MINARI_DATASETS_PATH") from exc
+            raise DatasetError(
+                f"cannot download Minari dataset {dataset_id!r} ({type(exc).__name__}: {said}); "
+                f"without network access, download it elsewhere (`minari download {dataset_id}`), "
+                f"copy it under MINARI_DATASETS_PATH and import without --download"
+            ) from exc
+        raise DatasetError(
+            f"cannot load Minari dataset {dataset_id!r} ({said}); pass --download to let Minari "
+            f"fetch it, or download it where it can be reached (`minari download {dataset_id}`) "
+            f"and set MINARI_DATASETS_PATH"
+        ) from exc
     for ep in dataset.iterate_episodes():
         obs = ep.observations["observation"] if isinstance(ep.observations, dict) else ep.observations
-        yield {"qpos": _qpos_from_observation(np.asarray(obs), f"{dataset_id} episode {ep.id}"),
-               "action": np.asarray(ep.actions, np.float32)}
+        yield {
+            "qpos": _qpos_from_observation(np.asarray(obs), f"{dataset_id} episode {ep.id}"),
+            "action": np.asarray(ep.actions, np.float32),
+        }
 
 
 def _image_episode(data: dict[str, np.ndarray], file: Path, image_key: str, objects) -> dict[str, np.ndarray]:
@@ -107,7 +118,9 @@ def _image_episode(data: dict[str, np.ndarray], file: Path, image_key: str, obje
     needed = [image_key, "action"] + [f"reward {o}" for o in objects]
     missing = [k for k in needed if k not in data]
     if missing:
-        raise DatasetError(f"{file}: no {', '.join(repr(k) for k in missing)} array(s); it has {sorted(data)}")
+        raise DatasetError(
+            f"{file}: no {', '.join(repr(k) for k in missing)} array(s); it has {sorted(data)}"
+        )
     images = np.asarray(data[image_key])
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] < 2:
         raise DatasetError(f"{file}: {image_key!r} must be (T+1, H, W, 3) images, got shape {images.shape}")
@@ -120,16 +133,23 @@ def _image_episode(data: dict[str, np.ndarray], file: Path, image_key: str, obje
         if len(arr) == n:
             arr = arr[1:]
         if len(arr) != n - 1:
-            raise DatasetError(f"{file}: {key!r} has {len(arr)} rows for {n} images (expected {n} or {n - 1})")
+            raise DatasetError(
+                f"{file}: {key!r} has {len(arr)} rows for {n} images (expected {n} or {n - 1})"
+            )
         return arr
 
-    return {"image": images, "action": per_step("action").astype(np.float32),
-            "object_reward": {o: per_step(f"reward {o}").astype(np.float32).reshape(n - 1) for o in objects}}
+    return {
+        "image": images,
+        "action": per_step("action").astype(np.float32),
+        "object_reward": {o: per_step(f"reward {o}").astype(np.float32).reshape(n - 1) for o in objects},
+    }
 
 
-def read_npz(folder: str | Path, image_key: str | None = None,
-             objects=tuple(dict.fromkeys(KITCHEN_TASKS["mixed"] + KITCHEN_TASKS["partial"]))
-             ) -> Iterator[dict[str, np.ndarray]]:
+def read_npz(
+    folder: str | Path,
+    image_key: str | None = None,
+    objects=tuple(dict.fromkeys(KITCHEN_TASKS["mixed"] + KITCHEN_TASKS["partial"])),
+) -> Iterator[dict[str, np.ndarray]]:
     """Per-episode NPZ files: joint positions to render, or (``image_key``) stored images."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -143,12 +163,16 @@ def read_npz(folder: str | Path, image_key: str | None = None,
         if image_key is not None:
             yield _image_episode(data, file, image_key, objects)
             continue
-        state_key = next((k for k in ("qpos", "state", "observation", "observations") if k in data
-                          and data[k].ndim == 2), None)
+        state_key = next(
+            (k for k in ("qpos", "state", "observation", "observations") if k in data and data[k].ndim == 2),
+            None,
+        )
         action_key = next((k for k in ("action", "actions") if k in data), None)
         if state_key is None or action_key is None:
-            raise DatasetError(f"{file}: needs joint positions ('qpos', or a 2-D 'state'/'observation') and "
-                               f"'action' to render and recompute rewards; it has {sorted(data)}")
+            raise DatasetError(
+                f"{file}: needs joint positions ('qpos', or a 2-D 'state'/'observation') and "
+                f"'action' to render and recompute rewards; it has {sorted(data)}"
+            )
         qpos = _qpos_from_observation(np.asarray(data[state_key], np.float64), str(file))
         action = np.asarray(data[action_key], np.float32)
         if len(action) == len(qpos):  # Dreamer layout: action[t] led to state t; action[0] is a placeholder

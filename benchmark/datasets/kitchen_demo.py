@@ -30,6 +30,7 @@ drawn from ``SeedSequence([s, i])``, so the bytes do not depend on how many work
 
 The demonstrator's success table: ``python -m benchmark.datasets.kitchen_demo``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Sequence
@@ -38,19 +39,45 @@ import numpy as np
 
 from benchmark.tasks.envs.kitchen import KITCHEN_TASKS, KitchenPixelEnv, objects_done
 
-OBJECTS = ("microwave", "kettle", "bottom burner", "top burner", "light switch", "slide cabinet", "hinge cabinet")
+OBJECTS = (
+    "microwave",
+    "kettle",
+    "bottom burner",
+    "top burner",
+    "light switch",
+    "slide cabinet",
+    "hinge cabinet",
+)
 
 ACTION_SCALE = 2.0  # rad/s per unit of action (gymnasium-robotics FrankaRobot: act_rng = 2)
 OPEN, CLOSE = 1.0, -1.0
 
 # Joint positions (qpos indices) the plans read: knob angles, the light switch, the slide, doors.
-_QPOS = {"bottom burner": 11, "top burner": 15, "light switch": 17, "slide cabinet": 19, "hinge cabinet": 21,
-         "microwave": 22}
+_QPOS = {
+    "bottom burner": 11,
+    "top burner": 15,
+    "light switch": 17,
+    "slide cabinet": 19,
+    "hinge cabinet": 21,
+    "microwave": 22,
+}
 # Where each plan drives its joint (past the goal, inside the joint range, so noise keeps it within 0.3).
-_TARGET = {"bottom burner": -0.98, "top burner": -1.02, "light switch": -0.62, "slide cabinet": 0.40,
-           "hinge cabinet": 1.50, "microwave": -0.90}
-_GOAL = {"bottom burner": -0.88, "top burner": -0.92, "light switch": -0.69, "slide cabinet": 0.37,
-         "hinge cabinet": 1.45, "microwave": -0.75}
+_TARGET = {
+    "bottom burner": -0.98,
+    "top burner": -1.02,
+    "light switch": -0.62,
+    "slide cabinet": 0.40,
+    "hinge cabinet": 1.50,
+    "microwave": -0.90,
+}
+_GOAL = {
+    "bottom burner": -0.88,
+    "top burner": -0.92,
+    "light switch": -0.69,
+    "slide cabinet": 0.37,
+    "hinge cabinet": 1.45,
+    "microwave": -0.75,
+}
 ENOUGH = 0.2  # a door within this of its goal is not grasped again (the goal threshold is 0.3)
 # Kettle: its body position at the goal (OBS_ELEMENT_GOALS), and the handle's offset from the body.
 _KETTLE_GOAL = np.array([-0.23, 0.75, 1.62])
@@ -60,7 +87,9 @@ KO = 4.5  # orientation gain, 1/s
 HOME_Q1 = -1.2  # null-space posture: the start pose but with the shoulder (joint 2) off its limit
 NULL_GAIN = 0.5
 STOP = 0.15  # knobs, lever and slide stop moving once this close to their goal (inside the 0.3)
-KETTLE_BACK = np.array([0.0, -0.12, -0.02])  # back off the set-down kettle slightly downwards: straight back drags it
+KETTLE_BACK = np.array(
+    [0.0, -0.12, -0.02]
+)  # back off the set-down kettle slightly downwards: straight back drags it
 RELEASED = 0.075  # finger opening (sum of the two finger joints, m) that lets go of a handle
 # The joint servos realise about half the commanded velocity (measured: action 1 moves joints 1-4 by 0.07 rad
 # per step, not 0.16), so joint velocities are commanded this much larger than the Cartesian law asks.
@@ -93,8 +122,16 @@ class KitchenExpert:
     the simulator state each time). When the plans are done it keeps the arm still.
     """
 
-    def __init__(self, model, data, *, noise: float = 0.0, rng: np.random.Generator | None = None,
-                 max_speed: float = 0.7, damping: float = 0.05):
+    def __init__(
+        self,
+        model,
+        data,
+        *,
+        noise: float = 0.0,
+        rng: np.random.Generator | None = None,
+        max_speed: float = 0.7,
+        damping: float = 0.05,
+    ):
         import mujoco
 
         self._mj = mujoco
@@ -147,7 +184,7 @@ class KitchenExpert:
         free = np.ones(7, bool)
         for _ in range(4):  # joints at a limit that the solution pushes further are taken out, then re-solve
             J = J_full * free
-            JJt = J @ J.T + self.damping ** 2 * np.eye(6)
+            JJt = J @ J.T + self.damping**2 * np.eye(6)
             dq = J.T @ np.linalg.solve(JJt, np.concatenate([v, w]))
             null = np.eye(7) - J.T @ np.linalg.solve(JJt, J)
             dq += (null @ (NULL_GAIN * (self.home_q - q))) * free
@@ -168,8 +205,9 @@ class KitchenExpert:
             action[:7] += self.noise * self.rng.standard_normal(7)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
-    def _move(self, pos, rot, grip, *, tol=0.012, rot_tol=0.08, max_steps=40, speed=None,
-              label="move") -> Iterator[np.ndarray]:
+    def _move(
+        self, pos, rot, grip, *, tol=0.012, rot_tol=0.08, max_steps=40, speed=None, label="move"
+    ) -> Iterator[np.ndarray]:
         """Go to a waypoint (re-evaluating callables each step) until within tolerance or out of steps."""
         self.events.append((self.steps, label))
         for _ in range(max_steps):
@@ -200,16 +238,24 @@ class KitchenExpert:
         return abs(float(self.data.qpos[_QPOS[obj]]) - _GOAL[obj]) < STOP
 
     # -- object plans -----------------------------------------------------------------------------
-    def _door(self, obj: str, handle_site: str, joint: str, sign: float, yaw0: float,
-              dz: float = 0.0) -> Iterator[np.ndarray]:
+    def _door(
+        self, obj: str, handle_site: str, joint: str, sign: float, yaw0: float, dz: float = 0.0
+    ) -> Iterator[np.ndarray]:
         """Grasp a vertical door handle from the front (``dz`` above its middle) and carry it along the arc."""
         d = self.data
         qi = _QPOS[obj]
         hinge = self._anchor(joint)
         h0, a0 = self._site(handle_site) + [0.0, 0.0, dz], float(d.qpos[qi])
-        rot = lambda a: _rot_z(yaw0 + a - a0) @ self.R0  # the gripper turns with the door
-        normal = lambda a: _rot_z(yaw0 + a - a0) @ np.array([0.0, 1.0, 0.0])  # approach direction
-        on_arc = lambda a, off=0.0: hinge + _rot_z(a - a0) @ (h0 - hinge) + off * normal(a)
+
+        def rot(a):  # the gripper turns with the door
+            return _rot_z(yaw0 + a - a0) @ self.R0
+
+        def normal(a):  # approach direction
+            return _rot_z(yaw0 + a - a0) @ np.array([0.0, 1.0, 0.0])
+
+        def on_arc(a, off=0.0):
+            return hinge + _rot_z(a - a0) @ (h0 - hinge) + off * normal(a)
+
         target = _TARGET[obj]
         for attempt in range(3):  # a slipped handle is grasped again where the door now is
             a = float(d.qpos[qi])
@@ -219,7 +265,9 @@ class KitchenExpert:
                 yield from self._move(on_arc(a, -0.10), rot(a), OPEN, tol=0.03, max_steps=35, label="_door1")
             else:  # the hand is still next to the handle
                 yield from self._move(on_arc(a, -0.04), rot(a), OPEN, tol=0.02, max_steps=8, label="_door2")
-            yield from self._move(on_arc(a, 0.01), rot(a), OPEN, tol=0.012, max_steps=12, speed=0.4, label="_door3")
+            yield from self._move(
+                on_arc(a, 0.01), rot(a), OPEN, tol=0.012, max_steps=12, speed=0.4, label="_door3"
+            )
             yield from self._hold(CLOSE, 2)
             history = []
             for _ in range(60):
@@ -237,7 +285,9 @@ class KitchenExpert:
             yield from self._move(on_arc(a, -0.08), rot(a), OPEN, tol=0.03, max_steps=5, label="_door4")
         # Clear the open door (back, away from it) before going on, or the fingers push it shut again.
         a = float(d.qpos[qi])
-        yield from self._move(on_arc(a, -0.10) + [0.0, -0.10, 0.06], rot(a), OPEN, tol=0.04, max_steps=6, label="_door5")
+        yield from self._move(
+            on_arc(a, -0.10) + [0.0, -0.10, 0.06], rot(a), OPEN, tol=0.04, max_steps=6, label="_door5"
+        )
 
     def _knob(self, obj: str, site: str) -> Iterator[np.ndarray]:
         """Pinch the knob's vertical tab and turn the wrist about the knob's axis (-y)."""
@@ -245,7 +295,9 @@ class KitchenExpert:
         qi = _QPOS[obj]
         c = self._site(site)
         yield from self._move(c + [0.0, -0.09, 0.0], self.R0, OPEN, tol=0.03, max_steps=35, label="_knob1")
-        yield from self._move(c + [0.0, -0.025, 0.0], self.R0, OPEN, tol=0.012, max_steps=12, speed=0.5, label="_knob2")
+        yield from self._move(
+            c + [0.0, -0.025, 0.0], self.R0, OPEN, tol=0.012, max_steps=12, speed=0.5, label="_knob2"
+        )
         yield from self._hold(CLOSE, 2)
         for _ in range(40):
             a = float(d.qpos[qi])
@@ -265,14 +317,25 @@ class KitchenExpert:
             if d.qpos[qi] <= _TARGET["light switch"] or self._near_goal("light switch"):
                 break
             if attempt == 0:
-                yield from self._move(c + [0.09, -0.09, -0.01], self.R0, CLOSE, tol=0.03, max_steps=35, label="_light1")
+                yield from self._move(
+                    c + [0.09, -0.09, -0.01], self.R0, CLOSE, tol=0.03, max_steps=35, label="_light1"
+                )
             else:
-                yield from self._move(self.ee()[0] + [0.0, -0.06, 0.0], self.R0, CLOSE, tol=0.03, max_steps=6, label="_light2")
-                yield from self._move(c + [0.09, -0.06, -0.015], self.R0, CLOSE, tol=0.03, max_steps=15, label="_light3")
-            yield from self._move(c + [0.07, -0.015, LZ], self.R0, CLOSE, tol=0.012, max_steps=15, speed=0.5, label="_light4")
+                yield from self._move(
+                    self.ee()[0] + [0.0, -0.06, 0.0], self.R0, CLOSE, tol=0.03, max_steps=6, label="_light2"
+                )
+                yield from self._move(
+                    c + [0.09, -0.06, -0.015], self.R0, CLOSE, tol=0.03, max_steps=15, label="_light3"
+                )
+            yield from self._move(
+                c + [0.07, -0.015, LZ], self.R0, CLOSE, tol=0.012, max_steps=15, speed=0.5, label="_light4"
+            )
             for _ in range(25):
-                if d.qpos[qi] <= _TARGET["light switch"] or self._near_goal("light switch") or \
-                        self.ee()[0][0] < c[0] - 0.12:
+                if (
+                    d.qpos[qi] <= _TARGET["light switch"]
+                    or self._near_goal("light switch")
+                    or self.ee()[0][0] < c[0] - 0.12
+                ):
                     break
                 yield self.control(c + [-0.15, -0.015, LZ], self.R0, CLOSE, speed=LSP)
         p, R = self.ee()
@@ -283,15 +346,21 @@ class KitchenExpert:
         d = self.data
         c = self._site("slide_site")
         yield from self._move(c + [0.0, -0.10, 0.0], self.R0, OPEN, tol=0.03, max_steps=35, label="_slide1")
-        yield from self._move(c + [0.0, 0.005, 0.0], self.R0, OPEN, tol=0.012, max_steps=12, speed=0.5, label="_slide2")
+        yield from self._move(
+            c + [0.0, 0.005, 0.0], self.R0, OPEN, tol=0.012, max_steps=12, speed=0.5, label="_slide2"
+        )
         yield from self._hold(CLOSE, 2)
         q0 = float(d.qpos[_QPOS["slide cabinet"]])
         for _ in range(40):
             q = float(d.qpos[_QPOS["slide cabinet"]])
             if q >= _TARGET["slide cabinet"] or self._near_goal("slide cabinet"):
                 break
-            yield self.control(c + [min(q + 0.15, _TARGET["slide cabinet"] + 0.02) - q0, 0.005, 0.0], self.R0,
-                               CLOSE, speed=0.5)
+            yield self.control(
+                c + [min(q + 0.15, _TARGET["slide cabinet"] + 0.02) - q0, 0.005, 0.0],
+                self.R0,
+                CLOSE,
+                speed=0.5,
+            )
         yield from self._release()
         p, R = self.ee()
         yield from self._move(p + [0.0, -0.08, 0.0], R, OPEN, tol=0.03, max_steps=5, label="_slide3")
@@ -306,15 +375,21 @@ class KitchenExpert:
         h = self._site("kettle_site")
         body = d.qpos[23:26].copy()
         offset = h - body
-        yield from self._move(h + [0.0, -0.10, 0.0], R, OPEN, tol=0.03, rot_tol=0.1, max_steps=40, label="_kettle1")
+        yield from self._move(
+            h + [0.0, -0.10, 0.0], R, OPEN, tol=0.03, rot_tol=0.1, max_steps=40, label="_kettle1"
+        )
         yield from self._move(h, R, OPEN, tol=0.012, max_steps=12, speed=0.5, label="_kettle2")
         yield from self._hold(CLOSE, 3)
         lift = np.array([0.0, 0.0, 0.07])
         yield from self._move(h + lift, R, CLOSE, tol=0.03, max_steps=10, speed=0.5, label="_kettle3")
         goal_h = _KETTLE_GOAL + offset
         # The goal is at the edge of the arm's reach: set the kettle down a little short of it (within 0.3).
-        yield from self._move(goal_h + [0.0, -0.04, 0.06], R, CLOSE, tol=0.04, max_steps=22, speed=0.7, label="_kettle4")
-        yield from self._move(goal_h + [0.0, -0.04, 0.02], R, CLOSE, tol=0.02, max_steps=6, speed=0.4, label="_kettle5")
+        yield from self._move(
+            goal_h + [0.0, -0.04, 0.06], R, CLOSE, tol=0.04, max_steps=22, speed=0.7, label="_kettle4"
+        )
+        yield from self._move(
+            goal_h + [0.0, -0.04, 0.02], R, CLOSE, tol=0.02, max_steps=6, speed=0.4, label="_kettle5"
+        )
         yield from self._release()
         p, _ = self.ee()
         yield from self._move(p + KETTLE_BACK, R, OPEN, tol=0.03, max_steps=8, label="_kettle6")
@@ -362,8 +437,15 @@ def make_physics_env():
     return KitchenEnv(tasks_to_complete=list(OBJECTS), terminate_on_tasks_completed=False)
 
 
-def rollout(kitchen_env, objects: Sequence[str], *, steps: int, seed: int, noise: float,
-            on_step: Callable | None = None) -> dict[str, np.ndarray]:
+def rollout(
+    kitchen_env,
+    objects: Sequence[str],
+    *,
+    steps: int,
+    seed: int,
+    noise: float,
+    on_step: Callable | None = None,
+) -> dict[str, np.ndarray]:
     """Run the demonstrator on ``objects`` for ``steps`` env steps from ``reset(seed=seed)``.
 
     Returns ``qpos`` (steps+1, 30) and ``action`` (steps, 9); ``on_step()`` is called after the reset and
@@ -371,8 +453,9 @@ def rollout(kitchen_env, objects: Sequence[str], *, steps: int, seed: int, noise
     ``KitchenPixelEnv.step`` does, so this and the pixel env produce the same states.
     """
     kitchen_env.reset(seed=seed)
-    expert = KitchenExpert(kitchen_env.model, kitchen_env.data, noise=noise,
-                           rng=np.random.default_rng([seed, 1]))
+    expert = KitchenExpert(
+        kitchen_env.model, kitchen_env.data, noise=noise, rng=np.random.default_rng([seed, 1])
+    )
     actions_it = expert.plan(objects)
     qpos, actions = [kitchen_env.data.qpos.copy()], []
     if on_step is not None:
@@ -426,12 +509,19 @@ def draw_order(rng: np.random.Generator) -> list[str]:
     return sorted(chosen, key=CHAIN_OBJECTS.index)
 
 
-def episode_plan(seed: int, index: int, noise: float = DEFAULT_NOISE, steps: int = EPISODE_LENGTH) -> dict[str, Any]:
+def episode_plan(
+    seed: int, index: int, noise: float = DEFAULT_NOISE, steps: int = EPISODE_LENGTH
+) -> dict[str, Any]:
     """Everything episode ``index`` of a dataset with ``seed`` depends on."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     order = draw_order(rng)
-    return {"index": index, "order": order, "reset_seed": int(rng.integers(2**31 - 1)), "noise": noise,
-            "steps": steps}
+    return {
+        "index": index,
+        "order": order,
+        "reset_seed": int(rng.integers(2**31 - 1)),
+        "noise": noise,
+        "steps": steps,
+    }
 
 
 def run_episode(plan: dict[str, Any], env=None, *, render: bool = True) -> dict[str, np.ndarray]:
@@ -443,8 +533,14 @@ def run_episode(plan: dict[str, Any], env=None, *, render: bool = True) -> dict[
     env = env or KitchenPixelEnv()
     images: list[np.ndarray] = []
     try:
-        out = rollout(env._env, plan["order"], steps=plan["steps"], seed=plan["reset_seed"], noise=plan["noise"],
-                      on_step=(lambda: images.append(env.render())) if render else None)
+        out = rollout(
+            env._env,
+            plan["order"],
+            steps=plan["steps"],
+            seed=plan["reset_seed"],
+            noise=plan["noise"],
+            on_step=(lambda: images.append(env.render())) if render else None,
+        )
     finally:
         if own:
             env.close()
@@ -484,9 +580,16 @@ def generate_episodes(plans: list[dict[str, Any]], workers: int = 1) -> Iterator
         yield from pool.imap(_worker_episode, plans)
 
 
-def generate(writers: dict[str, Any], *, episodes: int = PAPER_EPISODES, seed: int = 0,
-             noise: float = DEFAULT_NOISE, workers: int = 1, steps: int = EPISODE_LENGTH,
-             progress=None) -> dict[str, Any]:
+def generate(
+    writers: dict[str, Any],
+    *,
+    episodes: int = PAPER_EPISODES,
+    seed: int = 0,
+    noise: float = DEFAULT_NOISE,
+    workers: int = 1,
+    steps: int = EPISODE_LENGTH,
+    progress=None,
+) -> dict[str, Any]:
     """Write ``episodes`` scripted episodes to every task's writer; returns manifest extras.
     (``steps`` shortens episodes, for tests only: the datasets' episodes are 280 steps.)"""
     from benchmark.datasets.kitchen import task_episode
@@ -500,13 +603,23 @@ def generate(writers: dict[str, Any], *, episodes: int = PAPER_EPISODES, seed: i
         planned_done.append(bool(objects_done(raw["qpos"][-1], plan["order"]).all()))
         if progress is not None:
             progress.update(len(raw["image"]))
-    return {"action_noise": noise, "objects_per_episode": float(np.mean(completed)),
-            "all_planned_objects_rate": float(np.mean(planned_done)),
-            "orders": [p["order"] for p in plans], "objects_completed": completed}
+    return {
+        "action_noise": noise,
+        "objects_per_episode": float(np.mean(completed)),
+        "all_planned_objects_rate": float(np.mean(planned_done)),
+        "orders": [p["order"] for p in plans],
+        "objects_completed": completed,
+    }
 
 
-def evaluate(episodes: int = 20, *, noise: float = 0.1, steps: int = 280, seed: int = 0,
-             log: Callable[[str], None] | None = print) -> dict[str, object]:
+def evaluate(
+    episodes: int = 20,
+    *,
+    noise: float = 0.1,
+    steps: int = 280,
+    seed: int = 0,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, object]:
     """Success of each object's plan alone (reset seeds ``0..episodes-1``) and of chained four-object episodes
     (episodes ``0..episodes-1`` of a ``generate kitchen`` dataset with ``seed``: its orders, reset seeds and
     noise), counted on the last state of ``steps``-step episodes as the datasets' rewards count them."""
@@ -515,8 +628,12 @@ def evaluate(episodes: int = 20, *, noise: float = 0.1, steps: int = 280, seed: 
     try:
         alone = {}
         for obj in OBJECTS:
-            done = [bool(objects_done(rollout(env, [obj], steps=steps, seed=s, noise=noise)["qpos"][-1], [obj])[0])
-                    for s in range(episodes)]
+            done = [
+                bool(
+                    objects_done(rollout(env, [obj], steps=steps, seed=s, noise=noise)["qpos"][-1], [obj])[0]
+                )
+                for s in range(episodes)
+            ]
             alone[obj] = sum(done)
             if log:
                 log(f"{obj:15s} alone: {alone[obj]:3d} / {episodes}")
@@ -531,21 +648,32 @@ def evaluate(episodes: int = 20, *, noise: float = 0.1, steps: int = 280, seed: 
                 by_object[o][0] += int(d)
                 by_object[o][1] += 1
         if log:
-            log(f"chained, all four: {chained} / {episodes}; by position in the chain: "
-                + ", ".join(f"{place} {n}" for place, n in zip(("1st", "2nd", "3rd", "4th"), by_position)))
+            log(
+                f"chained, all four: {chained} / {episodes}; by position in the chain: "
+                + ", ".join(f"{place} {n}" for place, n in zip(("1st", "2nd", "3rd", "4th"), by_position))
+            )
             log("chained, by object: " + ", ".join(f"{o} {a}/{n}" for o, (a, n) in by_object.items() if n))
     finally:
         env.close()
-    return {"episodes": episodes, "alone": alone, "chained": chained, "by_position": by_position.tolist(),
-            "by_object": by_object}
+    return {
+        "episodes": episodes,
+        "alone": alone,
+        "chained": chained,
+        "by_position": by_position.tolist(),
+        "by_object": by_object,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m benchmark.datasets.kitchen_demo",
-                                     description="Success table of the scripted Kitchen demonstrator.")
-    parser.add_argument("--episodes", type=int, default=20, help="episodes per object and chained (default 20)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.datasets.kitchen_demo",
+        description="Success table of the scripted Kitchen demonstrator.",
+    )
+    parser.add_argument(
+        "--episodes", type=int, default=20, help="episodes per object and chained (default 20)"
+    )
     parser.add_argument("--action-noise", type=float, default=0.1, help="std of the arm's action noise")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed whose episode plans are chained")
     args = parser.parse_args(argv)

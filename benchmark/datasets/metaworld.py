@@ -6,12 +6,13 @@ the expert in the same pixel environment the agents use (action repeat 2, object
 simulator sub-step's success), keep only episodes in which the task is solved, and stop at ``episodes``
 kept. Everything is drawn from ``seed``: the same seed gives the same dataset.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from benchmark.tasks.envs.metaworld import scripted_expert
 from benchmark.tasks import TaskSpec
+from benchmark.tasks.envs.metaworld import scripted_expert
 
 GENERATOR = "metaworld-scripted"
 GENERATOR_VERSION = 2  # 2: reward from the last sub-step of the action repeat
@@ -42,8 +43,16 @@ def rollout(env, policy, action_noise: float, rng: np.random.Generator, reset_se
     }
 
 
-def generate(spec: TaskSpec, writer, *, episodes: int = 10, seed: int = 0, action_noise: float = 0.0,
-             max_attempts: int | None = None, progress=None) -> dict:
+def generate(
+    spec: TaskSpec,
+    writer,
+    *,
+    episodes: int = 10,
+    seed: int = 0,
+    action_noise: float = 0.0,
+    max_attempts: int | None = None,
+    progress=None,
+) -> dict:
     """Write ``episodes`` successful expert episodes of ``spec`` into ``writer``; returns counters."""
     task = spec.name.split("/", 1)[1]
     policy = scripted_expert(task)
@@ -56,7 +65,8 @@ def generate(spec: TaskSpec, writer, *, episodes: int = 10, seed: int = 0, actio
             if attempts >= max_attempts:
                 raise RuntimeError(
                     f"{spec.name}: the scripted expert solved only {kept} of {attempts} episodes; "
-                    f"raise --max-attempts or lower --action-noise")
+                    f"raise --max-attempts or lower --action-noise"
+                )
             ep = rollout(env, policy, action_noise, rng, reset_seed=seed if attempts == 0 else None)
             attempts += 1
             if ep["success"].any():

@@ -1,4 +1,5 @@
 """Run-hours and GPU-hours of a plan, from the ``steps_per_s`` rows of runs already in a results folder."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ from pathlib import Path
 from benchmark.core.protocol import RunSpec
 from benchmark.core.rundir import find_runs, run_key
 from benchmark.launch.slurm import runs_per_job
+
 
 # -- estimates ---------------------------------------------------------------------------------
 def measured_rates(out: Path, algo: str, profile: str, task: str, domain: str) -> tuple[dict, str] | None:
@@ -52,8 +54,12 @@ def estimate_hours(out: Path, r: RunSpec, profile: str) -> tuple[float | None, s
     return secs / 3600, basis
 
 
-def print_estimate(groups: list[tuple[argparse.Namespace, list[RunSpec]]], res: dict | None, out: Path,
-                   launched: set | None = None) -> None:
+def print_estimate(
+    groups: list[tuple[argparse.Namespace, list[RunSpec]]],
+    res: dict | None,
+    out: Path,
+    launched: set | None = None,
+) -> None:
     """Totals of the plan: runs, jobs, gradient and env steps, and run-hours / GPU-hours from
     measured steps/s where run directories have them."""
     n_runs = n_jobs = grad = env = 0
@@ -77,14 +83,17 @@ def print_estimate(groups: list[tuple[argparse.Namespace, list[RunSpec]]], res: 
             gpu_hours += h * (res.get("gpus_per_node", 1) if res else 1) / rpj
     print(f"plan: {n_runs} runs in {n_jobs} jobs, {grad:,} gradient updates, {env:,} env steps")
     if bases:
-        print(f"estimate: {_hours(hours)} run-hours" + (f", {_hours(gpu_hours)} GPU-hours" if res else "")
-              + f" for the measured runs (from steps/s of {'; '.join(sorted(bases))})")
+        print(
+            f"estimate: {_hours(hours)} run-hours"
+            + (f", {_hours(gpu_hours)} GPU-hours" if res else "")
+            + f" for the measured runs (from steps/s of {'; '.join(sorted(bases))})"
+        )
     if unmeasured:
-        print(f"estimate: no measurement for {', '.join(sorted(unmeasured))} (no run directory of that "
-              f"algorithm and profile under {out} has steps_per_s rows yet)")
+        print(
+            f"estimate: no measurement for {', '.join(sorted(unmeasured))} (no run directory of that "
+            f"algorithm and profile under {out} has steps_per_s rows yet)"
+        )
 
 
 def _hours(h: float) -> str:
     return f"{h:,.1f}" if h >= 1 else f"{h:.2g}"
-
-

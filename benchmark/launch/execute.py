@@ -7,6 +7,7 @@
 code and a line; ``combine`` turns several runs' codes into one. ``python -m benchmark.launch child
 '<json>'`` (``child_main``) is how the local and SLURM launchers start a run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,13 @@ from benchmark.core.protocol import Runner, RunSpec, resolved_config
 from benchmark.launch.plan import UsageError, load_imports, plan, plan_args
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_HELD = 0, 1, 2, 3, 4
-EXIT_MEANING = {EXIT_OK: "done", EXIT_FAILED: "failed", EXIT_USAGE: "bad input or changed config",
-                EXIT_INTERRUPTED: "interrupted (resumes when rerun)", EXIT_HELD: "held by another process"}
+EXIT_MEANING = {
+    EXIT_OK: "done",
+    EXIT_FAILED: "failed",
+    EXIT_USAGE: "bad input or changed config",
+    EXIT_INTERRUPTED: "interrupted (resumes when rerun)",
+    EXIT_HELD: "held by another process",
+}
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 
 
@@ -36,7 +42,9 @@ class ConfigMismatch(Exception):
     pass
 
 
-def execute(r: RunSpec, profile: str, progress: bool = True, live_factory=None, stop_signals=STOP_SIGNALS) -> str:
+def execute(
+    r: RunSpec, profile: str, progress: bool = True, live_factory=None, stop_signals=STOP_SIGNALS
+) -> str:
     """Run (or resume) one run under its lock; returns a one-line outcome. Raises ``Interrupted``
     after a signal, ``RunHeld`` if another process holds it, ``ConfigMismatch`` if its directory holds
     a different config, and re-raises a run's error after recording it in ``status.json``.
@@ -56,15 +64,21 @@ def execute(r: RunSpec, profile: str, progress: bool = True, live_factory=None, 
         if (d / "config.json").exists():
             diff = rundir.identity_diff(json.loads((d / "config.json").read_text()), config)
             if diff:
-                raise ConfigMismatch(f"{d} holds a run with another config ({'; '.join(diff)}); use another --out, "
-                                     f"or delete the directory to start over")
+                raise ConfigMismatch(
+                    f"{d} holds a run with another config ({'; '.join(diff)}); use another --out, "
+                    f"or delete the directory to start over"
+                )
         else:
             rundir.write_json(d / "config.json", config)
         rundir.set_status(d, "running", **rundir.RunLock.holder_info())
         live = live_factory(d, config) if live_factory else None
-        runner = Runner(r, progress=progress,
-                        checkpoint_every=1 if profile == "smoke" else 10,
-                        log_every=1 if profile == "smoke" else 100, live=live)
+        runner = Runner(
+            r,
+            progress=progress,
+            checkpoint_every=1 if profile == "smoke" else 10,
+            log_every=1 if profile == "smoke" else 100,
+            live=live,
+        )
         stops = []
 
         def on_signal(signum, frame):
@@ -81,27 +95,33 @@ def execute(r: RunSpec, profile: str, progress: bool = True, live_factory=None, 
         try:
             counters = runner.run()
         except KeyboardInterrupt:
-            rundir.set_status(d, "interrupted", signal="SIGINT", note="stopped at once; resumes from the last checkpoint")
+            rundir.set_status(
+                d, "interrupted", signal="SIGINT", note="stopped at once; resumes from the last checkpoint"
+            )
             raise Interrupted("interrupted (SIGINT twice): resumes from the last checkpoint") from None
         except BaseException as exc:
-            rundir.set_status(d, "failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+            rundir.set_status(
+                d, "failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+            )
             raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if runner.stop_reason is not None:
             rundir.set_status(d, "interrupted", signal=runner.stop_reason, **counters)
-            raise Interrupted(f"interrupted ({runner.stop_reason}) at gradient step {counters['grad_step']}, "
-                              f"episode {counters['episodes']}: checkpointed; rerun the same command to resume")
+            raise Interrupted(
+                f"interrupted ({runner.stop_reason}) at gradient step {counters['grad_step']}, "
+                f"episode {counters['episodes']}: checkpointed; rerun the same command to resume"
+            )
         rundir.set_status(d, "done", **counters)
         return "done"
     finally:
         lock.release()
 
 
-
-
-def run_one(r: RunSpec, profile: str, progress: bool = True, live_factory=None, stop_signals=STOP_SIGNALS) -> int:
+def run_one(
+    r: RunSpec, profile: str, progress: bool = True, live_factory=None, stop_signals=STOP_SIGNALS
+) -> int:
     """``execute`` with its outcome as an exit code and one line (stdout, or stderr for errors)."""
     try:
         outcome = execute(r, profile, progress=progress, live_factory=live_factory, stop_signals=stop_signals)
@@ -144,8 +164,14 @@ def run_inline(args, runs: list[RunSpec]) -> int:
     """Executes the planned runs one after another in this process; a signal stops them all."""
     codes = []
     for r in runs:
-        codes.append(run_one(r, args.profile, progress=not args.no_progress,
-                             live_factory=lambda d, config: LiveLog.from_args(d, args, config)))
+        codes.append(
+            run_one(
+                r,
+                args.profile,
+                progress=not args.no_progress,
+                live_factory=lambda d, config: LiveLog.from_args(d, args, config),
+            )
+        )
         if codes[-1] == EXIT_INTERRUPTED:
             break
     return combine(codes)
@@ -160,11 +186,19 @@ def child_payload(ns: argparse.Namespace, r: RunSpec) -> dict:
     from benchmark.tasks import default_data_dir
 
     imports = [str(Path(i).resolve()) if (i.endswith(".py") or Path(i).exists()) else i for i in ns.imports]
-    return {"algos": r.algo, "tasks": r.task.name, "seeds": str(r.seed), "profile": ns.profile,
-            "out": str(Path(ns.out).resolve()),
-            "data_dir": str(Path(ns.data_dir).resolve() if ns.data_dir else default_data_dir().resolve()),
-            "dataset": ns.dataset, "device": ns.device, "imports": imports,
-            **{k: getattr(ns, k, None) for k in PAYLOAD_OPTIONS}, "dir": str(Path(r.dir).resolve())}
+    return {
+        "algos": r.algo,
+        "tasks": r.task.name,
+        "seeds": str(r.seed),
+        "profile": ns.profile,
+        "out": str(Path(ns.out).resolve()),
+        "data_dir": str(Path(ns.data_dir).resolve() if ns.data_dir else default_data_dir().resolve()),
+        "dataset": ns.dataset,
+        "device": ns.device,
+        "imports": imports,
+        **{k: getattr(ns, k, None) for k in PAYLOAD_OPTIONS},
+        "dir": str(Path(r.dir).resolve()),
+    }
 
 
 def child_main(payload: dict, slurm: bool) -> int:
@@ -182,20 +216,28 @@ def child_main(payload: dict, slurm: bool) -> int:
     if early:
         print(f"{r.dir}: SIGUSR2 before the run started; nothing to checkpoint", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return run_one(r, ns.profile, progress=not ns.no_progress,
-                   stop_signals=(signal.SIGUSR2,) if slurm else STOP_SIGNALS,
-                   live_factory=lambda d, config: LiveLog.from_args(d, ns, config))
+    return run_one(
+        r,
+        ns.profile,
+        progress=not ns.no_progress,
+        stop_signals=(signal.SIGUSR2,) if slurm else STOP_SIGNALS,
+        live_factory=lambda d, config: LiveLog.from_args(d, ns, config),
+    )
 
 
 def cli(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.launch",
-                                description="Internal: `child '<json>' [--slurm]` runs one run of a sweep "
-                                            "(started by the local and SLURM launchers). Use "
-                                            "`python -m benchmark.run --launcher ...` instead.")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.launch",
+        description="Internal: `child '<json>' [--slurm]` runs one run of a sweep "
+        "(started by the local and SLURM launchers). Use "
+        "`python -m benchmark.run --launcher ...` instead.",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("child", help="run one run from a JSON payload")
     c.add_argument("payload", help="JSON: the run's algos, tasks, seeds, profile, out, data_dir, ...")
-    c.add_argument("--slurm", action="store_true", help="inside a SLURM job: stop on SIGUSR2 only, ignore SIGTERM")
+    c.add_argument(
+        "--slurm", action="store_true", help="inside a SLURM job: stop on SIGUSR2 only, ignore SIGTERM"
+    )
     args = p.parse_args(argv)
     try:
         payload = json.loads(args.payload)

@@ -1,5 +1,6 @@
 """Local launcher: one child process per run (``python -m benchmark.launch child``), ``--workers`` at a time;
 a signal is forwarded once and no further run starts."""
+
 from __future__ import annotations
 
 import json
@@ -32,15 +33,18 @@ class Pool:
         self.stopped: str | None = None
 
     def _start(self, payload: dict) -> None:
-        cmd = [sys.executable, "-m", "benchmark.launch", "child", json.dumps(payload)] + (["--slurm"] if self.slurm else [])
+        cmd = [sys.executable, "-m", "benchmark.launch", "child", json.dumps(payload)] + (
+            ["--slurm"] if self.slurm else []
+        )
         out = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             d = Path(payload["dir"])
             out = open(self.log_dir / f"{'_'.join(d.parts[-5:])}.log", "ab")
         # Own session locally: a Ctrl-C reaches the launcher, which forwards exactly one signal.
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None,
-                             start_new_session=not self.slurm)
+        p = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=not self.slurm
+        )
         if out is not None:
             out.close()
         self.running[p.pid] = (p, payload)
@@ -104,8 +108,11 @@ def launch_local(groups, args, launch: set, failed: bool = False) -> int:
 
     def on_signal(signum, frame):
         signals.append(signum)
-        print(f"{signal.Signals(signum).name}: stopping the running runs at a safe point; none started after",
-              file=sys.stderr, flush=True)
+        print(
+            f"{signal.Signals(signum).name}: stopping the running runs at a safe point; none started after",
+            file=sys.stderr,
+            flush=True,
+        )
         pool.stop(signum)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
@@ -117,5 +124,3 @@ def launch_local(groups, args, launch: set, failed: bool = False) -> int:
     if signals:
         return EXIT_INTERRUPTED
     return combine(codes + ([EXIT_FAILED] if failed else []))
-
-

@@ -4,6 +4,7 @@
 data_dir, dataset, device, imports) and returns one ``RunSpec`` per run (``benchmark/core/protocol.py``). Bad input raises ``UsageError`` with what was wrong
 and how to fix it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ from benchmark.tasks.profiles import PROFILES, env_overrides_for, schedule_for
 
 class UsageError(Exception):
     pass
-
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -48,7 +48,9 @@ def resolve_device(device: str, here: bool = True) -> str:
     if not here:
         return device
     if device == "cuda" and not has_nvidia_gpu():
-        raise UsageError("--device cuda: this machine has no NVIDIA GPU (no driver found); use --device cpu or auto")
+        raise UsageError(
+            "--device cuda: this machine has no NVIDIA GPU (no driver found); use --device cpu or auto"
+        )
     if device != "auto":
         return device
     return "cuda" if has_nvidia_gpu() else "cpu"
@@ -84,8 +86,10 @@ def plan(args, resolve: bool = True) -> list[RunSpec]:
         raise UsageError("--algos is empty; see --list")
     for a in algos:
         if not algorithms.exists(a):
-            raise UsageError(f"unknown algorithm {a!r}; known: {', '.join(algorithms.names())} "
-                             f"(add your own with --import FILE.py)")
+            raise UsageError(
+                f"unknown algorithm {a!r}; known: {', '.join(algorithms.names())} "
+                f"(add your own with --import FILE.py)"
+            )
     tasks = resolve_tasks(args.tasks)
     seeds = parse_seeds(args.seeds)
     device = resolve_device(args.device, here=resolve)
@@ -96,8 +100,11 @@ def plan(args, resolve: bool = True) -> list[RunSpec]:
         spec = get_task(task)
         name = args.dataset or task
         per_task = f"{name}-{task.split('/', 1)[1]}"  # e.g. kitchen/scripted -> kitchen/scripted-mixed
-        if args.dataset and not (data_dir / name / "manifest.json").exists() and \
-                (data_dir / per_task / "manifest.json").exists():
+        if (
+            args.dataset
+            and not (data_dir / name / "manifest.json").exists()
+            and (data_dir / per_task / "manifest.json").exists()
+        ):
             name = per_task
         dataset = data_dir / name
         absent = not (dataset / "manifest.json").exists()
@@ -107,18 +114,32 @@ def plan(args, resolve: bool = True) -> list[RunSpec]:
             except DatasetError as exc:
                 raise UsageError(f"invalid dataset for {task} at {dataset}: {exc}") from exc
             if manifest["action_dim"] != spec.action_dim:
-                raise UsageError(f"dataset {dataset} has {manifest['action_dim']}-dim actions; {task} has "
-                                 f"{spec.action_dim}")
+                raise UsageError(
+                    f"dataset {dataset} has {manifest['action_dim']}-dim actions; {task} has "
+                    f"{spec.action_dim}"
+                )
             verified.add(dataset)
         schedule = schedule_for(spec, args.profile)
         for algo in algos:
             cfg = algorithms.make_config(algo, args.profile) if resolve else None
             for seed in seeds:
-                runs.append(RunSpec(task=spec, algo=algo, cfg=cfg, schedule=schedule, seed=seed, dataset=dataset,
-                                    dir=rundir.run_dir(args.out, task, algo, seed, args.profile,
-                                                       name if args.dataset else None),
-                                    env_overrides=env_overrides_for(spec, args.profile), device=device,
-                                    imports=list(args.imports), missing_dataset=absent))
+                runs.append(
+                    RunSpec(
+                        task=spec,
+                        algo=algo,
+                        cfg=cfg,
+                        schedule=schedule,
+                        seed=seed,
+                        dataset=dataset,
+                        dir=rundir.run_dir(
+                            args.out, task, algo, seed, args.profile, name if args.dataset else None
+                        ),
+                        env_overrides=env_overrides_for(spec, args.profile),
+                        device=device,
+                        imports=list(args.imports),
+                        missing_dataset=absent,
+                    )
+                )
     missing = missing_datasets(runs)
     if missing and not getattr(args, "dry_run", False):  # a dry run shows the plan with the gaps marked
         raise UsageError(missing_datasets_message(missing))
@@ -130,16 +151,18 @@ def missing_datasets_message(missing: dict[str, dict[str, Path]]) -> str:
     where = ", ".join(f"{task} at {path}" for tasks in missing.values() for task, path in tasks.items())
     how = []
     if "metaworld" in missing:
-        how.append(f"MetaWorld: `python -m benchmark.datasets generate {','.join(missing['metaworld'])}` (scripted "
-                   f"demonstrations, seconds per task)")
+        how.append(
+            f"MetaWorld: `python -m benchmark.datasets generate {','.join(missing['metaworld'])}` (scripted "
+            f"demonstrations, seconds per task)"
+        )
     if "kitchen" in missing:
-        how.append("Kitchen: import data you hold with `python -m benchmark.datasets import kitchen --format "
-                   "{d4rl,minari,npz} --source ...` (D4RL HDF5, Minari, D5RL NPZ; see --help), or generate our "
-                   "scripted demonstrations with `python -m benchmark.datasets generate kitchen` and run with "
-                   "`--dataset kitchen/scripted`")
+        how.append(
+            "Kitchen: import data you hold with `python -m benchmark.datasets import kitchen --format "
+            "{d4rl,minari,npz} --source ...` (D4RL HDF5, Minari, D5RL NPZ; see --help), or generate our "
+            "scripted demonstrations with `python -m benchmark.datasets generate kitchen` and run with "
+            "`--dataset kitchen/scripted`"
+        )
     return f"missing dataset(s) (no manifest.json): {where}. " + "; ".join(how)
-
-
 
 
 def missing_datasets(runs: list[RunSpec]) -> dict[str, dict[str, Path]]:
@@ -151,15 +174,16 @@ def missing_datasets(runs: list[RunSpec]) -> dict[str, dict[str, Path]]:
     return out
 
 
-
 def describe(r: RunSpec, profile: str) -> str:
     """One line of a plan: the run's updates and env steps, where it runs and its directory."""
     s = r.schedule
     ep_len = r.env_overrides.get("episode_length", r.task.episode_length)
     env_steps = s.online_episodes * ep_len * r.task.action_repeat
-    return (f"{r.task.name:24s} {r.algo:10s} seed {r.seed}: {s.offline_steps} offline + "
-            f"{s.online_episodes}x{s.updates_per_episode} online updates, {env_steps} env steps "
-            f"[{profile}, {r.device}] -> {r.dir}" + ("  [dataset missing]" if r.missing_dataset else ""))
+    return (
+        f"{r.task.name:24s} {r.algo:10s} seed {r.seed}: {s.offline_steps} offline + "
+        f"{s.online_episodes}x{s.updates_per_episode} online updates, {env_steps} env steps "
+        f"[{profile}, {r.device}] -> {r.dir}" + ("  [dataset missing]" if r.missing_dataset else "")
+    )
 
 
 def missing_datasets_note(runs: list[RunSpec]) -> str | None:
@@ -171,8 +195,18 @@ def missing_datasets_note(runs: list[RunSpec]) -> str | None:
 def plan_args(**values) -> argparse.Namespace:
     """The options ``plan`` reads, at the run CLI's defaults, with ``values`` on top (for a run planned again
     in a child process, and for a sweep file's runs)."""
-    defaults = {"algos": "bc", "tasks": "metaworld/drawer-open", "seeds": "0", "profile": "paper", "out": "results",
-                "data_dir": None, "dataset": None, "device": "auto", "imports": [], "dry_run": False}
+    defaults = {
+        "algos": "bc",
+        "tasks": "metaworld/drawer-open",
+        "seeds": "0",
+        "profile": "paper",
+        "out": "results",
+        "data_dir": None,
+        "dataset": None,
+        "device": "auto",
+        "imports": [],
+        "dry_run": False,
+    }
     return argparse.Namespace(**{**defaults, **values})
 
 

@@ -1,5 +1,6 @@
 """SLURM through submitit: cluster files, job arrays of runs, preemption and requeue (see the signal path in
 ``benchmark/launch/__init__.py``). Only this module imports submitit, and only when it submits."""
+
 from __future__ import annotations
 
 import shutil
@@ -22,33 +23,66 @@ CLUSTER_KEYS = {  # key in a cluster file -> (flag, help, default)
     "gpus_per_node": ("--gpus", "GPUs per job (0 for none)", 1),
     "cpus_per_task": ("--cpus", "CPUs per job", 8),
     "mem_gb": ("--mem-gb", "memory per job, GB", 32),
-    "timeout_min": ("--time-min", "time limit per job, minutes (a run that outlasts it checkpoints on SLURM's "
-                                  "warning signal and requeues)", 24 * 60),
+    "timeout_min": (
+        "--time-min",
+        "time limit per job, minutes (a run that outlasts it checkpoints on SLURM's "
+        "warning signal and requeues)",
+        24 * 60,
+    ),
     "array_parallelism": ("--array-parallelism", "at most this many jobs of the array run at once", 256),
-    "runs_per_job": ("--runs-per-job", "runs packed into one job, run at once on its GPU (for small model-free "
-                                       "runs); a sweep file's group may set its own", 1),
-    "signal_delay_s": ("--signal-delay-s", "seconds between SLURM's warning signal (USR2) and the time limit",
-                       180),
-    "max_requeues": ("--max-requeues", "times a job may be requeued after reaching its time limit "
-                                       "(preemptions do not count)", 20),
-    "folder": ("--slurm-folder", "submitit's folder (sbatch scripts, job logs, pickles); default <out>/.submitit",
-               None),
+    "runs_per_job": (
+        "--runs-per-job",
+        "runs packed into one job, run at once on its GPU (for small model-free "
+        "runs); a sweep file's group may set its own",
+        1,
+    ),
+    "signal_delay_s": (
+        "--signal-delay-s",
+        "seconds between SLURM's warning signal (USR2) and the time limit",
+        180,
+    ),
+    "max_requeues": (
+        "--max-requeues",
+        "times a job may be requeued after reaching its time limit (preemptions do not count)",
+        20,
+    ),
+    "folder": (
+        "--slurm-folder",
+        "submitit's folder (sbatch scripts, job logs, pickles); default <out>/.submitit",
+        None,
+    ),
 }
-CLUSTER_ONLY_KEYS = {"setup": "shell lines run before the job (e.g. module load, conda activate)",
-                     "exclude": "nodes to avoid", "additional": "extra sbatch options, {name: value}",
-                     "job_name": "job name (default moto-<sweep name>)"}
+CLUSTER_ONLY_KEYS = {
+    "setup": "shell lines run before the job (e.g. module load, conda activate)",
+    "exclude": "nodes to avoid",
+    "additional": "extra sbatch options, {name: value}",
+    "job_name": "job name (default moto-<sweep name>)",
+}
+
 
 def load_cluster(path: str | Path) -> dict:
     data = load_yaml(path, "--cluster")
     unknown = sorted(set(data) - set(CLUSTER_KEYS) - set(CLUSTER_ONLY_KEYS))
     if unknown:
-        raise UsageError(f"--cluster {path}: unknown key(s) {', '.join(unknown)}; known: "
-                f"{', '.join([*CLUSTER_KEYS, *CLUSTER_ONLY_KEYS])}")
-    for key in ("gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "array_parallelism", "runs_per_job",
-                "signal_delay_s", "max_requeues"):
+        raise UsageError(
+            f"--cluster {path}: unknown key(s) {', '.join(unknown)}; known: "
+            f"{', '.join([*CLUSTER_KEYS, *CLUSTER_ONLY_KEYS])}"
+        )
+    for key in (
+        "gpus_per_node",
+        "cpus_per_task",
+        "mem_gb",
+        "timeout_min",
+        "array_parallelism",
+        "runs_per_job",
+        "signal_delay_s",
+        "max_requeues",
+    ):
         if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 0):
             raise UsageError(f"--cluster {path}: {key} must be a non-negative integer, got {data[key]!r}")
-    if "setup" in data and not (isinstance(data["setup"], list) and all(isinstance(x, str) for x in data["setup"])):
+    if "setup" in data and not (
+        isinstance(data["setup"], list) and all(isinstance(x, str) for x in data["setup"])
+    ):
         raise UsageError(f"--cluster {path}: setup must be a list of shell lines")
     if "additional" in data and not isinstance(data["additional"], dict):
         raise UsageError(f"--cluster {path}: additional must be a mapping of sbatch option names to values")
@@ -98,8 +132,11 @@ class SweepJob:
         if pool is not None:
             pool.stop(signal.SIGUSR2)  # children have it from SLURM too; a second one is harmless
             if not pool.wait_exited(self.grace_s):
-                print("some runs did not checkpoint in time; they resume from their last checkpoint",
-                      file=sys.stderr, flush=True)
+                print(
+                    "some runs did not checkpoint in time; they resume from their last checkpoint",
+                    file=sys.stderr,
+                    flush=True,
+                )
         return DelayedSubmission(SweepJob(self.payloads, self.grace_s))
 
     def __getstate__(self):
@@ -112,9 +149,16 @@ def submit(jobs: list[list[dict]], res: dict, out: Path, name: str):
 
     folder = Path(res.get("folder") or Path(out) / ".submitit").resolve()
     ex = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=res["max_requeues"])
-    params = {"timeout_min": res["timeout_min"], "mem_gb": res["mem_gb"], "cpus_per_task": res["cpus_per_task"],
-              "slurm_array_parallelism": res["array_parallelism"], "slurm_signal_delay_s": res["signal_delay_s"],
-              "name": res.get("job_name") or f"moto-{name}", "nodes": 1, "tasks_per_node": 1}
+    params = {
+        "timeout_min": res["timeout_min"],
+        "mem_gb": res["mem_gb"],
+        "cpus_per_task": res["cpus_per_task"],
+        "slurm_array_parallelism": res["array_parallelism"],
+        "slurm_signal_delay_s": res["signal_delay_s"],
+        "name": res.get("job_name") or f"moto-{name}",
+        "nodes": 1,
+        "tasks_per_node": 1,
+    }
     if res.get("gpus_per_node"):
         params["gpus_per_node"] = res["gpus_per_node"]
     for key in ("partition", "account", "qos", "constraint", "exclude", "setup"):
@@ -136,7 +180,7 @@ def launch_slurm(groups, args, res: dict, launch: set, sweep_name: str) -> int:
     for ns, runs in groups:
         todo = [child_payload(ns, r) for r in runs if r.dir in launch]
         k = runs_per_job(ns, res)
-        jobs += [todo[i:i + k] for i in range(0, len(todo), k)]
+        jobs += [todo[i : i + k] for i in range(0, len(todo), k)]
     if not jobs:
         print("nothing to submit")
         return 0
@@ -144,21 +188,34 @@ def launch_slurm(groups, args, res: dict, launch: set, sweep_name: str) -> int:
 
     try:
         handles, folder = submit(jobs, res, Path(args.out), sweep_name)
-    except (FailedJobError, FailedSubmissionError) as exc:  # sbatch said no: nothing was submitted or recorded
+    except (
+        FailedJobError,
+        FailedSubmissionError,
+    ) as exc:  # sbatch said no: nothing was submitted or recorded
         said = " ".join(str(exc).split()) or "no message"
-        raise UsageError(f"sbatch refused the submission: {said}. Check the resources against your cluster (sinfo -o "
-                f"'%P %G %c %m %f'): without GPUs pass --gpus 0; partition, account, QoS and constraint come from "
-                f"--cluster FILE (see slurm/example.yaml)") from None
+        raise UsageError(
+            f"sbatch refused the submission: {said}. Check the resources against your cluster (sinfo -o "
+            f"'%P %G %c %m %f'): without GPUs pass --gpus 0; partition, account, QoS and constraint come from "
+            f"--cluster FILE (see slurm/example.yaml)"
+        ) from None
     for handle, payloads in zip(handles, jobs):
         for pl in payloads:
             d = Path(pl["dir"])
             d.mkdir(parents=True, exist_ok=True)
-            rundir.write_json(d / rundir.SLURM_JOB_FILE, {
-                "job_id": handle.job_id, "folder": str(folder), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "runs_in_job": [p["dir"] for p in payloads]})
+            rundir.write_json(
+                d / rundir.SLURM_JOB_FILE,
+                {
+                    "job_id": handle.job_id,
+                    "folder": str(folder),
+                    "submitted": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "runs_in_job": [p["dir"] for p in payloads],
+                },
+            )
     ids = sorted({h.job_id.split("_")[0] for h in handles})
-    print(f"submitted {len(jobs)} job(s) ({sum(map(len, jobs))} runs) as SLURM job {', '.join(ids)}; "
-          f"logs and sbatch scripts in {folder}")
+    print(
+        f"submitted {len(jobs)} job(s) ({sum(map(len, jobs))} runs) as SLURM job {', '.join(ids)}; "
+        f"logs and sbatch scripts in {folder}"
+    )
     print(f"follow with: python -m benchmark.status {args.out}")
     return 0
 

@@ -7,6 +7,7 @@ updates planned), and the error of each failed run.
 The states (below) are ``benchmark.core.rundir.run_state``'s. Reads run directories only; imports neither JAX nor
 PyTorch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmark.core.rundir import STATES, STATES_HELP, find_runs, read_json, run_key, run_state
+
 
 def progress(d: Path) -> tuple[int, int]:
     """(gradient updates done, updates planned) from metrics.csv and config.json."""
@@ -59,13 +61,18 @@ def summarize(out: Path, expected: list[Path] | None = None, queue: dict | None 
 
 
 def format_table(table: dict) -> str:
-    head = f"{'algo':12s} {'task':24s} {'setting':20s} " + " ".join(f"{s:>11s}" for s in STATES) + "   progress"
+    head = (
+        f"{'algo':12s} {'task':24s} {'setting':20s} " + " ".join(f"{s:>11s}" for s in STATES) + "   progress"
+    )
     lines = [head]
     for (algo, task, setting), cell in sorted(table.items()):
         done, total = cell["updates"]
         prog = f"{100 * done / total:5.1f}%" if total else "    -"
-        lines.append(f"{algo:12s} {task:24s} {setting:20s} " + " ".join(f"{cell[s]:11d}" for s in STATES)
-                     + f"   {prog} of {total} updates")
+        lines.append(
+            f"{algo:12s} {task:24s} {setting:20s} "
+            + " ".join(f"{cell[s]:11d}" for s in STATES)
+            + f"   {prog} of {total} updates"
+        )
     totals = {s: sum(c[s] for c in table.values()) for s in STATES}
     lines.append("total: " + ", ".join(f"{totals[s]} {s}" for s in STATES))
     failed = [f for c in table.values() for f in c["failures"]]
@@ -76,16 +83,30 @@ def format_table(table: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmark.status", description=__doc__ + "\nstates:\n" + STATES_HELP,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.status",
+        description=__doc__ + "\nstates:\n" + STATES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("out", help="results folder (the --out of benchmark.run)")
-    p.add_argument("--sweep", default=None, help="a sweep file (slurm/<name>.yaml): count its runs that were never "
-                                                  "started as missing. Default: the grid of every algo/task/setting "
-                                                  "and every seed found in the folder")
-    p.add_argument("--data-dir", default=None, help="datasets folder, to resolve --sweep's datasets. Default: "
-                                                     "$BENCHMARK_DATA_DIR, else the checkout's datasets/")
-    p.add_argument("--no-squeue", action="store_true", help="do not ask squeue about queued and running jobs. "
-                                                           "Default: ask it where it is installed")
+    p.add_argument(
+        "--sweep",
+        default=None,
+        help="a sweep file (slurm/<name>.yaml): count its runs that were never "
+        "started as missing. Default: the grid of every algo/task/setting "
+        "and every seed found in the folder",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="datasets folder, to resolve --sweep's datasets. Default: "
+        "$BENCHMARK_DATA_DIR, else the checkout's datasets/",
+    )
+    p.add_argument(
+        "--no-squeue",
+        action="store_true",
+        help="do not ask squeue about queued and running jobs. Default: ask it where it is installed",
+    )
     p.add_argument("--json", action="store_true", help="print the table as JSON. Default: a text table")
     return p
 
@@ -111,8 +132,12 @@ def main(argv=None) -> int:
     queue = None if args.no_squeue else slurm_queue()
     table = summarize(out, expected, queue)
     if args.json:
-        print(json.dumps([{"algo": a, "task": t, "setting": s, **c} for (a, t, s), c in sorted(table.items())],
-                         indent=1))
+        print(
+            json.dumps(
+                [{"algo": a, "task": t, "setting": s, **c} for (a, t, s), c in sorted(table.items())],
+                indent=1,
+            )
+        )
     else:
         print(format_table(table) if table else f"no runs under {out}")
     return 0

@@ -2,6 +2,7 @@
 (``python -m benchmark.run --sweep FILE`` or ``--launcher local|slurm``): plan every group, sort its runs by
 their directories' state, estimate, and hand the rest to the local or SLURM launcher.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,33 +17,67 @@ from benchmark.launch.estimate import print_estimate
 from benchmark.launch.plan import UsageError, describe, load_yaml, missing_datasets_note, plan, plan_args
 from benchmark.launch.slurm import CLUSTER_KEYS, CLUSTER_ONLY_KEYS, resources
 
-SWEEP_KEYS = ("name", "figure", "description", "algos", "tasks", "seeds", "profile", "dataset", "runs_per_job",
-              "groups")
+SWEEP_KEYS = (
+    "name",
+    "figure",
+    "description",
+    "algos",
+    "tasks",
+    "seeds",
+    "profile",
+    "dataset",
+    "runs_per_job",
+    "groups",
+)
 GROUP_KEYS = ("algos", "tasks", "seeds", "profile", "dataset", "runs_per_job", "name")
 
 
 # -- CLI ---------------------------------------------------------------------------------------
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sweeps and launchers")
-    g.add_argument("--launcher", default="inline", choices=("inline", "local", "slurm"),
-                   help="inline: run the plan in this process, one run after another (as without a launcher); "
-                        "local: one child process per run, --workers at a time; slurm: submit a job array "
-                        "through submitit and return")
-    g.add_argument("--sweep", default=None, metavar="FILE",
-                   help="a sweep file (slurm/<name>.yaml): its algorithms, tasks and seeds replace --algos/--tasks/"
-                        "--seeds; its profile and datasets apply unless --profile or --dataset is given (e.g. "
-                        "--profile smoke: a quick pass of the whole sweep to check a cluster's set-up)")
+    g.add_argument(
+        "--launcher",
+        default="inline",
+        choices=("inline", "local", "slurm"),
+        help="inline: run the plan in this process, one run after another (as without a launcher); "
+        "local: one child process per run, --workers at a time; slurm: submit a job array "
+        "through submitit and return",
+    )
+    g.add_argument(
+        "--sweep",
+        default=None,
+        metavar="FILE",
+        help="a sweep file (slurm/<name>.yaml): its algorithms, tasks and seeds replace --algos/--tasks/"
+        "--seeds; its profile and datasets apply unless --profile or --dataset is given (e.g. "
+        "--profile smoke: a quick pass of the whole sweep to check a cluster's set-up)",
+    )
     g.add_argument("--workers", type=int, default=1, help="local launcher: runs at once")
-    g.add_argument("--retry-failed", action="store_true",
-                   help="local and slurm launchers: run failed runs again (they resume from their last "
-                        "checkpoint). Default: failed runs are listed and skipped")
-    s = p.add_argument_group("SLURM resources (--launcher slurm; a flag overrides --cluster's file, which "
-                             "overrides the default shown)")
-    s.add_argument("--cluster", default=None, metavar="FILE",
-                   help="cluster file (slurm/<name>.yaml) with any of: " + ", ".join([*CLUSTER_KEYS, *CLUSTER_ONLY_KEYS]))
+    g.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="local and slurm launchers: run failed runs again (they resume from their last "
+        "checkpoint). Default: failed runs are listed and skipped",
+    )
+    s = p.add_argument_group(
+        "SLURM resources (--launcher slurm; a flag overrides --cluster's file, which "
+        "overrides the default shown)"
+    )
+    s.add_argument(
+        "--cluster",
+        default=None,
+        metavar="FILE",
+        help="cluster file (slurm/<name>.yaml) with any of: "
+        + ", ".join([*CLUSTER_KEYS, *CLUSTER_ONLY_KEYS]),
+    )
     for key, (flag, text, default) in CLUSTER_KEYS.items():
         typ = str if key in ("partition", "account", "qos", "constraint", "folder") else int
-        shown = f" (default: {default})" if default is not None else "" if key == "folder" else " (default: unset)"
+        shown = (
+            f" (default: {default})"
+            if default is not None
+            else ""
+            if key == "folder"
+            else " (default: unset)"
+        )
         metavar = "DIR" if key == "folder" else "NAME" if typ is str else "N"
         s.add_argument(flag, dest=f"slurm_{key}", type=typ, default=None, metavar=metavar, help=text + shown)
 
@@ -53,7 +88,9 @@ def _check_ints(args) -> None:
     for key, (flag, _, _) in CLUSTER_KEYS.items():
         v = getattr(args, f"slurm_{key}", None)
         if isinstance(v, int) and (v < 0 or (v == 0 and key not in ("gpus_per_node", "max_requeues"))):
-            raise UsageError(f"{flag} must be {'non-negative' if key == 'gpus_per_node' else 'positive'}, got {v}")
+            raise UsageError(
+                f"{flag} must be {'non-negative' if key == 'gpus_per_node' else 'positive'}, got {v}"
+            )
 
 
 # -- sweep files -------------------------------------------------------------------------------
@@ -72,7 +109,9 @@ def load_sweep(path: str | Path) -> dict:
     data = load_yaml(path, "--sweep")
     unknown = sorted(set(data) - set(SWEEP_KEYS))
     if unknown:
-        raise UsageError(f"--sweep {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(SWEEP_KEYS)}")
+        raise UsageError(
+            f"--sweep {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(SWEEP_KEYS)}"
+        )
     raw_groups = data.get("groups") or [{}]
     if not isinstance(raw_groups, list) or not all(isinstance(g, dict) for g in raw_groups):
         raise UsageError(f"--sweep {path}: groups must be a list of mappings")
@@ -80,7 +119,9 @@ def load_sweep(path: str | Path) -> dict:
     for i, g in enumerate(raw_groups):
         bad = sorted(set(g) - set(GROUP_KEYS))
         if bad:
-            raise UsageError(f"--sweep {path}: group {i}: unknown key(s) {', '.join(bad)}; known: {', '.join(GROUP_KEYS)}")
+            raise UsageError(
+                f"--sweep {path}: group {i}: unknown key(s) {', '.join(bad)}; known: {', '.join(GROUP_KEYS)}"
+            )
         merged = {k: data.get(k) for k in ("algos", "tasks", "seeds", "profile", "dataset", "runs_per_job")}
         merged.update(g)
         where = f"--sweep {path} group {i}"
@@ -94,7 +135,7 @@ def load_sweep(path: str | Path) -> dict:
         if rpj is not None and (not isinstance(rpj, int) or isinstance(rpj, bool) or rpj < 1):
             raise UsageError(f"{where}: runs_per_job must be a positive integer, got {rpj!r}")
         datasets = merged.get("dataset")
-        for ds in (datasets if isinstance(datasets, list) else [datasets]):
+        for ds in datasets if isinstance(datasets, list) else [datasets]:
             groups.append({**merged, "dataset": ds, "name": g.get("name", f"group {i}")})
     return {"name": data.get("name") or Path(path).stem, "figure": data.get("figure", ""), "groups": groups}
 
@@ -140,7 +181,9 @@ def sweep_runs(sweep: str, out: Path, data_dir: str | None) -> list[dict]:
 
 
 # -- what to launch ----------------------------------------------------------------------------
-def sort_runs(runs: list[RunSpec], retry_failed: bool, queue: dict | None) -> dict[str, list[tuple[dict, str]]]:
+def sort_runs(
+    runs: list[RunSpec], retry_failed: bool, queue: dict | None
+) -> dict[str, list[tuple[dict, str]]]:
     """{"launch", "done", "held", "failed"} -> [(run, note)] by each run directory's state; the note says who
     holds a held run and why a failed one failed."""
     out = {"launch": [], "done": [], "held": [], "failed": []}
@@ -149,8 +192,11 @@ def sort_runs(runs: list[RunSpec], retry_failed: bool, queue: dict | None) -> di
         if state == "done":
             out["done"].append((r, ""))
         elif state in ("running", "queued"):
-            held_by = read_json(Path(r.dir) / SLURM_JOB_FILE).get("job_id") if state == "queued" else \
-                f"pid {status.get('pid', '?')} on {status.get('host', '?')}"
+            held_by = (
+                read_json(Path(r.dir) / SLURM_JOB_FILE).get("job_id")
+                if state == "queued"
+                else f"pid {status.get('pid', '?')} on {status.get('host', '?')}"
+            )
             out["held"].append((r, str(held_by)))
         elif state == "failed" and not retry_failed:
             out["failed"].append((r, status.get("error", "")))
@@ -187,9 +233,11 @@ def main(args, argv=None) -> int:
 
     sorted_runs = sort_runs(all_runs, args.retry_failed, slurm_queue() if args.launcher == "slurm" else None)
     n = {k: len(v) for k, v in sorted_runs.items()}
-    print(f"{len(all_runs)} runs: {n['launch']} to launch, {n['done']} done (skipped), {n['held']} held by a live "
-          f"process or queued job (skipped), {n['failed']} failed (" +
-          ("skipped; --retry-failed runs them again)" if n["failed"] else "none)"))
+    print(
+        f"{len(all_runs)} runs: {n['launch']} to launch, {n['done']} done (skipped), {n['held']} held by a live "
+        f"process or queued job (skipped), {n['failed']} failed ("
+        + ("skipped; --retry-failed runs them again)" if n["failed"] else "none)")
+    )
     for r, held_by in sorted_runs["held"]:
         print(f"  held: {r.dir} ({held_by})")
     for r, error in sorted_runs["failed"]:

@@ -10,6 +10,7 @@
 
 Each is a module of ``benchmark/perf/`` with its own ``--help``. Figures measured so far: docs/performance.md.
 """
+
 from __future__ import annotations
 
 import importlib

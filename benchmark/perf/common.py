@@ -1,4 +1,5 @@
 """What every speed benchmark shares: one timer, random paper-size batches and agents, the table printer."""
+
 from __future__ import annotations
 
 import sys
@@ -29,11 +30,14 @@ def timed(fn, steps: int, warmup: bool = True) -> tuple[float, float]:
 
 def random_batch(B: int, L: int, A: int, rng: np.random.Generator) -> dict:
     """A world-model batch ``{"model": ...}`` of B x L random 64x64 frames, actions and rewards."""
-    b = {"image": rng.integers(0, 256, (B, L, 64, 64, 3), dtype=np.uint8),
-         "action": rng.uniform(-1, 1, (B, L, A)).astype(np.float32),
-         "reward": (rng.uniform(size=(B, L)) > 0.8).astype(np.float32),
-         "is_first": np.zeros((B, L), bool), "is_terminal": np.zeros((B, L), bool),
-         "discount": np.ones((B, L), np.float32)}
+    b = {
+        "image": rng.integers(0, 256, (B, L, 64, 64, 3), dtype=np.uint8),
+        "action": rng.uniform(-1, 1, (B, L, A)).astype(np.float32),
+        "reward": (rng.uniform(size=(B, L)) > 0.8).astype(np.float32),
+        "is_first": np.zeros((B, L), bool),
+        "is_terminal": np.zeros((B, L), bool),
+        "discount": np.ones((B, L), np.float32),
+    }
     b["is_first"][:, 0] = True
     return {"model": b}
 

@@ -6,6 +6,7 @@ COMBO adds its 17 CQL actions per state), the rollout batch alone (horizon 5 fro
 states, 7 prior heads), and updates/s with the rollout amortised over ``rollout_every`` updates
 (20: once per MetaWorld online episode). Median of ``--steps`` after one warm-up update.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,22 +22,45 @@ def rows(steps: int = 2, device: str = "cpu", batch: int = 64, length: int = 50)
     data = random_batch(batch, length, 4, rng)
     out = []
     for name in ("lompo", "combo"):
-        agent = paper_agent(name, device, batch=batch, length=length, model_warmup=0, rollout_every=10**9,
-                       rollout_starts=min(3200, batch * length))
+        agent = paper_agent(
+            name,
+            device,
+            batch=batch,
+            length=length,
+            model_warmup=0,
+            rollout_every=10**9,
+            rollout_starts=min(3200, batch * length),
+        )
         T = 100
-        agent.on_episode({"image": rng.integers(0, 256, (T + 1, 64, 64, 3), dtype=np.uint8),
-                          "action": rng.uniform(-1, 1, (T, 4)).astype(np.float32),
-                          "reward": np.zeros(T, np.float32), "terminal": np.zeros(T, bool)}, False)
+        agent.on_episode(
+            {
+                "image": rng.integers(0, 256, (T + 1, 64, 64, 3), dtype=np.uint8),
+                "action": rng.uniform(-1, 1, (T, 4)).astype(np.float32),
+                "reward": np.zeros(T, np.float32),
+                "terminal": np.zeros(T, bool),
+            },
+            False,
+        )
         agent.update(data)  # warm-up: encodes the episode and fills the model buffer once
         upd = timed(lambda: agent.update(data), steps, warmup=False)[0]
-        b = {k: torch.as_tensor(v).to(agent.device) for k, v in data["model"].items()
-             if k in ("image", "action", "reward", "is_first", "is_terminal")}
+        b = {
+            k: torch.as_tensor(v).to(agent.device)
+            for k, v in data["model"].items()
+            if k in ("image", "action", "reward", "is_first", "is_terminal")
+        }
         with torch.no_grad():
             _, _, post = agent.wm.loss(b, agent.gen)
         roll = timed(lambda: agent._generate(post), steps, warmup=False)[0]
         every = algorithms_default_rollout_every(name)
-        out.append({"agent": name, "update w/o rollout (s)": round(upd, 3), "rollout batch (s)": round(roll, 3),
-                    "rollout_every": every, "updates/s": round(1.0 / (upd + roll / every), 3)})
+        out.append(
+            {
+                "agent": name,
+                "update w/o rollout (s)": round(upd, 3),
+                "rollout batch (s)": round(roll, 3),
+                "rollout_every": every,
+                "updates/s": round(1.0 / (upd + roll / every), 3),
+            }
+        )
         agent = None  # free it before the next one is built
     return out
 
@@ -48,8 +72,11 @@ def algorithms_default_rollout_every(name: str) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf latent", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.perf latent",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--steps", type=int, default=2, help="timed steps (median), after 1 warm-up")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, default=64)
@@ -59,8 +86,10 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     table = rows(args.steps, args.device, args.batch, args.length)
-    print(f"LOMPO / COMBO at paper sizes, model batch {args.batch} x {args.length}, 64x64 frames, agent batch 256, "
-          f"device {args.device}, {torch.get_num_threads()} threads, median of {args.steps}")
+    print(
+        f"LOMPO / COMBO at paper sizes, model batch {args.batch} x {args.length}, 64x64 frames, agent batch 256, "
+        f"device {args.device}, {torch.get_num_threads()} threads, median of {args.steps}"
+    )
     print_table(table, list(table[0]))
     return 0
 

@@ -12,6 +12,7 @@ For each learner at the given profile's sizes (default ``paper``: the paper's ne
 Data: the task's dataset when it exists (``--data-dir``), otherwise synthetic episodes of the same
 shapes. Each figure is the best of ``--repeats`` timings of ``--updates`` updates (the machine is shared).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,11 @@ import numpy as np
 
 
 def _store(task: str, data_dir: str | None, episodes: int = 10, length: int = 100):
-    from benchmark.datasets.format import iter_episodes
-    from benchmark.core.replay import EpisodeStore
-    from benchmark.tasks import default_data_dir, get_task
-
     from pathlib import Path
+
+    from benchmark.core.replay import EpisodeStore
+    from benchmark.datasets.format import iter_episodes
+    from benchmark.tasks import default_data_dir, get_task
 
     spec = get_task(task)
     path = (Path(data_dir) if data_dir else default_data_dir()) / task
@@ -36,10 +37,15 @@ def _store(task: str, data_dir: str | None, episodes: int = 10, length: int = 10
         return store, f"{task} dataset ({store.num_transitions} transitions)"
     rng = np.random.default_rng(0)
     for _ in range(episodes):
-        store.add({"image": rng.integers(0, 256, (length + 1, 64, 64, 3), dtype=np.uint8),
-                   "action": rng.uniform(-1, 1, (length, spec.action_dim)).astype(np.float32),
-                   "reward": rng.integers(0, 2, length).astype(np.float32),
-                   "success": np.zeros(length, bool), "terminal": np.zeros(length, bool)})
+        store.add(
+            {
+                "image": rng.integers(0, 256, (length + 1, 64, 64, 3), dtype=np.uint8),
+                "action": rng.uniform(-1, 1, (length, spec.action_dim)).astype(np.float32),
+                "reward": rng.integers(0, 2, length).astype(np.float32),
+                "success": np.zeros(length, bool),
+                "terminal": np.zeros(length, bool),
+            }
+        )
     return store, f"synthetic ({store.num_transitions} transitions of 64x64 frames)"
 
 
@@ -56,8 +62,12 @@ def bench(name: str, store, profile: str, batch: int | None, updates: int, repea
 
     overrides = {"batch_size": batch} if batch else {}
     cfg = algorithms.make_config(name, profile, **overrides)
-    ctx = RunContext(obs_shape=tuple(store.frames.shape[1:]), action_dim=store._arr["action_in"].shape[1], seed=0,
-                     total_updates=10_000)
+    ctx = RunContext(
+        obs_shape=tuple(store.frames.shape[1:]),
+        action_dim=store._arr["action_in"].shape[1],
+        seed=0,
+        total_updates=10_000,
+    )
     agent = algorithms.make_agent(name, cfg, ctx)
     sampler = BatchSampler(store, agent.requests, 0, depth=2)
     fixed = sampler.batch(0)
@@ -87,13 +97,23 @@ def bench(name: str, store, profile: str, batch: int | None, updates: int, repea
         best_alone = max(best_alone, alone())
         best_e2e = max(best_e2e, end_to_end())
     sampler.close()
-    return {"learner": name, "batch": cfg.batch_size, "compile_s": compile_s, "update_alone/s": best_alone,
-            "end_to_end/s": best_e2e, "e2e/alone": best_e2e / best_alone, "traces": getattr(agent, "traces", "")}
+    return {
+        "learner": name,
+        "batch": cfg.batch_size,
+        "compile_s": compile_s,
+        "update_alone/s": best_alone,
+        "end_to_end/s": best_e2e,
+        "e2e/alone": best_e2e / best_alone,
+        "traces": getattr(agent, "traces", ""),
+    }
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf learners", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.perf learners",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--algos", default="bc,sac,cql,iql")
     p.add_argument("--profile", default="paper", help="sizes: paper (default), cpu or smoke")
     p.add_argument("--batch", type=int, default=None, help="override the profile's batch size")
@@ -108,8 +128,10 @@ def main(argv=None) -> int:
     from benchmark.perf.common import print_table
 
     store, source = _store(args.task, args.data_dir)
-    print(f"device: {jax.devices()[0].platform} ({jax.device_count()} device(s)); data: {source}; "
-          f"profile {args.profile}; best of {args.repeats} x {args.updates} updates")
+    print(
+        f"device: {jax.devices()[0].platform} ({jax.device_count()} device(s)); data: {source}; "
+        f"profile {args.profile}; best of {args.repeats} x {args.updates} updates"
+    )
     rows = []
     for name in args.algos.split(","):
         rows.append(bench(name.strip(), store, args.profile, args.batch, args.updates, args.repeats))

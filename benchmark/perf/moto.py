@@ -7,6 +7,7 @@ shared machine; with ``--threads 1`` it is the compute cost). Rows: DreamerV2 (1
 (7 heads), and MOTO with one head (what the ensemble costs). Target: MOTO <= 1.5x DreamerV2.
 ``rows()`` is what ``benchmark.perf worldmodel`` can print next to its own table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,14 @@ import torch
 from benchmark.perf.common import paper_agent, print_table, random_batch, timed
 
 
-def rows(steps: int = 2, batch: int = 16, length: int = 50, device: str = "cpu", algo: str = "moto",
-         baseline: str = "dreamerv2") -> list[dict]:
+def rows(
+    steps: int = 2,
+    batch: int = 16,
+    length: int = 50,
+    device: str = "cpu",
+    algo: str = "moto",
+    baseline: str = "dreamerv2",
+) -> list[dict]:
     rng = np.random.default_rng(0)
     data = random_batch(batch, length, 4, rng)["model"]
     data["episode_goal"] = np.ones((batch, length), bool)
@@ -27,8 +34,14 @@ def rows(steps: int = 2, batch: int = 16, length: int = 50, device: str = "cpu",
         agent = paper_agent(name, device, batch=batch, length=length, **overrides)
         batches = with_bc_batch({"model": data}, agent)
         wall, cpu = timed(lambda: agent.update(batches), steps)
-        out.append({"agent": name, "prior heads": agent.wm.rssm.members, "full step wall (s)": round(wall, 3),
-                    "full step CPU (s)": round(cpu, 3)})
+        out.append(
+            {
+                "agent": name,
+                "prior heads": agent.wm.rssm.members,
+                "full step wall (s)": round(wall, 3),
+                "full step CPU (s)": round(cpu, 3),
+            }
+        )
         agent = None  # free it before the next one is built
     base = out[0]
     for r in out:
@@ -42,13 +55,14 @@ def with_bc_batch(batches: dict, agent) -> dict:
     if "bc" not in agent.requests:
         return batches
     r, data = agent.requests["bc"], batches["model"]
-    bc = {k: v[:r.batch, :r.length].copy() for k, v in data.items()}
+    bc = {k: v[: r.batch, : r.length].copy() for k, v in data.items()}
     bc["episode_goal"] = np.ones(bc["is_first"].shape, bool)
     return {**batches, "bc": bc}
 
 
-def moto_step_ratio(baseline, batches: dict, baseline_algo: str, device: str, batch: int, length: int,
-                    repeats: int) -> str:
+def moto_step_ratio(
+    baseline, batches: dict, baseline_algo: str, device: str, batch: int, length: int, repeats: int
+) -> str:
     """MOTO's full update timed interleaved with an already built DreamerV2 agent's (wall seconds);
     the line ``benchmark.perf worldmodel`` prints."""
     algo = "moto-dmc" if baseline_algo.endswith("-dmc") else "moto"
@@ -60,13 +74,18 @@ def moto_step_ratio(baseline, batches: dict, baseline_algo: str, device: str, ba
         t_base.append(timed(lambda: baseline.update(batches), 1, warmup=False)[0])
         t_moto.append(timed(lambda: agent.update(mb), 1, warmup=False)[0])
     m, d = float(np.median(t_moto)), float(np.median(t_base))
-    return (f"{algo} full step (7 prior heads, {agent.config.agent_batch} rollouts, twin critics, filtered BC): "
-            f"{m:.3f} s = {m / d:.3f}x {baseline_algo}'s full step ({d:.3f} s), interleaved  [target <= 1.5x]")
+    return (
+        f"{algo} full step (7 prior heads, {agent.config.agent_batch} rollouts, twin critics, filtered BC): "
+        f"{m:.3f} s = {m / d:.3f}x {baseline_algo}'s full step ({d:.3f} s), interleaved  [target <= 1.5x]"
+    )
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf moto", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.perf moto",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--algo", default="moto", help="moto or moto-dmc")
     p.add_argument("--baseline", default="dreamerv2", help="dreamerv2 or dreamerv2-dmc")
     p.add_argument("--steps", type=int, default=2, help="timed steps (median), after 1 warm-up")
@@ -78,12 +97,16 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     table = rows(args.steps, args.batch, args.length, args.device, args.algo, args.baseline)
-    print(f"{args.algo} vs {args.baseline}, batch {args.batch} x {args.length}, 64x64 frames, device {args.device}, "
-          f"{torch.get_num_threads()} threads, median of {args.steps} steps")
+    print(
+        f"{args.algo} vs {args.baseline}, batch {args.batch} x {args.length}, 64x64 frames, device {args.device}, "
+        f"{torch.get_num_threads()} threads, median of {args.steps} steps"
+    )
     print_table(table, list(table[0]))
-    print(f"MOTO full step / DreamerV2 full step = {table[1]['CPU vs baseline']:.3f}x CPU, "
-          f"{table[1]['wall vs baseline']:.3f}x wall  [target <= 1.5x]; "
-          f"7 prior heads / 1 = {table[1]['full step CPU (s)'] / table[2]['full step CPU (s)']:.3f}x CPU")
+    print(
+        f"MOTO full step / DreamerV2 full step = {table[1]['CPU vs baseline']:.3f}x CPU, "
+        f"{table[1]['wall vs baseline']:.3f}x wall  [target <= 1.5x]; "
+        f"7 prior heads / 1 = {table[1]['full step CPU (s)'] / table[2]['full step CPU (s)']:.3f}x CPU"
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ and prints steps/s and the ratio wrapped / raw (target >= 0.9: the wrapper adds 
 Also prints the render speed with MuJoCo's default visual settings, to show what the fast
 settings buy on a CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,16 +68,31 @@ def bench_task(name: str, steps: int) -> dict:
     default_render = _default_settings_renderbest_rate(env._env.model, data, max(steps // 4, 5))
     fast_render = best_rate(lambda: env._renderer.render(data), steps)
     env.close()
-    return {"task": name, "raw_steps/s": raw_rate, "wrapped_steps/s": wrapped_rate,
-            "ratio": wrapped_rate / raw_rate, "render/s_fast": fast_render,
-            "render/s_default": default_render, "render_speedup": fast_render / default_render}
+    return {
+        "task": name,
+        "raw_steps/s": raw_rate,
+        "wrapped_steps/s": wrapped_rate,
+        "ratio": wrapped_rate / raw_rate,
+        "render/s_fast": fast_render,
+        "render/s_default": default_render,
+        "render_speedup": fast_render / default_render,
+    }
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf render", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", default="metaworld/door-open,kitchen/mixed", help="comma-separated tasks (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=200, help="steps per measurement, best of 3 (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.perf render",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--tasks",
+        default="metaworld/door-open,kitchen/mixed",
+        help="comma-separated tasks (default: %(default)s)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=200, help="steps per measurement, best of 3 (default: %(default)s)"
+    )
     args = p.parse_args(argv)
     print(f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}  steps per measurement={args.steps} (best of 3)")
     rows = [bench_task(t.strip(), args.steps) for t in args.tasks.split(",")]

@@ -19,6 +19,7 @@ are fixed-size) and the policy's episode cost stays flat (it does: fixed episode
 Use it to size SLURM jobs (``--time-min``) and to compare machines: run it on the GPU node you
 will use. Each algorithm runs in a fresh temporary folder (``--keep DIR`` keeps them).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,20 +37,41 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def measure(algo: str, task: str, profile: str, device: str, data_dir: str | None, out: Path, offline: int,
-            episodes: int, eval_episodes: int, log_every: int, overrides: dict | None = None) -> dict:
+def measure(
+    algo: str,
+    task: str,
+    profile: str,
+    device: str,
+    data_dir: str | None,
+    out: Path,
+    offline: int,
+    episodes: int,
+    eval_episodes: int,
+    log_every: int,
+    overrides: dict | None = None,
+) -> dict:
     from benchmark.core.protocol import Runner
     from benchmark.launch.plan import plan, plan_args
 
-    (r,) = plan(plan_args(algos=algo, tasks=task, profile=profile, device=device, out=str(out), data_dir=data_dir))
+    (r,) = plan(
+        plan_args(algos=algo, tasks=task, profile=profile, device=device, out=str(out), data_dir=data_dir)
+    )
     if overrides:
         import algorithms
 
         r = dataclasses.replace(r, cfg=algorithms.make_config(algo, profile, **overrides))
     full = r.schedule  # the task's whole schedule for this profile, from the plan
     G = full.updates_per_episode
-    r = dataclasses.replace(r, schedule=dataclasses.replace(full, offline_steps=offline, online_steps=episodes * G,
-                                                            eval_every_episodes=episodes, eval_episodes=eval_episodes))
+    r = dataclasses.replace(
+        r,
+        schedule=dataclasses.replace(
+            full,
+            offline_steps=offline,
+            online_steps=episodes * G,
+            eval_every_episodes=episodes,
+            eval_episodes=eval_episodes,
+        ),
+    )
     r.dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     runner = Runner(r, progress=False, log_every=log_every)
@@ -62,40 +84,80 @@ def measure(algo: str, task: str, profile: str, device: str, data_dir: str | Non
     evals = [i for i, x in enumerate(rows) if x["phase"] == "eval"]
     # the first offline window holds compilation; the first online window holds the offline evaluation
     offline_rate = statistics.median(off[1:]) if len(off) > 1 else off[0]
-    per_episode = statistics.median(b - a for a, b in zip(on_walls, on_walls[1:])) if len(on_walls) > 2 else float("nan")
+    per_episode = (
+        statistics.median(b - a for a, b in zip(on_walls, on_walls[1:]))
+        if len(on_walls) > 2
+        else float("nan")
+    )
     last_eval = evals[-1]
     eval_s = (float(rows[last_eval]["wall_time"]) - float(rows[last_eval - 1]["wall_time"])) / eval_episodes
     warmup = (log_every / off[0] - log_every / offline_rate) if off else 0.0
     n_evals = 1 + full.online_episodes // full.eval_every_episodes
-    projected = (full.offline_steps / offline_rate + full.online_episodes * per_episode
-                 + n_evals * full.eval_episodes * eval_s + max(warmup, 0.0))
-    return {"algo": algo, "offline upd/s": round(offline_rate, 2), "s/online episode": round(per_episode, 2),
-            "G": G, "s/eval episode": round(eval_s, 2), "warm-up s": round(max(warmup, 0.0), 1),
-            "measured s": round(total, 1), "full run h": round(projected / 3600, 2)}
+    projected = (
+        full.offline_steps / offline_rate
+        + full.online_episodes * per_episode
+        + n_evals * full.eval_episodes * eval_s
+        + max(warmup, 0.0)
+    )
+    return {
+        "algo": algo,
+        "offline upd/s": round(offline_rate, 2),
+        "s/online episode": round(per_episode, 2),
+        "G": G,
+        "s/eval episode": round(eval_s, 2),
+        "warm-up s": round(max(warmup, 0.0), 1),
+        "measured s": round(total, 1),
+        "full run h": round(projected / 3600, 2),
+    }
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algos", default="moto,dreamerv2", help="comma-separated algorithms (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.perf run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--algos", default="moto,dreamerv2", help="comma-separated algorithms (default: %(default)s)"
+    )
     p.add_argument("--task", default="metaworld/drawer-open", help="one task (default: %(default)s)")
-    p.add_argument("--profile", default="paper", help="network sizes and full schedule: paper, cpu or smoke "
-                                                        "(default: %(default)s)")
+    p.add_argument(
+        "--profile",
+        default="paper",
+        help="network sizes and full schedule: paper, cpu or smoke (default: %(default)s)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    p.add_argument("--data-dir", default=None, help="datasets folder (default: $BENCHMARK_DATA_DIR, else datasets/)")
-    p.add_argument("--offline", type=int, default=300, help="offline gradient steps timed (default: %(default)s)")
-    p.add_argument("--log-every", type=int, default=100, help="updates per offline timing window (default: %(default)s)")
+    p.add_argument(
+        "--data-dir", default=None, help="datasets folder (default: $BENCHMARK_DATA_DIR, else datasets/)"
+    )
+    p.add_argument(
+        "--offline", type=int, default=300, help="offline gradient steps timed (default: %(default)s)"
+    )
+    p.add_argument(
+        "--log-every", type=int, default=100, help="updates per offline timing window (default: %(default)s)"
+    )
     p.add_argument("--episodes", type=int, default=4, help="online episodes timed (default: %(default)s)")
-    p.add_argument("--eval-episodes", type=int, default=2, help="episodes per timed evaluation (default: %(default)s)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a config field of every algorithm that has it, e.g. --set compile=off "
-                        "(repeatable; values are read as Python literals, else strings)")
-    p.add_argument("--keep", default=None, help="keep the run folders under this folder (default: a temporary one)")
+    p.add_argument(
+        "--eval-episodes", type=int, default=2, help="episodes per timed evaluation (default: %(default)s)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a config field of every algorithm that has it, e.g. --set compile=off "
+        "(repeatable; values are read as Python literals, else strings)",
+    )
+    p.add_argument(
+        "--keep", default=None, help="keep the run folders under this folder (default: a temporary one)"
+    )
     args = p.parse_args(argv)
     if args.offline < args.log_every:
         p.error(f"--offline ({args.offline}) must be at least --log-every ({args.log_every})")
     if args.episodes < 3:
-        p.error("--episodes must be at least 3 (the first online episode's window holds the offline evaluation)")
+        p.error(
+            "--episodes must be at least 3 (the first online episode's window holds the offline evaluation)"
+        )
     overrides = {}
     for item in args.set:
         if "=" not in item:
@@ -106,8 +168,8 @@ def main(argv=None) -> int:
         except (ValueError, SyntaxError):
             overrides[k.strip()] = v
     import algorithms
-    from benchmark.perf.common import print_table
     from benchmark.launch.plan import resolve_device
+    from benchmark.perf.common import print_table
 
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     try:
@@ -116,20 +178,40 @@ def main(argv=None) -> int:
         p.error(str(e.args[0]) if e.args else f"unknown algorithm in --algos {args.algos!r}")
     unknown = sorted(k for k in overrides if not any(k in f for f in fields.values()))
     if unknown:
-        where = ", ".join(f"{c.__module__}.{c.__name__}" for c in dict.fromkeys(algorithms.get(a).config_cls for a in algos))
-        p.error(f"--set {', '.join(unknown)}: no config field of that name in {', '.join(algos)} "
-                f"(the fields are those of {where})")
+        where = ", ".join(
+            f"{c.__module__}.{c.__name__}" for c in dict.fromkeys(algorithms.get(a).config_cls for a in algos)
+        )
+        p.error(
+            f"--set {', '.join(unknown)}: no config field of that name in {', '.join(algos)} "
+            f"(the fields are those of {where})"
+        )
 
     device = resolve_device(args.device)
-    print(f"task {args.task}, profile {args.profile}, device {device}; timed: {args.offline} offline updates, "
-          f"{args.episodes} online episodes, evaluations of {args.eval_episodes} episodes", flush=True)
+    print(
+        f"task {args.task}, profile {args.profile}, device {device}; timed: {args.offline} offline updates, "
+        f"{args.episodes} online episodes, evaluations of {args.eval_episodes} episodes",
+        flush=True,
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
         for algo in algos:
             mine = {k: v for k, v in overrides.items() if k in fields[algo]}
-            rows.append(measure(algo, args.task, args.profile, device, args.data_dir, root, args.offline,
-                                args.episodes, args.eval_episodes, args.log_every, mine))
+            rows.append(
+                measure(
+                    algo,
+                    args.task,
+                    args.profile,
+                    device,
+                    args.data_dir,
+                    root,
+                    args.offline,
+                    args.episodes,
+                    args.eval_episodes,
+                    args.log_every,
+                    mine,
+                )
+            )
             print(rows[-1], flush=True)
     print_table(rows, list(rows[0]))
     print("full run h: the task's whole schedule for this profile at these rates, one run on this machine")

@@ -1,6 +1,7 @@
 """``python -m benchmark.perf store [--tasks TASK] [--data-dir DIR]``: the episode store's memory against the
 raw frame bytes, and its sampling speed (one thread, then through the prefetch thread), on a dataset and on a
 synthetic store of Kitchen's size."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,10 +22,13 @@ def _rss_mb() -> float:
 
 
 def _synthetic_episode(rng, T: int, action_dim: int) -> dict:
-    return {"image": rng.integers(0, 256, (T + 1, 64, 64, 3), dtype=np.uint8),
-            "action": rng.uniform(-1, 1, (T, action_dim)).astype(np.float32),
-            "reward": rng.integers(0, 5, T).astype(np.float32), "success": np.zeros(T, bool),
-            "terminal": np.zeros(T, bool)}
+    return {
+        "image": rng.integers(0, 256, (T + 1, 64, 64, 3), dtype=np.uint8),
+        "action": rng.uniform(-1, 1, (T, action_dim)).astype(np.float32),
+        "reward": rng.integers(0, 5, T).astype(np.float32),
+        "success": np.zeros(T, bool),
+        "terminal": np.zeros(T, bool),
+    }
 
 
 # The store before v2 (per-episode gathers), measured on drawer-open's 1,010 frames: the targets' baseline.
@@ -56,11 +60,18 @@ def bench_store(name: str, episodes, n_online: int = 0, online_T: int = 280, bat
         pass
     prefetched = 60 / (time.perf_counter() - t)
     sampler.close()
-    return {"store": name, "episodes": store.num_episodes, "frames": store.n_frames,
-            "raw_frame_MB": raw / 2**20, "store_MB": store.nbytes() / 2**20, "store/raw": store.nbytes() / raw,
-            "RSS_growth/raw": rss * 2**20 / raw,
-            f"trans/s B={batch},k=3": transitions, "trans/s prefetched": prefetched,
-            "seq/s 16x50": sequences}
+    return {
+        "store": name,
+        "episodes": store.num_episodes,
+        "frames": store.n_frames,
+        "raw_frame_MB": raw / 2**20,
+        "store_MB": store.nbytes() / 2**20,
+        "store/raw": store.nbytes() / raw,
+        "RSS_growth/raw": rss * 2**20 / raw,
+        f"trans/s B={batch},k=3": transitions,
+        "trans/s prefetched": prefetched,
+        "seq/s 16x50": sequences,
+    }
 
 
 def store_main(data_dir, task: str) -> int:
@@ -70,20 +81,29 @@ def store_main(data_dir, task: str) -> int:
     if (data_dir / task / "manifest.json").exists():
         rows.append(bench_store(task, iter_episodes(data_dir / task)))
     else:
-        print(f"(no dataset at {data_dir / task}: `python -m benchmark.datasets generate {task}` adds its row)")
+        print(
+            f"(no dataset at {data_dir / task}: `python -m benchmark.datasets generate {task}` adds its row)"
+        )
     rng = np.random.default_rng(0)
     # Kitchen size: the paper's 563 demonstrations (128,569 transitions) plus 50 online episodes of 280 steps.
     lengths = np.full(563, 128_569 // 563)
     lengths[: 128_569 - lengths.sum()] += 1
-    rows.append(bench_store("kitchen-size (synthetic)", (_synthetic_episode(rng, int(T), 9) for T in lengths),
-                            n_online=50))
+    rows.append(
+        bench_store(
+            "kitchen-size (synthetic)", (_synthetic_episode(rng, int(T), 9) for T in lengths), n_online=50
+        )
+    )
     print_table(rows, list(rows[0]))
     per_frame = rows[-1]["store_MB"] * 2**20 / rows[-1]["frames"]
     full = 128_569 + 563 + (66_300 // 50) * 281  # a full Kitchen run: the dataset and every online episode
-    print(f"targets: >= 300 transition batches/s (B=256, k=3), >= 1,000 sequence batches/s (16x50), store <= 1.05x "
-          f"the raw frames; the v1 store did {STORE_V1['transitions/s']} and {STORE_V1['sequences/s']} on drawer-open.")
-    print(f"a full Kitchen run holds {full:,} frames: {full * per_frame / 2**30:.2f} GiB in the store "
-          f"(reserved up front; pages are committed as frames arrive)")
+    print(
+        f"targets: >= 300 transition batches/s (B=256, k=3), >= 1,000 sequence batches/s (16x50), store <= 1.05x "
+        f"the raw frames; the v1 store did {STORE_V1['transitions/s']} and {STORE_V1['sequences/s']} on drawer-open."
+    )
+    print(
+        f"a full Kitchen run holds {full:,} frames: {full * per_frame / 2**30:.2f} GiB in the store "
+        f"(reserved up front; pages are committed as frames arrive)"
+    )
     return 0
 
 
@@ -91,8 +111,12 @@ def main(argv=None) -> int:
     from benchmark.tasks import default_data_dir
 
     p = argparse.ArgumentParser(prog="python -m benchmark.perf store", description=__doc__)
-    p.add_argument("--tasks", default="metaworld/drawer-open", help="the dataset measured (default: %(default)s)")
-    p.add_argument("--data-dir", default=None, help="datasets folder (default: $BENCHMARK_DATA_DIR, else datasets/)")
+    p.add_argument(
+        "--tasks", default="metaworld/drawer-open", help="the dataset measured (default: %(default)s)"
+    )
+    p.add_argument(
+        "--data-dir", default=None, help="datasets folder (default: $BENCHMARK_DATA_DIR, else datasets/)"
+    )
     args = p.parse_args(argv)
     root = Path(args.data_dir) if args.data_dir else default_data_dir()
     return store_main(root, args.tasks.split(",")[0].strip())

@@ -5,6 +5,7 @@ world-model train steps/s (ELBO, backward, Adam), full agent updates/s (world mo
 imagination from all 800 posterior states + actor + critic), and the same full update with a
 7-member prior ensemble (MOTO's model) relative to one member. Few steps: each takes seconds on a CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,19 +20,26 @@ PYDREAMER_SIDE_BY_SIDE = {"pydreamer wm step (s)": 14.0, "ours wm step (s)": 10.
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf worldmodel", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.perf worldmodel",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--algo", default="dreamerv2", help="dreamerv2 (base sizes) or dreamerv2-dmc (deter 200)")
-    p.add_argument("--repeats", type=int, default=3, help="timed steps per measurement (median), after 1 warm-up")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="timed steps per measurement (median), after 1 warm-up"
+    )
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--length", type=int, default=50)
     p.add_argument("--ensemble", type=int, default=7, help="members of the ensemble compared with one")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-moto", action="store_true", help="skip MOTO's full step (timed next to DreamerV2's)")
-    p.add_argument("--precision", default="auto",
-                   help="auto (fp32), tf32, fp32 or bf16 (see nets/torch_parts.resolve_device_options; "
-                        "default: auto)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="auto (fp32), tf32, fp32 or bf16 (see nets/torch_parts.resolve_device_options; default: auto)",
+    )
     p.add_argument("--compile", default="auto", help="auto (= off), on or off (default: auto)")
     args = p.parse_args(argv)
     if args.threads:
@@ -40,9 +48,18 @@ def main(argv=None) -> int:
     batch = random_batch(args.batch, args.length, 4, rng)
     from algorithms.nets.torch_parts import batch_to_device
 
-    agents = {m: paper_agent(args.algo, args.device, ensemble=m, batch=args.batch, length=args.length,
-                         precision=args.precision, compile=args.compile)
-              for m in (1, args.ensemble)}
+    agents = {
+        m: paper_agent(
+            args.algo,
+            args.device,
+            ensemble=m,
+            batch=args.batch,
+            length=args.length,
+            precision=args.precision,
+            compile=args.compile,
+        )
+        for m in (1, args.ensemble)
+    }
 
     def wm_step(agent):
         b = batch_to_device(batch["model"], agent.device)
@@ -63,23 +80,38 @@ def main(argv=None) -> int:
         n_params = sum(p.numel() for mod in (agent.wm, agent.actor, agent.critic) for p in mod.parameters())
         wm_params = sum(p.numel() for p in agent.wm.parameters())
         wm_s, full_s = float(np.median(times[m, "wm"])), float(np.median(times[m, "full"]))
-        rows.append({"prior heads": m, "params (wm / all)": f"{wm_params / 1e6:.1f}M / {n_params / 1e6:.1f}M",
-                     "wm step (s)": round(wm_s, 3), "wm steps/s": round(1 / wm_s, 3),
-                     "full step (s)": round(full_s, 3), "full steps/s": round(1 / full_s, 3)})
+        rows.append(
+            {
+                "prior heads": m,
+                "params (wm / all)": f"{wm_params / 1e6:.1f}M / {n_params / 1e6:.1f}M",
+                "wm step (s)": round(wm_s, 3),
+                "wm steps/s": round(1 / wm_s, 3),
+                "full step (s)": round(full_s, 3),
+                "full steps/s": round(1 / full_s, 3),
+            }
+        )
     one, ens = rows
-    print(f"{args.algo}, batch {args.batch} x {args.length}, 64x64 frames, device {args.device}, "
-          f"precision {args.precision}, compile {args.compile} (amp {agents[1].amp}), "
-          f"{torch.get_num_threads()} threads, median of {args.repeats} steps, interleaved")
+    print(
+        f"{args.algo}, batch {args.batch} x {args.length}, 64x64 frames, device {args.device}, "
+        f"precision {args.precision}, compile {args.compile} (amp {agents[1].amp}), "
+        f"{torch.get_num_threads()} threads, median of {args.repeats} steps, interleaved"
+    )
     print_table(rows, list(rows[0]))
-    print(f"ensemble cost: {args.ensemble} prior heads / 1 = {ens['full step (s)'] / one['full step (s)']:.3f}x "
-          f"(full step), {ens['wm step (s)'] / one['wm step (s)']:.3f}x (world-model step)  [target <= 1.3x]")
-    print(f"pydreamer side by side (2-core CPU, 1 thread each, equal sizes: 28.4M parameters, batch 16 x 50; "
-          f"docs/performance.md): its world-model step {PYDREAMER_SIDE_BY_SIDE['pydreamer wm step (s)']} s, "
-          f"ours {PYDREAMER_SIDE_BY_SIDE['ours wm step (s)']} s -> {PYDREAMER_SIDE_BY_SIDE['ratio']:.2f}x  [target >= 1.2x]")
+    print(
+        f"ensemble cost: {args.ensemble} prior heads / 1 = {ens['full step (s)'] / one['full step (s)']:.3f}x "
+        f"(full step), {ens['wm step (s)'] / one['wm step (s)']:.3f}x (world-model step)  [target <= 1.3x]"
+    )
+    print(
+        f"pydreamer side by side (2-core CPU, 1 thread each, equal sizes: 28.4M parameters, batch 16 x 50; "
+        f"docs/performance.md): its world-model step {PYDREAMER_SIDE_BY_SIDE['pydreamer wm step (s)']} s, "
+        f"ours {PYDREAMER_SIDE_BY_SIDE['ours wm step (s)']} s -> {PYDREAMER_SIDE_BY_SIDE['ratio']:.2f}x  [target >= 1.2x]"
+    )
     if not args.no_moto:  # MOTO's full step (benchmark/perf/moto.py has more: CPU time, MOTO with one head)
         from benchmark.perf.moto import moto_step_ratio
 
-        print(moto_step_ratio(agents[1], batch, args.algo, args.device, args.batch, args.length, args.repeats))
+        print(
+            moto_step_ratio(agents[1], batch, args.algo, args.device, args.batch, args.length, args.repeats)
+        )
     return 0
 
 

@@ -3,6 +3,7 @@
 Names are ``<domain>/<task>``: ``metaworld/door-open``, ``kitchen/mixed``. Suites: ``all``,
 ``metaworld``, ``kitchen``. Adding a task is one ``register(TaskSpec(...))`` call.
 """
+
 from __future__ import annotations
 
 import functools
@@ -85,7 +86,9 @@ def register(spec: TaskSpec) -> TaskSpec:
 
 def get_task(name: str) -> TaskSpec:
     if name not in TASKS:
-        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}; suites: {', '.join(suites())}")
+        raise KeyError(
+            f"unknown task {name!r}; known tasks: {', '.join(TASKS)}; suites: {', '.join(suites())}"
+        )
     return TASKS[name]
 
 
@@ -126,9 +129,16 @@ KITCHEN_SCHEDULE = Schedule(offline_steps=10_000, updates_per_episode=50, online
 
 # Table 1 of the paper: mean undiscounted return of the 9-10 scripted demonstrations.
 PAPER_METAWORLD_RETURNS = {
-    "assembly": 36.0, "bin-picking": 20.9, "box-close": 25.3, "coffee-push": 36.2,
-    "disassemble": 31.556, "door-open": 15.2, "drawer-open": 48.0, "hammer": 63.333,
-    "plate-slide": 71.1, "window-open": 60.5,
+    "assembly": 36.0,
+    "bin-picking": 20.9,
+    "box-close": 25.3,
+    "coffee-push": 36.2,
+    "disassemble": 31.556,
+    "door-open": 15.2,
+    "drawer-open": 48.0,
+    "hammer": 63.333,
+    "plate-slide": 71.1,
+    "window-open": 60.5,
 }
 
 
@@ -145,23 +155,51 @@ def _make_kitchen(task: str, seed: int | None = None, **kw):
 
 
 for _task, _ret in PAPER_METAWORLD_RETURNS.items():
-    register(TaskSpec(
-        name=f"metaworld/{_task}", domain="metaworld",
-        env_factory=functools.partial(_make_metaworld, _task),
-        action_dim=4, episode_length=200, demo_episode_length=100, action_repeat=2, schedule=METAWORLD_SCHEDULE,
-        paper_dataset={"episodes": 10, "transitions": 1010, "mean_return": _ret, "success_rate": 1.0},
-    ))
+    register(
+        TaskSpec(
+            name=f"metaworld/{_task}",
+            domain="metaworld",
+            env_factory=functools.partial(_make_metaworld, _task),
+            action_dim=4,
+            episode_length=200,
+            demo_episode_length=100,
+            action_repeat=2,
+            schedule=METAWORLD_SCHEDULE,
+            paper_dataset={"episodes": 10, "transitions": 1010, "mean_return": _ret, "success_rate": 1.0},
+        )
+    )
 
-_KITCHEN_PAPER = {"episodes": 563, "transitions": 128_569, "mean_return": 261.12, "success_rate": float("nan"),
-                  "objects_per_episode": 3.98}
-register(TaskSpec(
-    name="kitchen/mixed", domain="kitchen", env_factory=functools.partial(_make_kitchen, "mixed"),
-    action_dim=9, episode_length=280, action_repeat=1, schedule=KITCHEN_SCHEDULE, goal_objects=4,
-    paper_dataset=_KITCHEN_PAPER,
-))
-register(TaskSpec(
-    # No demonstration completes all four objects: filtered BC keeps those that complete the first three.
-    name="kitchen/partial", domain="kitchen", env_factory=functools.partial(_make_kitchen, "partial"),
-    action_dim=9, episode_length=280, action_repeat=1, schedule=KITCHEN_SCHEDULE, goal_objects=3,
-    paper_dataset=_KITCHEN_PAPER,
-))
+_KITCHEN_PAPER = {
+    "episodes": 563,
+    "transitions": 128_569,
+    "mean_return": 261.12,
+    "success_rate": float("nan"),
+    "objects_per_episode": 3.98,
+}
+register(
+    TaskSpec(
+        name="kitchen/mixed",
+        domain="kitchen",
+        env_factory=functools.partial(_make_kitchen, "mixed"),
+        action_dim=9,
+        episode_length=280,
+        action_repeat=1,
+        schedule=KITCHEN_SCHEDULE,
+        goal_objects=4,
+        paper_dataset=_KITCHEN_PAPER,
+    )
+)
+register(
+    TaskSpec(
+        # No demonstration completes all four objects: filtered BC keeps those that complete the first three.
+        name="kitchen/partial",
+        domain="kitchen",
+        env_factory=functools.partial(_make_kitchen, "partial"),
+        action_dim=9,
+        episode_length=280,
+        action_repeat=1,
+        schedule=KITCHEN_SCHEDULE,
+        goal_objects=3,
+        paper_dataset=_KITCHEN_PAPER,
+    )
+)

@@ -2,6 +2,7 @@
 steps: a MetaWorld run in minutes on a laptop) and ``smoke`` (seconds, for tests). Every profile
 runs exactly the same code; only numbers change. Algorithm sizes per profile live in each config's
 ``PROFILES``; the schedule and episode length per profile live here."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,10 +17,17 @@ def schedule_for(spec: TaskSpec, profile: str) -> Schedule:
         raise KeyError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     s = spec.schedule
     if profile == "cpu":
-        return dataclasses.replace(s, offline_steps=min(s.offline_steps, 1_000), online_steps=10 * s.updates_per_episode,
-                                   eval_every_episodes=5, eval_episodes=10)
+        return dataclasses.replace(
+            s,
+            offline_steps=min(s.offline_steps, 1_000),
+            online_steps=10 * s.updates_per_episode,
+            eval_every_episodes=5,
+            eval_episodes=10,
+        )
     if profile == "smoke":
-        return Schedule(offline_steps=4, updates_per_episode=2, online_steps=4, eval_every_episodes=1, eval_episodes=1)
+        return Schedule(
+            offline_steps=4, updates_per_episode=2, online_steps=4, eval_every_episodes=1, eval_episodes=1
+        )
     return s
 
 

@@ -1,5 +1,6 @@
 """Small real agents for protocol tests: a PyTorch one (tiny conv policy, Adam, torch RNGs) and
 wrappers that record what the protocol hands them. Registered by the tests that use them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,11 +32,18 @@ class TinyTorchAgent:
         k = config.framestack
         H, W, C = context.obs_shape
         torch.manual_seed(context.seed)
-        self.requests = {"bc": Transitions(config.batch_size, framestack=k),
-                         "seq": Sequences(config.seq_batch, config.seq_length)}
+        self.requests = {
+            "bc": Transitions(config.batch_size, framestack=k),
+            "seq": Sequences(config.seq_batch, config.seq_length),
+        }
         self.act_stack = k
-        self.net = nn.Sequential(nn.Conv2d(C * k, 4, 3, 2), nn.ReLU(), nn.Flatten(), nn.Dropout(0.2),
-                                 nn.LazyLinear(context.action_dim))
+        self.net = nn.Sequential(
+            nn.Conv2d(C * k, 4, 3, 2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Dropout(0.2),
+            nn.LazyLinear(context.action_dim),
+        )
         self.net(torch.zeros(1, C * k, H, W))
         self.reward_head = nn.Linear(C, 1)
         self.opt = torch.optim.Adam([*self.net.parameters(), *self.reward_head.parameters()], lr=config.lr)
@@ -70,8 +78,13 @@ class TinyTorchAgent:
         return a.numpy().astype(np.float32), state
 
     def state_dict(self):
-        return {"net": self.net.state_dict(), "head": self.reward_head.state_dict(), "opt": self.opt.state_dict(),
-                "gen": self.gen.get_state(), "updates": self.updates}
+        return {
+            "net": self.net.state_dict(),
+            "head": self.reward_head.state_dict(),
+            "opt": self.opt.state_dict(),
+            "gen": self.gen.get_state(),
+            "updates": self.updates,
+        }
 
     def load_state_dict(self, d):
         self.net.load_state_dict(d["net"])

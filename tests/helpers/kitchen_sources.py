@@ -4,6 +4,7 @@ A few short FrankaKitchen-v1 episodes under a noisy random policy; from step ``o
 microwave door and the slide cabinet are set to their goal positions, so recomputed rewards differ
 between the "mixed" task (both count) and "partial" (only the microwave counts).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,9 @@ def kitchen_rollouts(n_episodes=2, length=6, open_at=3, seed=0):
     import gymnasium_robotics
 
     gym.register_envs(gymnasium_robotics)
-    env = gym.make("FrankaKitchen-v1", robot_noise_ratio=0.0, object_noise_ratio=0.0,
-                   terminate_on_tasks_completed=False).unwrapped
+    env = gym.make(
+        "FrankaKitchen-v1", robot_noise_ratio=0.0, object_noise_ratio=0.0, terminate_on_tasks_completed=False
+    ).unwrapped
     rng = np.random.default_rng(seed)
     episodes = []
     for i in range(n_episodes):
@@ -43,7 +45,9 @@ def write_d4rl_hdf5(path: Path, episodes) -> Path:
     obs = np.concatenate([np.concatenate([e["qpos"], np.zeros_like(e["qpos"])], axis=1) for e in episodes])
     # D4RL stores one action per observation row; the last row's action has no successor state.
     actions = np.concatenate([np.vstack([e["action"], np.zeros((1, 9), np.float32)]) for e in episodes])
-    terminals = np.concatenate([np.eye(1, len(e["qpos"]), len(e["qpos"]) - 1)[0] for e in episodes]).astype(bool)
+    terminals = np.concatenate([np.eye(1, len(e["qpos"]), len(e["qpos"]) - 1)[0] for e in episodes]).astype(
+        bool
+    )
     with h5py.File(path, "w") as f:
         f["observations"] = obs.astype(np.float32)
         f["actions"] = actions
@@ -58,8 +62,12 @@ def write_dreamer_npz(folder: Path, episodes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i, e in enumerate(episodes):
         action = np.vstack([np.zeros((1, 9), np.float32), e["action"]])
-        np.savez(folder / f"episode_{i:03d}.npz", qpos=e["qpos"], action=action,
-                 reward=np.zeros(len(action), np.float32))
+        np.savez(
+            folder / f"episode_{i:03d}.npz",
+            qpos=e["qpos"],
+            action=action,
+            reward=np.zeros(len(action), np.float32),
+        )
     return folder
 
 
@@ -70,22 +78,32 @@ def write_minari(dataset_id: str, n_episodes=2, length=5, seed=0) -> str:
     import minari
 
     gym.register_envs(gymnasium_robotics)
-    env = minari.DataCollector(gym.make("FrankaKitchen-v1", robot_noise_ratio=0.0, object_noise_ratio=0.0,
-                                        max_episode_steps=length))
+    env = minari.DataCollector(
+        gym.make("FrankaKitchen-v1", robot_noise_ratio=0.0, object_noise_ratio=0.0, max_episode_steps=length)
+    )
     rng = np.random.default_rng(seed)
     for i in range(n_episodes):
         env.reset(seed=seed + i)
         done = False
         while not done:
-            _, _, terminated, truncated, _ = env.step(np.clip(rng.normal(0, 0.5, 9), -1, 1).astype(np.float32))
+            _, _, terminated, truncated, _ = env.step(
+                np.clip(rng.normal(0, 0.5, 9), -1, 1).astype(np.float32)
+            )
             done = terminated or truncated
     env.create_dataset(dataset_id=dataset_id, algorithm_name="noisy-random", author="tests")
     env.close()
     return dataset_id
 
 
-D5RL_OBJECTS = ("microwave", "kettle", "bottom burner", "top burner", "light switch", "slide cabinet",
-                "hinge cabinet")
+D5RL_OBJECTS = (
+    "microwave",
+    "kettle",
+    "bottom burner",
+    "top burner",
+    "light switch",
+    "slide cabinet",
+    "hinge cabinet",
+)
 
 
 def write_d5rl_image_npz(folder: Path, n_episodes=2, length=5, seed=0) -> tuple[Path, list[dict]]:

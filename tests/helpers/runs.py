@@ -1,4 +1,5 @@
 """Helpers for tests of runs: small episodes, a run's metrics rows, kill-and-resume, checkpoint parameters."""
+
 import csv
 from pathlib import Path
 

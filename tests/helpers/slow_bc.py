@@ -1,5 +1,6 @@
 """A plugin for subprocess tests (``--import tests/helpers/slow_bc.py``): BC that sleeps in every update,
 so a test can signal or race a run while it is in a given phase. Registers ``slow-bc``."""
+
 import os
 import time
 

@@ -13,6 +13,7 @@ so that a GPU sweep's sbatch script (--gpus-per-node, --constraint) is accepted 
 
 Run it by hand: ``python tests/helpers/slurm_cluster.py`` starts a cluster, prints SLURM_CONF, waits for Enter.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,10 @@ def missing_reason() -> str | None:
     """Why no cluster can start here, or None."""
     missing = [b for b in BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
     if missing:
-        return (f"SLURM/munge binaries missing ({', '.join(missing)}): "
-                f"apt-get install -y slurmctld slurmd slurm-client munge")
+        return (
+            f"SLURM/munge binaries missing ({', '.join(missing)}): "
+            f"apt-get install -y slurmctld slurmd slurm-client munge"
+        )
     if os.geteuid() != 0:
         return "the one-node SLURM cluster runs its daemons as root; not root here"
     if not MUNGE_KEY.exists():
@@ -87,55 +90,60 @@ class SlurmCluster:
         mem = max(256, int(_memory_mb() * 0.8))
         socket_path = r / "munge" / "munge.socket"
         self.munge_socket = socket_path
-        self.conf.write_text("\n".join([
-            "ClusterName=testcluster",
-            f"SlurmctldHost={self.host}",
-            f"SlurmctldPort={_free_port()}",
-            f"SlurmdPort={_free_port()}",
-            "SlurmUser=root",
-            "SlurmdUser=root",
-            "AuthType=auth/munge",
-            "CredType=cred/munge",
-            # cred_expire: a requeued job may start again only once the killed instance's credential
-            # has expired (SLURM's default: 120 s). Starting it earlier by hand (scontrol update
-            # StartTime=now) races slurmd, which then refuses it for good: "Job credential revoked".
-            f"AuthInfo=socket={socket_path},cred_expire={CRED_EXPIRE_S}",
-            f"StateSaveLocation={r / 'state'}",
-            f"SlurmdSpoolDir={r / 'spool'}",
-            f"SlurmctldPidFile={r / 'slurmctld.pid'}",
-            f"SlurmdPidFile={r / 'slurmd.pid'}",
-            f"SlurmctldLogFile={r / 'log' / 'slurmctld.log'}",
-            f"SlurmdLogFile={r / 'log' / 'slurmd.log'}",
-            "ProctrackType=proctrack/linuxproc",
-            "TaskPlugin=task/none",
-            "SelectType=select/cons_tres",
-            "SelectTypeParameters=CR_Core_Memory",
-            "SchedulerType=sched/backfill",
-            "GresTypes=gpu",
-            "JobRequeue=1",
-            "ReturnToService=2",
-            "MpiDefault=none",
-            "SwitchType=switch/none",
-            "AccountingStorageType=accounting_storage/none",
-            "JobAcctGatherType=jobacct_gather/none",
-            "InactiveLimit=0",
-            "KillWait=5",
-            "MinJobAge=300",
-            "SlurmctldTimeout=30",
-            "SlurmdTimeout=60",
-            "Waittime=0",
-            "SlurmctldDebug=info",
-            "SlurmdDebug=info",
-            f"NodeName={self.host} CPUs={cpus} RealMemory={mem} Gres=gpu:1 Feature={FEATURE} State=UNKNOWN",
-            f"PartitionName={PARTITION} Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
-            "",
-        ]))
+        self.conf.write_text(
+            "\n".join(
+                [
+                    "ClusterName=testcluster",
+                    f"SlurmctldHost={self.host}",
+                    f"SlurmctldPort={_free_port()}",
+                    f"SlurmdPort={_free_port()}",
+                    "SlurmUser=root",
+                    "SlurmdUser=root",
+                    "AuthType=auth/munge",
+                    "CredType=cred/munge",
+                    # cred_expire: a requeued job may start again only once the killed instance's credential
+                    # has expired (SLURM's default: 120 s). Starting it earlier by hand (scontrol update
+                    # StartTime=now) races slurmd, which then refuses it for good: "Job credential revoked".
+                    f"AuthInfo=socket={socket_path},cred_expire={CRED_EXPIRE_S}",
+                    f"StateSaveLocation={r / 'state'}",
+                    f"SlurmdSpoolDir={r / 'spool'}",
+                    f"SlurmctldPidFile={r / 'slurmctld.pid'}",
+                    f"SlurmdPidFile={r / 'slurmd.pid'}",
+                    f"SlurmctldLogFile={r / 'log' / 'slurmctld.log'}",
+                    f"SlurmdLogFile={r / 'log' / 'slurmd.log'}",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_Core_Memory",
+                    "SchedulerType=sched/backfill",
+                    "GresTypes=gpu",
+                    "JobRequeue=1",
+                    "ReturnToService=2",
+                    "MpiDefault=none",
+                    "SwitchType=switch/none",
+                    "AccountingStorageType=accounting_storage/none",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "InactiveLimit=0",
+                    "KillWait=5",
+                    "MinJobAge=300",
+                    "SlurmctldTimeout=30",
+                    "SlurmdTimeout=60",
+                    "Waittime=0",
+                    "SlurmctldDebug=info",
+                    "SlurmdDebug=info",
+                    f"NodeName={self.host} CPUs={cpus} RealMemory={mem} Gres=gpu:1 Feature={FEATURE} State=UNKNOWN",
+                    f"PartitionName={PARTITION} Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
+                    "",
+                ]
+            )
+        )
         (self.root / "gres.conf").write_text(f"NodeName={self.host} Name=gpu File=/dev/null\n")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.root / "log" / f"{name}.stdout", "ab")
-        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.client_env(),
-                                            start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=self.client_env(), start_new_session=True
+        )
         log.close()
 
     def _wait(self, what: str, cond, timeout: float = 60.0) -> None:
@@ -143,8 +151,10 @@ class SlurmCluster:
         while not cond():
             for name, p in self.procs.items():
                 if p.poll() is not None:
-                    raise ClusterUnavailable(f"{name} exited with {p.returncode} while waiting for {what}; "
-                                             f"see {self.root / 'log'}: {self._log_tail(name)}")
+                    raise ClusterUnavailable(
+                        f"{name} exited with {p.returncode} while waiting for {what}; "
+                        f"see {self.root / 'log'}: {self._log_tail(name)}"
+                    )
             if time.time() - t > timeout:
                 raise ClusterUnavailable(f"timed out waiting for {what}; see {self.root / 'log'}")
             time.sleep(0.2)
@@ -156,14 +166,21 @@ class SlurmCluster:
         return ""
 
     def scontrol(self, *args: str, check: bool = True) -> str:
-        p = subprocess.run(["scontrol", *args], capture_output=True, text=True, env=self.client_env(), timeout=30)
+        p = subprocess.run(
+            ["scontrol", *args], capture_output=True, text=True, env=self.client_env(), timeout=30
+        )
         if check and p.returncode != 0:
             raise RuntimeError(f"scontrol {' '.join(args)}: {p.stderr.strip()}")
         return p.stdout
 
     def _node_idle(self) -> bool:
-        p = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True,
-                           env=self.client_env(), timeout=30)
+        p = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%T"],
+            capture_output=True,
+            text=True,
+            env=self.client_env(),
+            timeout=30,
+        )
         return p.returncode == 0 and p.stdout.strip().startswith("idle")
 
     def start(self) -> "SlurmCluster":
@@ -172,14 +189,30 @@ class SlurmCluster:
             raise ClusterUnavailable(reason)
         self._write_config()
         try:
-            self._spawn("munged", [_which("munged"), "--foreground", "--force", f"--socket={self.munge_socket}",
-                                   f"--key-file={MUNGE_KEY}", f"--pid-file={self.root / 'munge' / 'munged.pid'}",
-                                   f"--log-file={self.root / 'log' / 'munged.log'}",
-                                   f"--seed-file={self.root / 'munge' / 'munged.seed'}"])
+            self._spawn(
+                "munged",
+                [
+                    _which("munged"),
+                    "--foreground",
+                    "--force",
+                    f"--socket={self.munge_socket}",
+                    f"--key-file={MUNGE_KEY}",
+                    f"--pid-file={self.root / 'munge' / 'munged.pid'}",
+                    f"--log-file={self.root / 'log' / 'munged.log'}",
+                    f"--seed-file={self.root / 'munge' / 'munged.seed'}",
+                ],
+            )
             self._wait("munged's socket", self.munge_socket.exists, timeout=30)
             self._spawn("slurmctld", [_which("slurmctld"), "-D", "-c", "-f", str(self.conf)])
-            self._wait("slurmctld", lambda: subprocess.run(["scontrol", "ping"], capture_output=True, text=True,
-                                                          env=self.client_env()).stdout.count("UP") > 0)
+            self._wait(
+                "slurmctld",
+                lambda: (
+                    subprocess.run(
+                        ["scontrol", "ping"], capture_output=True, text=True, env=self.client_env()
+                    ).stdout.count("UP")
+                    > 0
+                ),
+            )
             self._spawn("slurmd", [_which("slurmd"), "-D", "-f", str(self.conf)])
             self._wait("the node to be idle", self._node_idle, timeout=90)
         except BaseException:
@@ -209,8 +242,12 @@ class SlurmCluster:
     def _cancel_jobs(self) -> None:
         """Cancels this cluster's jobs and waits (up to a minute) for their steps to end, so no job
         process outlives the daemons."""
-        subprocess.run(["scancel", "--full", "--signal=KILL", "--state=RUNNING"], capture_output=True,
-                       env=self.client_env(), timeout=30)
+        subprocess.run(
+            ["scancel", "--full", "--signal=KILL", "--state=RUNNING"],
+            capture_output=True,
+            env=self.client_env(),
+            timeout=30,
+        )
         subprocess.run(["scancel", "--user=root"], capture_output=True, env=self.client_env(), timeout=30)
         t = time.time()
         while self.squeue() and time.time() - t < 60:
@@ -218,9 +255,16 @@ class SlurmCluster:
 
     # -- helpers for tests ------------------------------------------------------------------
     def squeue(self) -> list[dict]:
-        p = subprocess.run(["squeue", "-h", "-o", "%i|%T|%r"], capture_output=True, text=True,
-                           env=self.client_env(), timeout=30)
-        return [dict(zip(("id", "state", "reason"), line.split("|"))) for line in p.stdout.split("\n") if line]
+        p = subprocess.run(
+            ["squeue", "-h", "-o", "%i|%T|%r"],
+            capture_output=True,
+            text=True,
+            env=self.client_env(),
+            timeout=30,
+        )
+        return [
+            dict(zip(("id", "state", "reason"), line.split("|"))) for line in p.stdout.split("\n") if line
+        ]
 
     def diagnosis(self, lines: int = 40) -> str:
         """Every job's state and the daemons' log tails, for a test's failure message."""
@@ -229,10 +273,11 @@ class SlurmCluster:
         for name in ("slurmctld", "slurmd"):
             f = self.root / "log" / f"{name}.log"
             if f.exists():
-                logs.append(f"--- {name}.log (last {lines} lines)\n" + "\n".join(f.read_text(errors="replace")
-                                                                             .splitlines()[-lines:]))
+                logs.append(
+                    f"--- {name}.log (last {lines} lines)\n"
+                    + "\n".join(f.read_text(errors="replace").splitlines()[-lines:])
+                )
         return "\n--- scontrol show job\n" + jobs + "\n" + "\n".join(logs)
-
 
 
 if __name__ == "__main__":

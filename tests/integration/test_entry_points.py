@@ -1,4 +1,5 @@
 """Each command-line entry point runs from a fresh interpreter (CleanRL-style smoke tests)."""
+
 import subprocess
 import sys
 
@@ -22,9 +23,28 @@ def test_datasets_cli_help_and_bad_subcommand():
 
 
 def test_perf_run_times_the_protocol_and_projects_hours(drawer_open_data, tmp_path):
-    out = run("benchmark.perf", "run", "--algos", "bc,dreamerv2", "--profile", "smoke", "--data-dir",
-              str(drawer_open_data), "--offline", "4", "--log-every", "2", "--episodes", "3", "--eval-episodes", "1",
-              "--set", "compile=off", "--keep", str(tmp_path))
+    out = run(
+        "benchmark.perf",
+        "run",
+        "--algos",
+        "bc,dreamerv2",
+        "--profile",
+        "smoke",
+        "--data-dir",
+        str(drawer_open_data),
+        "--offline",
+        "4",
+        "--log-every",
+        "2",
+        "--episodes",
+        "3",
+        "--eval-episodes",
+        "1",
+        "--set",
+        "compile=off",
+        "--keep",
+        str(tmp_path),
+    )
     assert out.returncode == 0, out.stderr
     table = [line.split() for line in out.stdout.splitlines() if line.startswith(("bc ", "dreamerv2 "))]
     assert [r[0] for r in table] == ["bc", "dreamerv2"]

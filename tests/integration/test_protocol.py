@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 import algorithms
-from benchmark.core.protocol import NonFiniteLoss, Runner, RunSpec
+from benchmark.core.protocol import Runner, RunSpec
 from benchmark.run import main as run_cli
 from benchmark.tasks import Schedule, get_task
-from tests.helpers.runs import kill_and_resume, metric_rows as rows
+from tests.helpers.runs import kill_and_resume
+from tests.helpers.runs import metric_rows as rows
 
 
 @pytest.fixture
@@ -24,14 +25,18 @@ def torch_algo():
     del algorithms.REGISTRY["tiny-torch"]
 
 
-SCHEDULE = Schedule(offline_steps=6, updates_per_episode=2, online_steps=8, eval_every_episodes=2, eval_episodes=1)
+SCHEDULE = Schedule(
+    offline_steps=6, updates_per_episode=2, online_steps=8, eval_every_episodes=2, eval_episodes=1
+)
 
 
 def make_runner(out, data_dir, algo="bc", **kw):
     spec = get_task("metaworld/drawer-open")
     cfg = algorithms.make_config(algo, "smoke")
     kw = {"log_every": 2, "offline_checkpoint_every": 2, "checkpoint_every": 2, "progress": False, **kw}
-    return Runner(RunSpec(spec, algo, cfg, SCHEDULE, 0, data_dir / spec.name, out, {"episode_length": 5}), **kw)
+    return Runner(
+        RunSpec(spec, algo, cfg, SCHEDULE, 0, data_dir / spec.name, out, {"episode_length": 5}), **kw
+    )
 
 
 def test_schedule_counts_with_the_real_env(tmp_path, data_dir):
@@ -52,8 +57,13 @@ def test_schedule_counts_with_the_real_env(tmp_path, data_dir):
 def test_kill_and_resume_gives_the_same_metrics(tmp_path, data_dir, monkeypatch, torch_algo, algo, kill_step):
     make_runner(tmp_path / "whole", data_dir, algo=algo).run()
     whole_params = np.concatenate([np.asarray(x).ravel() for x in _params(tmp_path / "whole")])
-    kill_and_resume(monkeypatch, lambda: make_runner(tmp_path / "cut", data_dir, algo=algo), tmp_path / "cut",
-                    tmp_path / "whole", kill_step)
+    kill_and_resume(
+        monkeypatch,
+        lambda: make_runner(tmp_path / "cut", data_dir, algo=algo),
+        tmp_path / "cut",
+        tmp_path / "whole",
+        kill_step,
+    )
     cut_params = np.concatenate([np.asarray(x).ravel() for x in _params(tmp_path / "cut")])
     np.testing.assert_array_equal(cut_params, whole_params)  # bit-exact
 
@@ -118,8 +128,8 @@ def test_act_stacks_equal_training_stacks_and_hooks_are_called(tmp_path, data_di
         del algorithms.REGISTRY["bc-recorder"]
     agent, store = made[0], runner.store
     n_off = runner.n_offline
-    assert agent.calls[:n_off + 1] == [("episode", False, 100)] * n_off + [("phase", "offline")]
-    assert agent.calls[n_off + 1:] == [("phase", "online")] + [("episode", True, 5)] * 4
+    assert agent.calls[: n_off + 1] == [("episode", False, 100)] * n_off + [("phase", "offline")]
+    assert agent.calls[n_off + 1 :] == [("phase", "online")] + [("episode", True, 5)] * 4
     k = agent.act_stack
     for e in range(n_off, store.num_episodes):  # every online step: act's stack == the training stack
         for t in range(store.ep_len[e]):
@@ -156,8 +166,21 @@ class NanAgent:
 def test_non_finite_loss_fails_the_run_with_its_step(tmp_path, data_dir):
     algorithms.register("nan-test", algorithms.get("bc").config_cls, NanAgent)
     try:
-        code = run_cli(["--algos", "nan-test", "--tasks", "metaworld/drawer-open", "--profile", "smoke",
-                        "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-progress"])
+        code = run_cli(
+            [
+                "--algos",
+                "nan-test",
+                "--tasks",
+                "metaworld/drawer-open",
+                "--profile",
+                "smoke",
+                "--out",
+                str(tmp_path),
+                "--data-dir",
+                str(data_dir),
+                "--no-progress",
+            ]
+        )
     finally:
         del algorithms.REGISTRY["nan-test"]
     assert code == 1
@@ -193,11 +216,30 @@ def test_a_metric_that_appears_later_gets_its_column(tmp_path, data_dir):
 
 
 def test_run_cli_writes_a_complete_run_and_skips_it_when_done(tmp_path, data_dir, capsys):
-    args = ["--algos", "bc", "--tasks", "metaworld/drawer-open", "--seeds", "0", "--profile", "smoke",
-            "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-progress"]
+    args = [
+        "--algos",
+        "bc",
+        "--tasks",
+        "metaworld/drawer-open",
+        "--seeds",
+        "0",
+        "--profile",
+        "smoke",
+        "--out",
+        str(tmp_path),
+        "--data-dir",
+        str(data_dir),
+        "--no-progress",
+    ]
     assert run_cli(args) == 0
     d = tmp_path / "metaworld/drawer-open/bc/smoke/seed_0"
-    assert {p.name for p in d.iterdir()} >= {"config.json", "metrics.csv", "checkpoint.pkl", "status.json", "episodes"}
+    assert {p.name for p in d.iterdir()} >= {
+        "config.json",
+        "metrics.csv",
+        "checkpoint.pkl",
+        "status.json",
+        "episodes",
+    }
     cfg = json.loads((d / "config.json").read_text())
     assert cfg["agent_config"]["batch_size"] == 8 and cfg["dataset"]["checksum"] and cfg["versions"]["jax"]
     assert cfg["base_algo"] == "bc" and cfg["device"] == "cpu"
@@ -207,20 +249,28 @@ def test_run_cli_writes_a_complete_run_and_skips_it_when_done(tmp_path, data_dir
     assert "skipped (done)" in capsys.readouterr().out and (d / "metrics.csv").read_text() == before
 
 
-@pytest.mark.parametrize("change, message", [
-    (["--algos", "dreamer9"], "unknown algorithm 'dreamer9'"),
-    (["--tasks", "metaworld/nope"], "unknown task 'metaworld/nope'"),
-    (["--profile", "huge"], "unknown profile 'huge'"),
-    (["--seeds", "0,x"], "--seeds must be"),
-    (["--seeds", "1,1"], "--seeds must be"),
-    (["--device", "tpu"], "--device must be"),
-    (["--tasks", "metaworld/hammer"], "generate metaworld/hammer"),
-    (["--tasks", "kitchen/mixed"], "import kitchen"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["--algos", "dreamer9"], "unknown algorithm 'dreamer9'"),
+        (["--tasks", "metaworld/nope"], "unknown task 'metaworld/nope'"),
+        (["--profile", "huge"], "unknown profile 'huge'"),
+        (["--seeds", "0,x"], "--seeds must be"),
+        (["--seeds", "1,1"], "--seeds must be"),
+        (["--device", "tpu"], "--device must be"),
+        (["--tasks", "metaworld/hammer"], "generate metaworld/hammer"),
+        (["--tasks", "kitchen/mixed"], "import kitchen"),
+    ],
+)
 def test_run_cli_errors_write_nothing(tmp_path, data_dir, capsys, change, message):
     args = {"--algos": "bc", "--tasks": "metaworld/drawer-open", "--seeds": "0", "--profile": "smoke"}
     args.update(dict(zip(change[::2], change[1::2])))
-    argv = [x for kv in args.items() for x in kv] + ["--out", str(tmp_path / "out"), "--data-dir", str(data_dir)]
+    argv = [x for kv in args.items() for x in kv] + [
+        "--out",
+        str(tmp_path / "out"),
+        "--data-dir",
+        str(data_dir),
+    ]
     assert run_cli(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -229,9 +279,29 @@ def test_run_cli_errors_write_nothing(tmp_path, data_dir, capsys, change, messag
 def test_list_and_dry_run(tmp_path, data_dir, capsys):
     assert run_cli(["--list"]) == 0
     out = capsys.readouterr().out
-    assert "algorithms: bc" in out and "suite kitchen: kitchen/mixed, kitchen/partial" in out and "smoke" in out
-    assert run_cli(["--algos", "bc,bc", "--tasks", "metaworld/drawer-open", "--seeds", "0,1", "--profile", "paper",
-                    "--dry-run", "--out", str(tmp_path / "o"), "--data-dir", str(data_dir)]) == 0
+    assert (
+        "algorithms: bc" in out and "suite kitchen: kitchen/mixed, kitchen/partial" in out and "smoke" in out
+    )
+    assert (
+        run_cli(
+            [
+                "--algos",
+                "bc,bc",
+                "--tasks",
+                "metaworld/drawer-open",
+                "--seeds",
+                "0,1",
+                "--profile",
+                "paper",
+                "--dry-run",
+                "--out",
+                str(tmp_path / "o"),
+                "--data-dir",
+                str(data_dir),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.count("1000 offline + 1000x20 online updates") == 2  # bc,bc counted once
     assert not (tmp_path / "o").exists()
@@ -240,7 +310,9 @@ def test_list_and_dry_run(tmp_path, data_dir, capsys):
 def test_progress_without_a_terminal_is_a_line_every_interval(capsys):
     from benchmark.core.protocol import Progress
 
-    bar = Progress(total=10, initial=4, desc="task algo s0", every=0.0)  # resumed at 4; pytest's stderr is no tty
+    bar = Progress(
+        total=10, initial=4, desc="task algo s0", every=0.0
+    )  # resumed at 4; pytest's stderr is no tty
     for _ in range(3):
         bar.update(1)
     bar.note(phase="eval")
@@ -274,7 +346,16 @@ def test_every_evaluation_starts_its_episodes_from_the_same_resets(tmp_path, dat
 
 def test_the_missions_command_on_a_machine_with_metaworld_data_only(tmp_path, data_dir, capsys):
     # a dry run shows the whole plan with the missing datasets marked, and how to get them
-    argv = ["--algos", "moto,dreamerv2", "--tasks", "all", "--out", str(tmp_path / "out"), "--data-dir", str(data_dir)]
+    argv = [
+        "--algos",
+        "moto,dreamerv2",
+        "--tasks",
+        "all",
+        "--out",
+        str(tmp_path / "out"),
+        "--data-dir",
+        str(data_dir),
+    ]
     assert run_cli([*argv, "--dry-run"]) == 0
     out = capsys.readouterr().out
     plan = [line for line in out.splitlines() if " -> " in line]
@@ -294,11 +375,28 @@ def test_the_paper_profile_on_a_cpu_says_so_in_one_line(tmp_path, data_dir, caps
 
     if has_nvidia_gpu():
         pytest.skip("this machine has an NVIDIA GPU")
-    assert run_cli(["--algos", "bc", "--out", str(tmp_path / "o"), "--data-dir", str(data_dir), "--dry-run"]) == 0
+    assert (
+        run_cli(["--algos", "bc", "--out", str(tmp_path / "o"), "--data-dir", str(data_dir), "--dry-run"])
+        == 0
+    )
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "GPU profile" in notes[0] and "--profile cpu" in notes[0]
-    assert run_cli(["--algos", "bc", "--profile", "cpu", "--out", str(tmp_path / "o"), "--data-dir", str(data_dir),
-                    "--dry-run"]) == 0
+    assert (
+        run_cli(
+            [
+                "--algos",
+                "bc",
+                "--profile",
+                "cpu",
+                "--out",
+                str(tmp_path / "o"),
+                "--data-dir",
+                str(data_dir),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     assert "note:" not in capsys.readouterr().err
 
 

@@ -1,4 +1,5 @@
 """Runs that survive clusters and mistakes: one process per run, signals, run identity, checks."""
+
 import csv
 import dataclasses
 import json
@@ -11,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-import algorithms
 from benchmark.core import rundir
-from benchmark.datasets.__main__ import main as datasets_cli
 from benchmark.core.replay import BatchSampler
+from benchmark.datasets.__main__ import main as datasets_cli
 from benchmark.launch.execute import ConfigMismatch, execute
 from benchmark.launch.plan import plan
-from benchmark.run import build_parser, main as run_cli
+from benchmark.run import build_parser
+from benchmark.run import main as run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = str(REPO / "tests" / "helpers" / "slow_bc.py")
@@ -30,14 +31,32 @@ def data_dir(drawer_open_data):
 
 
 def cli_args(out, data_dir, profile="smoke"):
-    return ["--import", PLUGIN, "--algos", "slow-bc", "--tasks", "metaworld/drawer-open", "--profile", profile,
-            "--out", str(out), "--data-dir", str(data_dir), "--no-progress"]
+    return [
+        "--import",
+        PLUGIN,
+        "--algos",
+        "slow-bc",
+        "--tasks",
+        "metaworld/drawer-open",
+        "--profile",
+        profile,
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data_dir),
+        "--no-progress",
+    ]
 
 
 def start(out, data_dir, profile="smoke", delay="0.4"):
-    return subprocess.Popen([sys.executable, "-m", "benchmark.run", *cli_args(out, data_dir, profile)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "SLOW_BC_DELAY": delay})
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmark.run", *cli_args(out, data_dir, profile)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SLOW_BC_DELAY": delay},
+    )
 
 
 def run_dir(out, profile="smoke"):
@@ -86,9 +105,12 @@ def test_two_processes_on_one_run_one_runs_the_other_refuses(tmp_path, data_dir,
     assert not list(run_dir(tmp_path).glob(".*.tmp"))  # no temporary file left behind
 
 
-@pytest.mark.parametrize("sig, phase", [(signal.SIGTERM, "offline"), (signal.SIGINT, "online"),
-                                        (signal.SIGUSR2, "online")])
-def test_a_signal_checkpoints_and_the_rerun_resumes_to_the_same_metrics(tmp_path, data_dir, reference, sig, phase):
+@pytest.mark.parametrize(
+    "sig, phase", [(signal.SIGTERM, "offline"), (signal.SIGINT, "online"), (signal.SIGUSR2, "online")]
+)
+def test_a_signal_checkpoints_and_the_rerun_resumes_to_the_same_metrics(
+    tmp_path, data_dir, reference, sig, phase
+):
     p = start(tmp_path, data_dir)
     d = run_dir(tmp_path)
     wait_for(lambda: n_rows(d, phase) >= 1)
@@ -120,12 +142,16 @@ def test_smoke_and_cpu_runs_into_one_out_do_not_collide(tmp_path, data_dir):
 def test_resuming_with_another_config_is_refused_naming_the_fields(tmp_path, data_dir, monkeypatch):
     import benchmark.run  # noqa: F401
 
-    args = build_parser().parse_args(["--algos", "bc", "--profile", "smoke", "--out", str(tmp_path),
-                                      "--data-dir", str(data_dir)])
+    args = build_parser().parse_args(
+        ["--algos", "bc", "--profile", "smoke", "--out", str(tmp_path), "--data-dir", str(data_dir)]
+    )
     r = plan(args)[0]
     real = BatchSampler.batch
-    monkeypatch.setattr(BatchSampler, "batch",
-                        lambda self, s, *a: (_ for _ in ()).throw(KeyboardInterrupt) if s == 2 else real(self, s, *a))
+    monkeypatch.setattr(
+        BatchSampler,
+        "batch",
+        lambda self, s, *a: (_ for _ in ()).throw(KeyboardInterrupt) if s == 2 else real(self, s, *a),
+    )
     with pytest.raises(Exception, match="interrupted"):
         execute(r, "smoke", progress=False)
     monkeypatch.undo()
@@ -136,11 +162,28 @@ def test_resuming_with_another_config_is_refused_naming_the_fields(tmp_path, dat
 
 
 def test_a_run_on_another_dataset_gets_its_own_directory(tmp_path, data_dir):
-    assert datasets_cli(["subset", "metaworld/drawer-open", "--episodes", "1", "--seed", "3",
-                         "--data-dir", str(data_dir)]) == 0
+    assert (
+        datasets_cli(
+            ["subset", "metaworld/drawer-open", "--episodes", "1", "--seed", "3", "--data-dir", str(data_dir)]
+        )
+        == 0
+    )
     sub = next(p.name for p in (data_dir / "metaworld").iterdir() if p.name.startswith("drawer-open-"))
-    args = build_parser().parse_args(["--algos", "bc", "--profile", "smoke", "--out", str(tmp_path),
-                                      "--data-dir", str(data_dir), "--dataset", f"metaworld/{sub}", "--dry-run"])
+    args = build_parser().parse_args(
+        [
+            "--algos",
+            "bc",
+            "--profile",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--data-dir",
+            str(data_dir),
+            "--dataset",
+            f"metaworld/{sub}",
+            "--dry-run",
+        ]
+    )
     (r,) = plan(args, resolve=False)
     assert r.dir == tmp_path / "metaworld/drawer-open/bc" / f"smoke@metaworld-{sub}" / "seed_0"
 
@@ -161,7 +204,10 @@ def test_bad_inputs_are_one_line_errors_with_nothing_written(tmp_path, data_dir,
             target.write_bytes(f.read_bytes())
     episode = next((bad / "metaworld/drawer-open/episodes").glob("*.npz"))
     episode.write_bytes(episode.read_bytes()[:-50])
-    assert run_cli(["--algos", "bc", "--profile", "smoke", "--data-dir", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        run_cli(["--algos", "bc", "--profile", "smoke", "--data-dir", str(bad), "--out", str(tmp_path / "o")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "invalid dataset" in err and episode.name in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
@@ -169,17 +215,32 @@ def test_bad_inputs_are_one_line_errors_with_nothing_written(tmp_path, data_dir,
 
 def test_a_dataset_name_resolves_per_task_when_it_has_no_manifest_itself(tmp_path):
     import numpy as np
-    from tests.helpers.runs import make_episode
 
     from benchmark.datasets import DatasetWriter
+    from tests.helpers.runs import make_episode
 
     for t in ("mixed", "partial"):  # what `generate kitchen` writes: one dataset per task
-        with DatasetWriter(tmp_path / f"kitchen/scripted-{t}", task=f"kitchen/{t}", generator={"name": "test"},
-                           seed=0) as w:
+        with DatasetWriter(
+            tmp_path / f"kitchen/scripted-{t}", task=f"kitchen/{t}", generator={"name": "test"}, seed=0
+        ) as w:
             w.add(make_episode(T=3, size=64, action_dim=9, objects_done=np.zeros((3, 4), bool)))
-    args = build_parser().parse_args(["--algos", "bc", "--tasks", "kitchen", "--profile", "smoke", "--out",
-                                      str(tmp_path / "out"), "--data-dir", str(tmp_path), "--dataset",
-                                      "kitchen/scripted", "--dry-run"])
+    args = build_parser().parse_args(
+        [
+            "--algos",
+            "bc",
+            "--tasks",
+            "kitchen",
+            "--profile",
+            "smoke",
+            "--out",
+            str(tmp_path / "out"),
+            "--data-dir",
+            str(tmp_path),
+            "--dataset",
+            "kitchen/scripted",
+            "--dry-run",
+        ]
+    )
     runs = plan(args, resolve=False)
     assert [r["dataset"].name for r in runs] == ["scripted-mixed", "scripted-partial"]
     assert runs[0].dir.parent.name == "smoke@kitchen-scripted-mixed"
@@ -193,7 +254,10 @@ def test_device_cuda_without_a_gpu_and_auto_records_what_it_resolved(tmp_path, d
     base = ["--algos", "bc", "--profile", "smoke", "--data-dir", str(drawer_open_data), "--no-progress"]
     assert run_cli([*base, "--device", "cuda", "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: --device cuda: this machine has no NVIDIA GPU (no driver found); use --device cpu or auto"
+    assert (
+        err
+        == "error: --device cuda: this machine has no NVIDIA GPU (no driver found); use --device cpu or auto"
+    )
     assert not (tmp_path / "c").exists()
     assert run_cli([*base, "--out", str(tmp_path / "a")]) == 0  # --device auto (the default)
     config = json.loads((tmp_path / "a/metaworld/drawer-open/bc/smoke/seed_0/config.json").read_text())

@@ -52,8 +52,14 @@ def test_a_broken_agent_is_a_clear_error():
 
 
 def _python(code, **env):
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, **env},
+    )
 
 
 def test_list_and_dry_run_import_neither_jax_nor_torch():
@@ -68,7 +74,9 @@ def test_list_and_dry_run_import_neither_jax_nor_torch():
     """)
     out = _python(code, MUJOCO_GL="")
     assert out.returncode == 0, out.stderr
-    assert "HEAVY [] GL" in out.stdout and "GL egl" not in out.stdout  # importing benchmark sets no GL backend
+    assert (
+        "HEAVY [] GL" in out.stdout and "GL egl" not in out.stdout
+    )  # importing benchmark sets no GL backend
 
 
 PLUGIN = """
@@ -105,8 +113,14 @@ def tiny_data(drawer_open_data):
 
 
 def _run_cli(args, **env):
-    return subprocess.run([sys.executable, "-m", "benchmark.run", *args, "--no-progress"], capture_output=True,
-                          text=True, timeout=600, cwd=REPO, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark.run", *args, "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env={**os.environ, **env},
+    )
 
 
 @pytest.mark.slow
@@ -116,8 +130,20 @@ def test_import_of_a_file_outside_the_repo_registers_and_runs(tmp_path, tiny_dat
     plugin.write_text(PLUGIN.replace("{name}", "zero-file"))
     out = _run_cli(["--import", str(plugin), "--list"])
     assert "zero-file" in out.stdout
-    out = _run_cli(["--import", str(plugin), "--algos", "zero-file", "--profile", "smoke", "--out", str(tmp_path / "r"),
-                    "--data-dir", str(tiny_data)])
+    out = _run_cli(
+        [
+            "--import",
+            str(plugin),
+            "--algos",
+            "zero-file",
+            "--profile",
+            "smoke",
+            "--out",
+            str(tmp_path / "r"),
+            "--data-dir",
+            str(tiny_data),
+        ]
+    )
     assert out.returncode == 0, out.stderr
     run = tmp_path / "r/metaworld/drawer-open/zero-file/smoke/seed_0"
     assert "mean_reward" in (run / "metrics.csv").read_text().splitlines()[0]
@@ -140,8 +166,19 @@ def test_an_installed_entry_point_registers_and_runs(tmp_path, tiny_data):
     env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     out = _run_cli(["--list"], **env)
     assert "zero-ep" in out.stdout, out.stderr
-    out = _run_cli(["--algos", "zero-ep", "--profile", "smoke", "--out", str(tmp_path / "r"),
-                    "--data-dir", str(tiny_data)], **env)
+    out = _run_cli(
+        [
+            "--algos",
+            "zero-ep",
+            "--profile",
+            "smoke",
+            "--out",
+            str(tmp_path / "r"),
+            "--data-dir",
+            str(tiny_data),
+        ],
+        **env,
+    )
     assert out.returncode == 0, out.stderr
     status = (tmp_path / "r/metaworld/drawer-open/zero-ep/smoke/seed_0/status.json").read_text()
     assert '"done"' in status
@@ -169,8 +206,12 @@ def test_random_shift_moves_by_at_most_the_padding():
     out = np.asarray(random_shift(jax.random.PRNGKey(0), jnp.asarray(img), pad=2))
     assert out.shape == img.shape
     for i in range(2):  # the centre 4x4 of each output is a shifted window of the input
-        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
-                 if np.array_equal(out[i, 2:6, 2:6], img[i, 2 + dy:6 + dy, 2 + dx:6 + dx])]
+        found = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(out[i, 2:6, 2:6], img[i, 2 + dy : 6 + dy, 2 + dx : 6 + dx])
+        ]
         assert found
 
 
@@ -183,15 +224,27 @@ def _context(seed=0, shape=(32, 32, 3), action_dim=2):
 def test_bc_learns_to_imitate_a_fixed_mapping(seed):
     # Nets a little larger than smoke's: at 4 channels some seeds get stuck (dead units); at this size
     # all of seeds 0-9 reach < 0.001x the first loss within 100 updates, so 300 leave a wide margin.
-    cfg = algorithms.make_config("bc", "smoke", batch_size=16, augment_pad=0, lr=1e-3, cosine_decay_steps=-1,
-                                 channels=(8, 8, 8, 8), latent=16, hidden=(32, 32))
+    cfg = algorithms.make_config(
+        "bc",
+        "smoke",
+        batch_size=16,
+        augment_pad=0,
+        lr=1e-3,
+        cosine_decay_steps=-1,
+        channels=(8, 8, 8, 8),
+        latent=16,
+        hidden=(32, 32),
+    )
     agent = algorithms.make_agent("bc", cfg, _context(seed))
     rng = np.random.default_rng(seed)
     frames = rng.integers(0, 256, (16, 4, 32, 32, 3), dtype=np.uint8)
     # The target depends on the image: which half of the stack is brighter.
     obs = frames[:, :3]
-    target = np.where(obs[:, :, :16].mean(axis=(1, 2, 3, 4))[:, None] > obs[:, :, 16:].mean(axis=(1, 2, 3, 4))[:, None],
-                      [[0.5, -0.5]], [[-0.5, 0.5]]).astype(np.float32)
+    target = np.where(
+        obs[:, :, :16].mean(axis=(1, 2, 3, 4))[:, None] > obs[:, :, 16:].mean(axis=(1, 2, 3, 4))[:, None],
+        [[0.5, -0.5]],
+        [[-0.5, 0.5]],
+    ).astype(np.float32)
     batch = {"bc": {"frames": frames, "obs": obs, "action": target}}
     first = float(agent.update(batch)["bc_loss"])
     for _ in range(300):

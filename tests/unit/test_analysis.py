@@ -1,4 +1,5 @@
 """The analysis package on run directories built here with known numbers."""
+
 import json
 import subprocess
 import sys
@@ -24,12 +25,27 @@ def direct(score_dict, func, seed):
 
 
 def test_identity_comes_from_config_not_path(tmp_path):
-    d = write_run(tmp_path, "moto-no-bc", "kitchen/mixed", 3, [(0, 0.0), (5, 0.5)], base_algo="moto",
-                  profile="cpu", dataset="kitchen/mixed-100ep-seed0", status="running", subdir="some/odd/place")
+    d = write_run(
+        tmp_path,
+        "moto-no-bc",
+        "kitchen/mixed",
+        3,
+        [(0, 0.0), (5, 0.5)],
+        base_algo="moto",
+        profile="cpu",
+        dataset="kitchen/mixed-100ep-seed0",
+        status="running",
+        subdir="some/odd/place",
+    )
     res = load.load_runs(tmp_path, progress=False)
     r = res.runs.iloc[0]
-    assert (r.run, r.algorithm, r.variant, r.task, r.domain) == ("some/odd/place", "moto", "moto-no-bc",
-                                                                 "kitchen/mixed", "kitchen")
+    assert (r.run, r.algorithm, r.variant, r.task, r.domain) == (
+        "some/odd/place",
+        "moto",
+        "moto-no-bc",
+        "kitchen/mixed",
+        "kitchen",
+    )
     assert (r.dataset, r.profile, r.seed, r.status) == ("kitchen/mixed-100ep-seed0", "cpu", 3, "running")
     assert r.path == str(d)
     assert list(res.evals["eval_success"]) == [0.0, 0.5]
@@ -39,8 +55,10 @@ def test_identity_comes_from_config_not_path(tmp_path):
 def test_metrics_read_by_header_partial_lines_and_bad_dirs(tmp_path):
     d = write_run(tmp_path, "bc", "metaworld/hammer", 0, [(0, 0.1)])
     # a column added later in the run's life, columns in another order, and a half-written last line
-    (d / "metrics.csv").write_text("episodes,phase,grad_step,env_steps,eval_success,new_loss\n"
-                                   "0,eval,100,0,0.1,3.0\n2,eval,140,400,0.7,2.0\n3,eval,16")
+    (d / "metrics.csv").write_text(
+        "episodes,phase,grad_step,env_steps,eval_success,new_loss\n"
+        "0,eval,100,0,0.1,3.0\n2,eval,140,400,0.7,2.0\n3,eval,16"
+    )
     bad = tmp_path / "broken" / "seed_0"
     bad.mkdir(parents=True)
     (bad / "config.json").write_text("{not json")
@@ -51,7 +69,7 @@ def test_metrics_read_by_header_partial_lines_and_bad_dirs(tmp_path):
     assert list(res.runs["run"]) == ["metaworld/hammer/bc/seed_0"]
     ev = res.evals
     assert list(ev["eval_success"]) == [0.1, 0.7] and list(ev["episodes"]) == [0, 2]
-    assert ev["eval_return"].isna().all()          # a column the file lacks is NaN, not an error
+    assert ev["eval_return"].isna().all()  # a column the file lacks is NaN, not an error
     problems = dict(res.problems)
     assert "not valid JSON" in problems[str(bad)] and "lacks task, seed" in problems[str(nocfg)]
     assert res.runs.iloc[0]["status"] == "done" and res.runs.iloc[0]["last_eval_success"] == 0.7
@@ -69,7 +87,7 @@ def test_walk_does_not_descend_into_runs_and_rejects_missing_root(tmp_path):
 
 def test_alignment_on_a_common_grid():
     a = (np.array([0, 10, 20]), np.array([0.0, 0.5, 1.0]))
-    b = (np.array([5, 15]), np.array([0.2, 0.4]))        # starts later, stops earlier
+    b = (np.array([5, 15]), np.array([0.2, 0.4]))  # starts later, stops earlier
     grid = stats.step_grid([a[0], b[0]])
     assert list(grid) == [0, 5, 10, 15, 20]
     m = stats.align([a, b], grid)
@@ -87,7 +105,7 @@ def test_curve_ci_equals_a_direct_rliable_call_and_counts_runs():
     np.testing.assert_allclose(c["lo"], ie["x"][0])
     np.testing.assert_allclose(c["hi"], ie["x"][1])
     assert (c["lo"] <= c["mean"]).all() and (c["mean"] <= c["hi"]).all()
-    m[0, 4:] = np.nan                                     # one run stopped early
+    m[0, 4:] = np.nan  # one run stopped early
     c = stats.curve_with_ci(m, reps=REPS, seed=3)
     assert list(c["n_runs"]) == [4, 4, 4, 4, 3, 3]
     np.testing.assert_allclose(c["mean"][4:], m[1:, 4:].mean(0))
@@ -96,7 +114,7 @@ def test_curve_ci_equals_a_direct_rliable_call_and_counts_runs():
 def test_fast_iqm_and_poi_equal_rliable():
     rng = np.random.default_rng(0)
     for shape in [(3, 10), (5, 2), (7, 1), (2, 3)]:
-        x = np.round(rng.random(shape), 1)                # rounded: many ties
+        x = np.round(rng.random(shape), 1)  # rounded: many ties
         y = np.round(rng.random((shape[0] + 2, shape[1])), 1)
         assert stats.iqm(x) == pytest.approx(rlm.aggregate_iqm(x), abs=1e-12)
         assert stats.poi_statistic(x, y) == pytest.approx(rlm.probability_of_improvement(x, y), abs=1e-12)
@@ -117,10 +135,15 @@ def test_aggregates_and_poi_intervals_equal_direct_rliable_calls():
             assert got.loc[name, "value"] == pytest.approx(pe[m][i])
             assert got.loc[name, "lo"] == pytest.approx(ie[m][0, i])
             assert got.loc[name, "hi"] == pytest.approx(ie[m][1, i])
-    assert agg[(agg.method == "bc") & (agg.metric == "Mean")]["value"].iloc[0] == pytest.approx(scores["bc"].mean())
+    assert agg[(agg.method == "bc") & (agg.metric == "Mean")]["value"].iloc[0] == pytest.approx(
+        scores["bc"].mean()
+    )
     poi = stats.probability_of_improvement(scores, "moto", reps=REPS, seed=5)
-    pe, ie = direct({"moto,bc": [scores["moto"], scores["bc"]]},
-                    lambda x, y: np.array([rlm.probability_of_improvement(x, y)]), 5)
+    pe, ie = direct(
+        {"moto,bc": [scores["moto"], scores["bc"]]},
+        lambda x, y: np.array([rlm.probability_of_improvement(x, y)]),
+        5,
+    )
     assert poi.iloc[0]["value"] == pytest.approx(pe["moto,bc"][0])
     assert (poi.iloc[0]["lo"], poi.iloc[0]["hi"]) == pytest.approx((ie["moto,bc"][0, 0], ie["moto,bc"][1, 0]))
     prof, ci = stats.performance_profiles(scores, np.array([0.0, 0.5, 1.0]), reps=REPS, seed=5)
@@ -146,7 +169,9 @@ def test_final_scores_window_unfinished_and_matrices_by_position(tmp_path):
     flags = stats.Flags()
     fin = stats.final_scores(res.evals, runs, window=2, flags=flags)
     got = fin.set_index("run")["final"]
-    assert got["metaworld/a/bc/seed_0"] == pytest.approx(0.6) and got["metaworld/a/bc/seed_1"] == pytest.approx(0.4)
+    assert got["metaworld/a/bc/seed_0"] == pytest.approx(0.6) and got[
+        "metaworld/a/bc/seed_1"
+    ] == pytest.approx(0.4)
     assert "metaworld/a/bc/seed_2" not in got and any("seed_2 is running" in f for f in flags.items)
     fin_all = stats.final_scores(res.evals, runs, include_unfinished=True)
     assert fin_all.set_index("run")["final"]["metaworld/a/bc/seed_2"] == 1.0
@@ -160,13 +185,20 @@ def test_final_scores_window_unfinished_and_matrices_by_position(tmp_path):
 
 def _small_suite(root):
     rng = np.random.default_rng(0)
-    for algo, base, skill in [("moto", "moto", 0.9), ("moto-no-bc", "moto", 0.6), ("dreamerv2", "dreamerv2", 0.5),
-                              ("bc", "bc", 0.2)]:
-        tasks = ["kitchen/mixed", "kitchen/partial"] + (["metaworld/hammer", "metaworld/door-open"]
-                                                        if algo == base else [])
+    for algo, base, skill in [
+        ("moto", "moto", 0.9),
+        ("moto-no-bc", "moto", 0.6),
+        ("dreamerv2", "dreamerv2", 0.5),
+        ("bc", "bc", 0.2),
+    ]:
+        tasks = ["kitchen/mixed", "kitchen/partial"] + (
+            ["metaworld/hammer", "metaworld/door-open"] if algo == base else []
+        )
         for task in tasks:
             for s in range(2):
-                ev = [(e, float(np.clip(skill * e / 10 + rng.normal(0, 0.05), 0, 1))) for e in range(0, 11, 2)]
+                ev = [
+                    (e, float(np.clip(skill * e / 10 + rng.normal(0, 0.05), 0, 1))) for e in range(0, 11, 2)
+                ]
                 write_run(root, algo, task, s, ev, base_algo=base, gif=(s == 0))
     write_run(root, "bc", "metaworld/hammer", 2, [(0, 0.0), (2, 0.1)], status="failed")
     write_run(root, "moto", "kitchen/partial", 2, [(0, 0.0), (2, 0.3), (4, 0.5)], status="running")
@@ -174,8 +206,15 @@ def _small_suite(root):
     write_run(root, "moto", "kitchen/mixed", 0, [(0, 0.0), (10, 1.0)])
     write_run(root, "moto", "kitchen/mixed", 1, [(0, 0.0), (10, 0.8)])
     for n in (100, 250):
-        write_run(root, "moto", "kitchen/mixed", 0, [(0, 0.0), (10, 0.9)], dataset=f"kitchen/mixed-{n}ep-seed0",
-                  subdir=f"kitchen/mixed/moto/{n}/seed_0")
+        write_run(
+            root,
+            "moto",
+            "kitchen/mixed",
+            0,
+            [(0, 0.0), (10, 0.9)],
+            dataset=f"kitchen/mixed-{n}ep-seed0",
+            subdir=f"kitchen/mixed/moto/{n}/seed_0",
+        )
     write_reward_prediction(root / "kitchen/partial/moto/seed_0", rng)
     write_uncertainty(root / "kitchen/partial/moto/seed_0", rng)
 
@@ -187,9 +226,18 @@ def test_analyze_writes_every_figure_table_and_the_report(tmp_path):
     A = analyze(tmp_path / "res", out, Options(reps=50, progress=False))
     figs = [png for items in A.figures.values() for _, png in items]
     names = {p.split("/")[-1] for p in figs}
-    for n in ["curves_kitchen.png", "curves_metaworld.png", "ablations_kitchen.png", "datasize.png",
-              "aggregates_kitchen.png", "profiles_metaworld.png", "poi_kitchen.png", "sample_efficiency_metaworld.png",
-              "reward_prediction_moto_kitchen-partial.png", "uncertainty_moto_kitchen-partial.png"]:
+    for n in [
+        "curves_kitchen.png",
+        "curves_metaworld.png",
+        "ablations_kitchen.png",
+        "datasize.png",
+        "aggregates_kitchen.png",
+        "profiles_metaworld.png",
+        "poi_kitchen.png",
+        "sample_efficiency_metaworld.png",
+        "reward_prediction_moto_kitchen-partial.png",
+        "uncertainty_moto_kitchen-partial.png",
+    ]:
         assert n in names, n
     for p in figs:
         assert (out / p).stat().st_size > 5000 and (out / p.replace(".png", ".pdf")).stat().st_size > 1000
@@ -215,15 +263,30 @@ def test_analyze_writes_every_figure_table_and_the_report(tmp_path):
     part = curves[(curves.method == "moto") & (curves.task == "kitchen/partial")]
     assert part["of_runs"].iloc[0] == 3 and part["n_runs"].min() == 2
     tidy = pd.read_csv(out / "tables" / "metrics_tidy.csv.gz")
-    assert {"algorithm", "variant", "task", "domain", "dataset", "profile", "seed", "phase", "env_steps",
-            "episodes", "eval_success", "eval_return"} <= set(tidy.columns)
+    assert {
+        "algorithm",
+        "variant",
+        "task",
+        "domain",
+        "dataset",
+        "profile",
+        "seed",
+        "phase",
+        "env_steps",
+        "episodes",
+        "eval_success",
+        "eval_return",
+    } <= set(tidy.columns)
 
 
 def test_report_says_when_diagnostics_and_ablations_are_absent(tmp_path):
     write_run(tmp_path / "res", "bc", "metaworld/hammer", 0, [(0, 0.0), (4, 0.5)])
     A = analyze(tmp_path / "res", tmp_path / "out", Options(reps=20, progress=False))
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "No run wrote diagnostics/reward_prediction.csv" in md and "No run wrote diagnostics/uncertainty.csv" in md
+    assert (
+        "No run wrote diagnostics/reward_prediction.csv" in md
+        and "No run wrote diagnostics/uncertainty.csv" in md
+    )
     assert "No ablation runs" in md and "probability of improvement needs moto" in md
     assert "diagnostics" not in A.figures
 
@@ -242,9 +305,23 @@ def test_cli_help_and_bad_input(tmp_path, capsys):
         cli.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for opt in ["--out", "--algos", "--tasks", "--seeds", "--profile", "--reps", "--seed", "--final-window",
-                "--include-unfinished", "--reference-method", "--reference", "--max-points", "--sample-points",
-                "--no-progress", "default: 2000"]:
+    for opt in [
+        "--out",
+        "--algos",
+        "--tasks",
+        "--seeds",
+        "--profile",
+        "--reps",
+        "--seed",
+        "--final-window",
+        "--include-unfinished",
+        "--reference-method",
+        "--reference",
+        "--max-points",
+        "--sample-points",
+        "--no-progress",
+        "default: 2000",
+    ]:
         assert opt in out, opt
     assert cli.main([str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -259,7 +336,9 @@ def test_cli_help_and_bad_input(tmp_path, capsys):
 def test_cli_runs_end_to_end(tmp_path, capsys):
     write_run(tmp_path / "res", "bc", "metaworld/hammer", 0, [(0, 0.0), (4, 0.5)])
     write_run(tmp_path / "res", "bc", "metaworld/hammer", 1, [(0, 0.0), (4, 0.7)])
-    assert cli.main([str(tmp_path / "res"), "--out", str(tmp_path / "o"), "--reps", "20", "--no-progress"]) == 0
+    assert (
+        cli.main([str(tmp_path / "res"), "--out", str(tmp_path / "o"), "--reps", "20", "--no-progress"]) == 0
+    )
     assert "2 runs (done 2)" in capsys.readouterr().out
     t = pd.read_csv(tmp_path / "o" / "tables" / "final_success.csv")
     assert t.iloc[0]["final_success"] == pytest.approx(60.0)
@@ -267,9 +346,11 @@ def test_cli_runs_end_to_end(tmp_path, capsys):
 
 def test_importing_the_analysis_imports_no_training_framework():
     # the analysis reads the agent contract (the diagnostics files' columns), nothing of any algorithm
-    code = ("import sys, benchmark.analysis, benchmark.analysis.pipeline, benchmark.analysis.figures; "
-            "bad = [m for m in sys.modules if m in ('jax', 'torch', 'flax', 'benchmark.core.protocol', 'mujoco') "
-            "or (m.startswith('algorithms.') and m != 'algorithms.contract')]; print(bad)")
+    code = (
+        "import sys, benchmark.analysis, benchmark.analysis.pipeline, benchmark.analysis.figures; "
+        "bad = [m for m in sys.modules if m in ('jax', 'torch', 'flax', 'benchmark.core.protocol', 'mujoco') "
+        "or (m.startswith('algorithms.') and m != 'algorithms.contract')]; print(bad)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
@@ -280,8 +361,16 @@ def test_the_analysis_survives_a_sweep_in_progress(tmp_path, capsys, monkeypatch
     res = tmp_path / "res"
     write_run(res, "moto", "kitchen/partial", 0, [(0, 0.0), (10, 1.0)])
     for n, status in ((100, "running"), (250, "failed")):
-        write_run(res, "moto", "kitchen/mixed", 0, [], status=status, dataset=f"kitchen/mixed-{n}ep-seed0",
-                  subdir=f"kitchen/mixed/moto/{n}/seed_0")
+        write_run(
+            res,
+            "moto",
+            "kitchen/mixed",
+            0,
+            [],
+            status=status,
+            dataset=f"kitchen/mixed-{n}ep-seed0",
+            subdir=f"kitchen/mixed/moto/{n}/seed_0",
+        )
     assert cli.main([str(res), "--out", str(tmp_path / "o"), "--reps", "20", "--no-progress"]) == 0
     md = (tmp_path / "o" / "report.md").read_text()
     assert "Data-size runs exist but none has an evaluation yet" in md
@@ -298,9 +387,13 @@ def test_the_analysis_survives_a_sweep_in_progress(tmp_path, capsys, monkeypatch
 
 
 def test_regret_is_the_mean_over_online_episodes_of_one_minus_success(tmp_path):
-    m = pd.DataFrame({"run": ["a"] * 5 + ["b"] * 2,
-                      "phase": ["offline", "online", "online", "eval", "online", "offline", "eval"],
-                      "episode_success": [np.nan, 1.0, 0.0, np.nan, 0.0, np.nan, np.nan]})
+    m = pd.DataFrame(
+        {
+            "run": ["a"] * 5 + ["b"] * 2,
+            "phase": ["offline", "online", "online", "eval", "online", "offline", "eval"],
+            "episode_success": [np.nan, 1.0, 0.0, np.nan, 0.0, np.nan, np.nan],
+        }
+    )
     r = stats.regret(m)
     assert r.to_dict() == {"a": pytest.approx(2 / 3)}  # b has no online episode
     # in the final table and report: the mean over runs of each run's regret from its metrics.csv
@@ -308,8 +401,13 @@ def test_regret_is_the_mean_over_online_episodes_of_one_minus_success(tmp_path):
     for s in (0, 1):
         write_run(res, "bc", "metaworld/hammer", s, [(0, 0.0), (6, 0.5)])
     A = analyze(res, tmp_path / "o", Options(reps=20, progress=False))
-    per_run = [1.0 - load.read_metrics(res / f"metaworld/hammer/bc/seed_{s}").query("phase == 'online'")
-               ["episode_success"].mean() for s in (0, 1)]
+    per_run = [
+        1.0
+        - load.read_metrics(res / f"metaworld/hammer/bc/seed_{s}")
+        .query("phase == 'online'")["episode_success"]
+        .mean()
+        for s in (0, 1)
+    ]
     assert A.tables["final"]["regret"].iloc[0] == pytest.approx(np.mean(per_run))
     assert "regret" in pd.read_csv(tmp_path / "o" / "tables" / "final_per_run.csv").columns
     assert "fine-tuning regret" in (tmp_path / "o" / "report.md").read_text()

@@ -2,11 +2,11 @@ import json
 
 import numpy as np
 import pytest
-from tests.helpers.runs import make_episode
 
 from benchmark.datasets import DatasetError, DatasetWriter, load_episodes, read_manifest, verify_dataset
 from benchmark.datasets.__main__ import main as cli
 from benchmark.datasets.format import load_episode
+from tests.helpers.runs import make_episode
 
 
 def write(path, episodes, **kw):
@@ -38,13 +38,16 @@ def test_same_episodes_give_the_same_checksum(tmp_path):
     assert a["checksum"] == b["checksum"] != c["checksum"]
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda e: e.update(image=e["image"].astype(np.float32)), "dtype float32, expected uint8"),
-    (lambda e: e.update(action=e["action"][:-1]), "'action' has 4 rows"),
-    (lambda e: e.pop("terminal"), "missing arrays"),
-    (lambda e: e.update(extra=np.zeros(5)), "unknown arrays"),
-    (lambda e: e.update(reward=np.full(5, np.nan, np.float32)), "non-finite"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda e: e.update(image=e["image"].astype(np.float32)), "dtype float32, expected uint8"),
+        (lambda e: e.update(action=e["action"][:-1]), "'action' has 4 rows"),
+        (lambda e: e.pop("terminal"), "missing arrays"),
+        (lambda e: e.update(extra=np.zeros(5)), "unknown arrays"),
+        (lambda e: e.update(reward=np.full(5, np.nan, np.float32)), "non-finite"),
+    ],
+)
 def test_malformed_episodes_are_refused(tmp_path, change, message):
     ep = make_episode()
     change(ep)
@@ -101,7 +104,9 @@ def test_truncated_missing_and_mislabelled_files(tmp_path):
     manifest.write_text("{not json")
     with pytest.raises(DatasetError, match="not valid JSON"):
         verify_dataset(tmp_path / "d")
-    with pytest.raises(DatasetError, match=r"no dataset at .*nowhere \(no manifest.json\)\. Create MetaWorld datasets with"):
+    with pytest.raises(
+        DatasetError, match=r"no dataset at .*nowhere \(no manifest.json\)\. Create MetaWorld datasets with"
+    ):
         verify_dataset(tmp_path / "nowhere")
 
 
@@ -127,6 +132,7 @@ def test_a_mis_shaped_file_behind_a_valid_manifest_is_refused(tmp_path):
     m = json.loads(manifest.read_text())
     m["files"][0]["sha256"] = _sha256(f)
     from benchmark.datasets.format import _combined_checksum
+
     m["checksum"] = _combined_checksum(m["files"])
     manifest.write_text(json.dumps(m))
     with pytest.raises(DatasetError, match="'reward' must be 1-D"):
@@ -181,15 +187,41 @@ def test_cli_errors_exit_non_zero_with_a_message(tmp_path, capsys):
 
 
 def test_bad_places_and_numbers_are_one_line_errors_that_leave_nothing(tmp_path, capsys):
-    assert cli(["generate", "metaworld/drawer-open", "--episodes", "1", "--quiet", "--data-dir", "/proc/not-here"]) == 2
+    assert (
+        cli(
+            [
+                "generate",
+                "metaworld/drawer-open",
+                "--episodes",
+                "1",
+                "--quiet",
+                "--data-dir",
+                "/proc/not-here",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: cannot write") and len(err.strip().splitlines()) == 1
     assert cli(["generate", "metaworld/drawer-open", "--max-attempts", "0", "--data-dir", str(tmp_path)]) == 2
     assert "--max-attempts must be at least" in capsys.readouterr().err
     # a failed import leaves no folder behind, empty or half-written
     data = tmp_path / "data"
-    assert cli(["import", "kitchen", "--format", "d4rl", "--source", str(tmp_path / "missing.hdf5"),
-                "--data-dir", str(data)]) == 2
+    assert (
+        cli(
+            [
+                "import",
+                "kitchen",
+                "--format",
+                "d4rl",
+                "--source",
+                str(tmp_path / "missing.hdf5"),
+                "--data-dir",
+                str(data),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     assert not data.exists() or not any(data.rglob("*"))
 
@@ -201,9 +233,23 @@ def test_sigterm_during_generation_leaves_no_temporary_folder(tmp_path):
     import sys
     import time
 
-    p = subprocess.Popen([sys.executable, "-m", "benchmark.datasets", "generate", "metaworld/drawer-open",
-                          "--episodes", "10", "--quiet", "--data-dir", str(tmp_path)],
-                         stderr=subprocess.PIPE, text=True, env={**os.environ})
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchmark.datasets",
+            "generate",
+            "metaworld/drawer-open",
+            "--episodes",
+            "10",
+            "--quiet",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
     folder = tmp_path / "metaworld"
     t = time.time()
     while not (folder.exists() and any(folder.glob(".drawer-open.tmp-*/episodes/*.npz"))):

@@ -1,5 +1,6 @@
 """DreamerV2 on the protocol (smoke sizes): exact resume after a kill, diagnostics in the run directory,
 acting resets and carries its latent, the actor trains through the frozen model, the CLI smoke run."""
+
 import json
 
 import numpy as np
@@ -7,19 +8,27 @@ import pytest
 import torch
 
 import algorithms
-from benchmark.datasets.__main__ import main as datasets_cli
 from benchmark.core.protocol import Runner, RunSpec
+from benchmark.datasets.__main__ import main as datasets_cli
 from benchmark.run import main as run_cli
 from benchmark.tasks import Schedule, get_task
-from tests.helpers.runs import checkpoint_params, kill_and_resume, metric_rows as rows
+from tests.helpers.runs import checkpoint_params, kill_and_resume
+from tests.helpers.runs import metric_rows as rows
 
-SCHEDULE = Schedule(offline_steps=6, updates_per_episode=2, online_steps=8, eval_every_episodes=2, eval_episodes=1)
+SCHEDULE = Schedule(
+    offline_steps=6, updates_per_episode=2, online_steps=8, eval_every_episodes=2, eval_episodes=1
+)
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("data")
-    assert datasets_cli(["generate", "metaworld/drawer-open", "--episodes", "2", "--quiet", "--data-dir", str(d)]) == 0
+    assert (
+        datasets_cli(
+            ["generate", "metaworld/drawer-open", "--episodes", "2", "--quiet", "--data-dir", str(d)]
+        )
+        == 0
+    )
     return d
 
 
@@ -27,7 +36,9 @@ def make_runner(out, data_dir, **kw):
     spec = get_task("metaworld/drawer-open")
     cfg = algorithms.make_config("dreamerv2", "smoke")
     kw = {"log_every": 2, "offline_checkpoint_every": 2, "checkpoint_every": 2, "progress": False, **kw}
-    return Runner(RunSpec(spec, "dreamerv2", cfg, SCHEDULE, 0, data_dir / spec.name, out, {"episode_length": 5}), **kw)
+    return Runner(
+        RunSpec(spec, "dreamerv2", cfg, SCHEDULE, 0, data_dir / spec.name, out, {"episode_length": 5}), **kw
+    )
 
 
 def params(run_dir):
@@ -44,8 +55,9 @@ def whole_run(tmp_path_factory, data_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_step", [3, 11], ids=["offline", "online"])
 def test_kill_and_resume_is_bit_exact(tmp_path, data_dir, monkeypatch, whole_run, kill_step):
-    kill_and_resume(monkeypatch, lambda: make_runner(tmp_path / "cut", data_dir), tmp_path / "cut", whole_run,
-                    kill_step)
+    kill_and_resume(
+        monkeypatch, lambda: make_runner(tmp_path / "cut", data_dir), tmp_path / "cut", whole_run, kill_step
+    )
     np.testing.assert_array_equal(params(tmp_path / "cut"), params(whole_run))
     r = rows(whole_run)
     assert all(float(x["image_loss"]) > 0 and x["actor_loss"] for x in r if x["phase"] != "eval")
@@ -84,8 +96,11 @@ def test_action_fit_compares_the_mode_at_frame_t_with_the_action_taken_there():
         last.weight.zero_()
         last.bias.copy_(torch.cat([torch.atanh(c), torch.zeros(4)]))
     rng = np.random.default_rng(0)
-    ep = {"image": rng.integers(0, 256, (7, 64, 64, 3), dtype=np.uint8),
-          "action": rng.uniform(-1, 1, (6, 4)).astype(np.float32), "reward": np.zeros(6, np.float32)}
+    ep = {
+        "image": rng.integers(0, 256, (7, 64, 64, 3), dtype=np.uint8),
+        "action": rng.uniform(-1, 1, (6, 4)).astype(np.float32),
+        "reward": np.zeros(6, np.float32),
+    }
     rows = action_fit(agent.wm, agent.actor, [ep, ep])
     assert [(r["episode"], r["t"]) for r in rows] == [(e, t) for e in range(2) for t in range(6)]
     expected = np.abs(ep["action"] - c.numpy()).mean(1)  # action t is the one taken at frame t
@@ -96,8 +111,9 @@ def smoke_agent(**kw):
     from algorithms.contract import RunContext
 
     cfg = algorithms.make_config("dreamerv2", "smoke", **kw)
-    return algorithms.make_agent("dreamerv2", cfg, RunContext(obs_shape=(64, 64, 3), action_dim=4, seed=0,
-                                                              total_updates=10))
+    return algorithms.make_agent(
+        "dreamerv2", cfg, RunContext(obs_shape=(64, 64, 3), action_dim=4, seed=0, total_updates=10)
+    )
 
 
 def test_acting_starts_from_the_initial_state_and_carries_the_latent():
@@ -120,9 +136,13 @@ def test_actor_learns_through_the_frozen_model():
     agent = smoke_agent(actor_ent=0.0)
     torch.manual_seed(0)
     B, L = 3, 4
-    batch = {"image": torch.randint(0, 256, (B, L, 64, 64, 3), dtype=torch.uint8), "action": torch.randn(B, L, 4),
-             "reward": torch.rand(B, L), "is_first": torch.zeros(B, L, dtype=torch.bool),
-             "is_terminal": torch.zeros(B, L, dtype=torch.bool)}
+    batch = {
+        "image": torch.randint(0, 256, (B, L, 64, 64, 3), dtype=torch.uint8),
+        "action": torch.randn(B, L, 4),
+        "reward": torch.rand(B, L),
+        "is_first": torch.zeros(B, L, dtype=torch.bool),
+        "is_terminal": torch.zeros(B, L, dtype=torch.bool),
+    }
     _, _, post = agent.wm.loss(batch)
     start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
     wm_before = [p.detach().clone() for p in agent.wm.parameters()]
@@ -131,7 +151,9 @@ def test_actor_learns_through_the_frozen_model():
     metrics = agent.train_behavior(start, batch["is_terminal"].flatten())
     assert metrics["actor_grad_norm"] > 0  # without entropy, only the dynamics carry the gradient
     assert all(torch.equal(a, b) for a, b in zip(wm_before, agent.wm.parameters()))
-    assert all(p.grad is None for p in agent.wm.parameters()) and all(p.requires_grad for p in agent.wm.parameters())
+    assert all(p.grad is None for p in agent.wm.parameters()) and all(
+        p.requires_grad for p in agent.wm.parameters()
+    )
     assert any(not torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters()))
     # the slow critic is the critic copied at update 0, before the critic's own step
     target = agent.target_critic.state_dict()
@@ -144,8 +166,14 @@ def test_variant_and_profiles_resolve():
     dmc = algorithms.make_config("dreamerv2-dmc", "paper")
     assert (base.deter, base.hidden, base.stoch, base.classes, base.ensemble) == (1024, 1024, 32, 32, 1)
     assert (dmc.deter, dmc.hidden, dmc.free_nats, dmc.actor_ent) == (200, 200, 1.0, 1e-4)
-    assert (base.batch, base.length, base.horizon, base.model_lr, base.actor_lr, base.critic_lr) == \
-        (16, 50, 15, 1e-4, 8e-5, 8e-5)
+    assert (base.batch, base.length, base.horizon, base.model_lr, base.actor_lr, base.critic_lr) == (
+        16,
+        50,
+        15,
+        1e-4,
+        8e-5,
+        8e-5,
+    )
     assert algorithms.make_config("dreamerv2-dmc", "smoke").deter == 16
     # the replay: DreamerV2's default config oversamples episode ends, its dmc_vision preset does not
     assert smoke_agent().requests["model"].prioritize_ends
@@ -155,8 +183,21 @@ def test_variant_and_profiles_resolve():
 
 @pytest.mark.slow
 def test_cli_smoke_run(tmp_path, data_dir):
-    code = run_cli(["--algos", "dreamerv2", "--tasks", "metaworld/drawer-open", "--profile", "smoke",
-                    "--out", str(tmp_path), "--data-dir", str(data_dir), "--no-progress"])
+    code = run_cli(
+        [
+            "--algos",
+            "dreamerv2",
+            "--tasks",
+            "metaworld/drawer-open",
+            "--profile",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--data-dir",
+            str(data_dir),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     status = [json.loads(p.read_text()) for p in tmp_path.rglob("status.json")]
     assert [s["status"] for s in status] == ["done"]

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
+from benchmark.tasks import TASKS, get_task
 from benchmark.tasks.envs.kitchen import KITCHEN_TASKS, objects_done
 from benchmark.tasks.envs.metaworld import scripted_expert
-from benchmark.tasks import TASKS, get_task
 
 
 @pytest.mark.slow
@@ -113,7 +113,10 @@ def test_kitchen_render_qpos_keeps_the_episode_state():
 
 
 def test_several_envs_in_one_process_each_render_their_own_scene():
-    envs = [get_task(n).make_env(seed=0) for n in ("metaworld/door-open", "metaworld/drawer-open", "kitchen/mixed")]
+    envs = [
+        get_task(n).make_env(seed=0)
+        for n in ("metaworld/door-open", "metaworld/drawer-open", "kitchen/mixed")
+    ]
     firsts = [env.reset()[0] for env in envs]
     for i, j in [(0, 1), (0, 2), (1, 2)]:
         assert not np.array_equal(firsts[i], firsts[j])
@@ -138,9 +141,11 @@ def test_unsupported_gl_backend_is_a_clear_error():
 
 def test_missing_gl_context_is_a_clear_error():
     # mujoco imported first with no MUJOCO_GL picks GLFW, which has no display here.
-    code = ("import mujoco, benchmark.tasks as t\n"
-            "try:\n    t.get_task('metaworld/hammer').make_env()\n"
-            "except Exception as e:\n    print(type(e).__name__, e)\n")
+    code = (
+        "import mujoco, benchmark.tasks as t\n"
+        "try:\n    t.get_task('metaworld/hammer').make_env()\n"
+        "except Exception as e:\n    print(type(e).__name__, e)\n"
+    )
     out = _run(code, DISPLAY="")
     assert "RenderBackendError" in out.stdout and "headless backend" in out.stdout
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
-from tests.helpers.kitchen_sources import kitchen_rollouts, write_d4rl_hdf5, write_dreamer_npz, write_minari
 
 from benchmark.datasets import load_episodes, verify_dataset
 from benchmark.datasets.__main__ import main as cli
 from benchmark.tasks.envs.kitchen import KitchenPixelEnv
+from tests.helpers.kitchen_sources import kitchen_rollouts, write_d4rl_hdf5, write_dreamer_npz, write_minari
 
 
 @pytest.fixture(scope="module")
@@ -13,8 +13,20 @@ def rollouts():
 
 
 def _import(tmp_path, fmt, source, *extra):
-    return cli(["import", "kitchen", "--format", fmt, "--source", str(source), "--data-dir", str(tmp_path),
-                "--quiet", *extra])
+    return cli(
+        [
+            "import",
+            "kitchen",
+            "--format",
+            fmt,
+            "--source",
+            str(source),
+            "--data-dir",
+            str(tmp_path),
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def _check_against_rollouts(data_dir, rollouts):
@@ -81,9 +93,8 @@ def test_import_errors(tmp_path, capsys):
 
 
 def test_import_d5rl_image_npz(tmp_path):
-    from tests.helpers.kitchen_sources import write_d5rl_image_npz
-
     from benchmark.tasks.envs.kitchen import KITCHEN_TASKS
+    from tests.helpers.kitchen_sources import write_d5rl_image_npz
 
     src, episodes = write_d5rl_image_npz(tmp_path / "d5rl", n_episodes=2, length=5)
     assert _import(tmp_path, "npz", src, "--image-key", "extra_image_camera_12_rgb") == 0
@@ -110,7 +121,11 @@ def test_import_d5rl_image_npz_errors(tmp_path, capsys):
     src, _ = write_d5rl_image_npz(tmp_path / "d5rl", n_episodes=1, length=3)
     assert _import(tmp_path, "npz", src, "--image-key", "image") == 2
     err = capsys.readouterr().err
-    assert "no 'image' array" in err and "extra_image_camera_12_rgb" in err and len(err.strip().splitlines()) == 1
+    assert (
+        "no 'image' array" in err
+        and "extra_image_camera_12_rgb" in err
+        and len(err.strip().splitlines()) == 1
+    )
     data = dict(np.load(src / "episode_000.npz"))
     del data["reward kettle"]
     np.savez(src / "episode_000.npz", **data)

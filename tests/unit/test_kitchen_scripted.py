@@ -1,21 +1,28 @@
 """The scripted Kitchen demonstrator and the ``generate kitchen`` datasets built from it."""
+
 import json
 
 import numpy as np
 import pytest
 
 import benchmark.tasks.envs  # noqa: F401  (headless GL before mujoco)
+from benchmark.datasets import kitchen_demo as ke
 from benchmark.datasets import load_episodes, verify_dataset
 from benchmark.datasets.__main__ import main as cli
-from benchmark.datasets import kitchen_demo as ke
 from benchmark.tasks.envs.kitchen import KITCHEN_TASKS
 
 
 def _in_goal(qpos, obj):
     """Independent of benchmark.tasks.envs.kitchen.objects_done: D4RL's rule read off gymnasium-robotics' tables."""
-    from gymnasium_robotics.envs.franka_kitchen.kitchen_env import BONUS_THRESH, OBS_ELEMENT_GOALS, OBS_ELEMENT_INDICES
+    from gymnasium_robotics.envs.franka_kitchen.kitchen_env import (
+        BONUS_THRESH,
+        OBS_ELEMENT_GOALS,
+        OBS_ELEMENT_INDICES,
+    )
 
-    return np.linalg.norm(qpos[..., OBS_ELEMENT_INDICES[obj]] - OBS_ELEMENT_GOALS[obj], axis=-1) < BONUS_THRESH
+    return (
+        np.linalg.norm(qpos[..., OBS_ELEMENT_INDICES[obj]] - OBS_ELEMENT_GOALS[obj], axis=-1) < BONUS_THRESH
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +42,9 @@ def test_object_plan_reaches_its_goal(physics, obj):
         assert not done[0], f"{obj} starts in its goal configuration"
         assert done[-1], f"{obj}: plan did not reach the goal with seed {seed}"
         others = [o for o in ke.OBJECTS if o != obj]
-        assert not any(_in_goal(out["qpos"][-1], o) for o in others), f"{obj}'s plan moved another object to its goal"
+        assert not any(_in_goal(out["qpos"][-1], o) for o in others), (
+            f"{obj}'s plan moved another object to its goal"
+        )
 
 
 def test_chained_plans_and_seeded_noise(physics):
@@ -65,8 +74,20 @@ def test_episode_orders():
 
 
 def _generate(tmp_path, *extra):
-    return cli(["generate", "kitchen", "--data-dir", str(tmp_path), "--quiet", "--episodes", "2",
-                "--episode-length", "60", *extra])
+    return cli(
+        [
+            "generate",
+            "kitchen",
+            "--data-dir",
+            str(tmp_path),
+            "--quiet",
+            "--episodes",
+            "2",
+            "--episode-length",
+            "60",
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +130,9 @@ def test_same_seed_same_bytes_with_two_workers(generated, tmp_path):
         two = json.loads((tmp_path / f"kitchen/scripted-{task}/manifest.json").read_text())
         assert one["checksum"] == two["checksum"] and one["files"] == two["files"]
         for f in one["files"]:
-            assert (generated / f"kitchen/scripted-{task}/episodes/{f['name']}").read_bytes() == \
-                (tmp_path / f"kitchen/scripted-{task}/episodes/{f['name']}").read_bytes()
+            assert (generated / f"kitchen/scripted-{task}/episodes/{f['name']}").read_bytes() == (
+                tmp_path / f"kitchen/scripted-{task}/episodes/{f['name']}"
+            ).read_bytes()
 
 
 def test_stats_table(generated, capsys):
@@ -118,7 +140,7 @@ def test_stats_table(generated, capsys):
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if "objects_per_episode" in line]
     assert lines, out
-    table = out[out.index(lines[0]):]
+    table = out[out.index(lines[0]) :]
     m = json.loads((generated / "kitchen/scripted-mixed/manifest.json").read_text())
     row = next(line for line in table.splitlines() if line.startswith("kitchen/scripted-mixed"))
     assert row.split()[1:3] == ["2", "120"] and f"{m['objects_per_episode']:.3f}" in row
@@ -129,9 +151,11 @@ def test_stats_table(generated, capsys):
 def test_generate_kitchen_errors(generated, tmp_path, capsys):
     assert _generate(generated) == 2  # exists already
     assert "already exists; pass --overwrite" in capsys.readouterr().err
-    for bad, msg in [(["--episodes", "0"], "--episodes must be at least 1"),
-                     (["--workers", "0"], "--workers must be at least 1"),
-                     (["--action-noise", "2"], "--action-noise must be between 0 and 1")]:
+    for bad, msg in [
+        (["--episodes", "0"], "--episodes must be at least 1"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--action-noise", "2"], "--action-noise must be between 0 and 1"),
+    ]:
         assert cli(["generate", "kitchen", "--data-dir", str(tmp_path), "--quiet", *bad]) == 2
         err = capsys.readouterr().err
         assert msg in err and len(err.strip().splitlines()) == 1

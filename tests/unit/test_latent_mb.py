@@ -1,4 +1,5 @@
 """LOMPO and COMBO: penalty, CQL term, batch mix, rollouts, latent buffer, drift metric, exact resume."""
+
 import copy
 import csv
 import math
@@ -14,20 +15,29 @@ from algorithms.nets.latent_sac import LatentBuffer, cql_regulariser, disagreeme
 
 def make_agent(name="lompo", **overrides):
     cfg = algorithms.make_config(name, "smoke", **overrides)
-    return algorithms.make_agent(name, cfg, RunContext(obs_shape=(64, 64, 3), action_dim=4, seed=0, total_updates=10))
+    return algorithms.make_agent(
+        name, cfg, RunContext(obs_shape=(64, 64, 3), action_dim=4, seed=0, total_updates=10)
+    )
 
 
 def episode(seed, T=6):
     rng = np.random.default_rng(seed)
-    return {"image": rng.integers(0, 256, (T + 1, 64, 64, 3), dtype=np.uint8),
-            "action": rng.uniform(-1, 1, (T, 4)).astype(np.float32),
-            "reward": rng.uniform(size=T).astype(np.float32), "terminal": np.zeros(T, bool)}
+    return {
+        "image": rng.integers(0, 256, (T + 1, 64, 64, 3), dtype=np.uint8),
+        "action": rng.uniform(-1, 1, (T, 4)).astype(np.float32),
+        "reward": rng.uniform(size=T).astype(np.float32),
+        "terminal": np.zeros(T, bool),
+    }
 
 
 def rows(n, value, F=3, A=2):
-    return dict(obs=np.full((n, F), value, np.float32), action=np.zeros((n, A), np.float32),
-                reward=np.arange(n, dtype=np.float32) + value, next_obs=np.full((n, F), value, np.float32),
-                discount=np.ones(n, np.float32))
+    return dict(
+        obs=np.full((n, F), value, np.float32),
+        action=np.zeros((n, A), np.float32),
+        reward=np.arange(n, dtype=np.float32) + value,
+        next_obs=np.full((n, F), value, np.float32),
+        discount=np.ones(n, np.float32),
+    )
 
 
 # -- penalty and regulariser on hand-computed inputs ----------------------------------------------
@@ -60,7 +70,7 @@ def test_rollout_rewards_are_penalised_by_lambda_times_disagreement():
 def test_cql_regulariser_by_hand():
     q_sampled = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # (J=2 actions, N=2 states)
     q_data = torch.tensor([0.5])
-    want = (math.log(math.e + math.e ** 3) + math.log(math.e ** 2 + math.e ** 4)) / 2 - 0.5
+    want = (math.log(math.e + math.e**3) + math.log(math.e**2 + math.e**4)) / 2 - 0.5
     assert cql_regulariser(q_sampled, q_data).item() == pytest.approx(want, rel=1e-6)
 
 
@@ -72,7 +82,10 @@ def test_combo_is_lompo_with_the_cql_term():
     losses = []
     for alpha in (0.0, 2.5):
         agent = make_agent("combo", cql_alpha=alpha)
-        b = {k: torch.as_tensor(v) for k, v in mixed_batch(*_filled(agent), 8, 0.5, torch.Generator().manual_seed(0)).items()}
+        b = {
+            k: torch.as_tensor(v)
+            for k, v in mixed_batch(*_filled(agent), 8, 0.5, torch.Generator().manual_seed(0)).items()
+        }
         losses.append(agent.sac.update(b, torch.Generator().manual_seed(1), alpha, 3))
     assert "cql_reg" in losses[1] and "cql_reg" not in losses[0]
     want = losses[0]["critic_loss"] + 2.5 * 2 * losses[1]["cql_reg"]
@@ -84,8 +97,13 @@ def _filled(agent):
     real, model = LatentBuffer("real", 20, F, 4), LatentBuffer("model", 20, F, 4)
     rng = np.random.default_rng(0)
     for buf in (real, model):
-        buf.add(obs=rng.normal(size=(10, F)), action=rng.uniform(-1, 1, (10, 4)), reward=rng.normal(size=10),
-                next_obs=rng.normal(size=(10, F)), discount=np.ones(10))
+        buf.add(
+            obs=rng.normal(size=(10, F)),
+            action=rng.uniform(-1, 1, (10, 4)),
+            reward=rng.normal(size=10),
+            next_obs=rng.normal(size=(10, F)),
+            discount=np.ones(10),
+        )
     return real, model
 
 
@@ -127,9 +145,13 @@ def test_rollout_horizon_and_one_drawn_member_per_step(monkeypatch):
 def _seq_batch(agent, seed=0):
     B, L = agent.config.batch, agent.config.length
     rng = np.random.default_rng(seed)
-    b = {"image": rng.integers(0, 256, (B, L, 64, 64, 3), dtype=np.uint8),
-         "action": rng.uniform(-1, 1, (B, L, 4)).astype(np.float32), "reward": rng.uniform(size=(B, L)).astype(np.float32),
-         "is_first": np.zeros((B, L), bool), "is_terminal": np.zeros((B, L), bool)}
+    b = {
+        "image": rng.integers(0, 256, (B, L, 64, 64, 3), dtype=np.uint8),
+        "action": rng.uniform(-1, 1, (B, L, 4)).astype(np.float32),
+        "reward": rng.uniform(size=(B, L)).astype(np.float32),
+        "is_first": np.zeros((B, L), bool),
+        "is_terminal": np.zeros((B, L), bool),
+    }
     b["is_first"][:, 0] = True
     return {"model": b}
 
@@ -155,8 +177,10 @@ def test_buffer_capacity_eviction_and_append_only_files(tmp_path):
     again.load(tmp_path, 5)
     assert again.total == 5
     np.testing.assert_array_equal(again.rows(0, 5)["reward"], [0, 1, 2, 10, 11])
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["real-000000000000-000000000003.npz",
-                                                          "real-000000000003-000000000005.npz"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        "real-000000000000-000000000003.npz",
+        "real-000000000003-000000000005.npz",
+    ]
     buf.add(**rows(12, 100.0))  # more than the capacity at once: the last 5 survive
     np.testing.assert_array_equal(buf.rows(14, 19)["reward"], [107, 108, 109, 110, 111])
     buf.save(tmp_path, 19)  # chunks evicted at the committed count 19 (rows < 14) are deleted
@@ -185,7 +209,9 @@ def test_latent_drift_is_zero_after_encoding_and_grows_when_the_encoder_changes(
 
 def _rows(run):
     with open(run / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k not in ("steps_per_s", "wall_time")} for r in csv.DictReader(f)]
+        return [
+            {k: v for k, v in r.items() if k not in ("steps_per_s", "wall_time")} for r in csv.DictReader(f)
+        ]
 
 
 @pytest.mark.slow
@@ -196,12 +222,21 @@ def test_kill_and_resume_with_a_non_empty_latent_buffer(tmp_path, drawer_open_da
     from benchmark.tasks import Schedule, get_task
 
     spec = get_task("metaworld/drawer-open")
-    schedule = Schedule(offline_steps=4, updates_per_episode=2, online_steps=4, eval_every_episodes=2, eval_episodes=1)
+    schedule = Schedule(
+        offline_steps=4, updates_per_episode=2, online_steps=4, eval_every_episodes=2, eval_episodes=1
+    )
 
     def runner(out):
         cfg = algorithms.make_config("combo", "smoke", real_capacity=150)
-        return Runner(RunSpec(spec, "combo", cfg, schedule, 0, drawer_open_data / spec.name, out, {"episode_length": 5}),
-                      log_every=2, offline_checkpoint_every=2, checkpoint_every=1, progress=False)
+        return Runner(
+            RunSpec(
+                spec, "combo", cfg, schedule, 0, drawer_open_data / spec.name, out, {"episode_length": 5}
+            ),
+            log_every=2,
+            offline_checkpoint_every=2,
+            checkpoint_every=1,
+            progress=False,
+        )
 
     runner(tmp_path / "whole").run()
     real = BatchSampler.batch
@@ -228,7 +263,9 @@ def test_kill_and_resume_with_a_non_empty_latent_buffer(tmp_path, drawer_open_da
         for k in a[part]:
             torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=0)
     assert a["committed"] == b["committed"]
-    np.testing.assert_array_equal(resumed.agent.model.data["obs"], _final_buffer(tmp_path / "whole", "model", a))
+    np.testing.assert_array_equal(
+        resumed.agent.model.data["obs"], _final_buffer(tmp_path / "whole", "model", a)
+    )
 
 
 def _final_buffer(run, name, state):
@@ -242,10 +279,16 @@ def test_lompos_actor_is_deterministic_on_minus_min_q_with_gaussian_exploration(
     agent = make_agent("lompo")
     assert agent.config.actor == "deterministic" and agent.config.expl_noise == 0.2
     sac = agent.sac
-    b = {k: torch.as_tensor(v) for k, v in mixed_batch(*_filled(agent), 8, 0.5, torch.Generator().manual_seed(0)).items()}
+    b = {
+        k: torch.as_tensor(v)
+        for k, v in mixed_batch(*_filled(agent), 8, 0.5, torch.Generator().manual_seed(0)).items()
+    }
     obs, nxt = b["obs"].float(), b["next_obs"].float()
     with torch.no_grad():  # the losses by hand, before the update changes the nets
-        y = b["reward"] + sac.cfg.discount * b["discount"] * sac.qs(sac.q_target, nxt, sac.actor(nxt)[0]).min(0).values
+        y = (
+            b["reward"]
+            + sac.cfg.discount * b["discount"] * sac.qs(sac.q_target, nxt, sac.actor(nxt)[0]).min(0).values
+        )
         q = sac.qs(sac.q, obs, b["action"].float())
         critic_loss = ((q - y[None]) ** 2).mean(1).sum()
     actor_before = copy.deepcopy(sac.actor)
@@ -261,7 +304,7 @@ def test_lompos_actor_is_deterministic_on_minus_min_q_with_gaussian_exploration(
     torch.testing.assert_close(mode, torch.tanh(sac.actor.net(feat)))
     draws = torch.stack([sac.policy(feat, g, explore=True) for _ in range(400)])
     assert draws.abs().max() <= 1.0
-    inside = (mode.abs() < 0.6)  # away from the clip: the noise is N(0, 0.2^2)
+    inside = mode.abs() < 0.6  # away from the clip: the noise is N(0, 0.2^2)
     assert (draws - mode).std(0)[inside].mean().item() == pytest.approx(0.2, abs=0.03)
     # the SAC actor stays reachable: a sampled tanh-Gaussian with a learned temperature
     sac_agent = make_agent("lompo", actor="sac")

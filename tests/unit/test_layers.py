@@ -8,6 +8,7 @@
     benchmark/analysis/              nothing of launch, perf or the run CLI
 
 and no import cycle between modules, and no import of a ``__main__`` module (a CLI is imported by no one)."""
+
 import ast
 from pathlib import Path
 
@@ -19,12 +20,29 @@ SKIP = ("benchmark/perf/sidebyside",)  # scripts run beside third-party checkout
 
 FORBIDDEN = {
     "algorithms": ("benchmark",),
-    "benchmark.tasks": ("benchmark.core", "benchmark.datasets", "benchmark.launch", "benchmark.analysis",
-                        "benchmark.perf", "benchmark.run", "benchmark.status"),
-    "benchmark.core": ("benchmark.launch", "benchmark.analysis", "benchmark.perf", "benchmark.run",
-                       "benchmark.status"),
-    "benchmark.datasets": ("benchmark.launch", "benchmark.analysis", "benchmark.perf", "benchmark.run",
-                           "benchmark.status"),
+    "benchmark.tasks": (
+        "benchmark.core",
+        "benchmark.datasets",
+        "benchmark.launch",
+        "benchmark.analysis",
+        "benchmark.perf",
+        "benchmark.run",
+        "benchmark.status",
+    ),
+    "benchmark.core": (
+        "benchmark.launch",
+        "benchmark.analysis",
+        "benchmark.perf",
+        "benchmark.run",
+        "benchmark.status",
+    ),
+    "benchmark.datasets": (
+        "benchmark.launch",
+        "benchmark.analysis",
+        "benchmark.perf",
+        "benchmark.run",
+        "benchmark.status",
+    ),
     "benchmark.launch": ("benchmark.analysis", "benchmark.perf", "benchmark.run", "benchmark.status"),
     "benchmark.analysis": ("benchmark.launch", "benchmark.perf", "benchmark.run", "benchmark.status"),
 }
@@ -60,8 +78,12 @@ def first_party_imports(path: Path, modules: set[str]) -> set[str]:
 
 
 def graph() -> dict[str, set[str]]:
-    files = [p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")
-             if not any(str(p.relative_to(REPO)).startswith(s) for s in SKIP)]
+    files = [
+        p
+        for pkg in PACKAGES
+        for p in (REPO / pkg).rglob("*.py")
+        if not any(str(p.relative_to(REPO)).startswith(s) for s in SKIP)
+    ]
     modules = {module_name(p) for p in files}
     return {module_name(p): first_party_imports(p, modules) for p in files}
 
@@ -74,8 +96,14 @@ def test_the_graph_is_read():  # the checks below would pass vacuously on an emp
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_no_upward_import(layer):
-    bad = [f"{m} imports {dep}" for m, deps in graph().items() if m == layer or m.startswith(layer + ".")
-           for dep in sorted(deps) for f in FORBIDDEN[layer] if dep == f or dep.startswith(f + ".")]
+    bad = [
+        f"{m} imports {dep}"
+        for m, deps in graph().items()
+        if m == layer or m.startswith(layer + ".")
+        for dep in sorted(deps)
+        for f in FORBIDDEN[layer]
+        if dep == f or dep.startswith(f + ".")
+    ]
     assert not bad, "\n".join(bad)
 
 

@@ -1,5 +1,6 @@
 """SAC, CQL, IQL and BC: losses on hand-computed inputs, CQL's encode-once equality, one compilation
 per run, checkpoint round trips. Smoke-size nets on 32x32 frames (the smallest the D4PG encoder takes)."""
+
 import math
 import pickle
 
@@ -26,6 +27,7 @@ def _quick_compiles():
 
     try:
         from jax._src.xla_bridge import backends_are_initialized
+
         if backends_are_initialized():
             return
     except ImportError:
@@ -72,10 +74,13 @@ def make(name, seed=0, **overrides):
 
 
 def episode(rng, T):
-    return {"image": rng.integers(0, 256, (T + 1, SIZE, SIZE, 3), dtype=np.uint8),
-            "action": rng.uniform(-1, 1, (T, A)).astype(np.float32),
-            "reward": (rng.uniform(size=T) > 0.5).astype(np.float32),
-            "success": np.zeros(T, bool), "terminal": np.zeros(T, bool)}
+    return {
+        "image": rng.integers(0, 256, (T + 1, SIZE, SIZE, 3), dtype=np.uint8),
+        "action": rng.uniform(-1, 1, (T, A)).astype(np.float32),
+        "reward": (rng.uniform(size=T) > 0.5).astype(np.float32),
+        "success": np.zeros(T, bool),
+        "terminal": np.zeros(T, bool),
+    }
 
 
 def batch_for(agent, seed=0):
@@ -88,15 +93,19 @@ def batch_for(agent, seed=0):
 
 # -- the losses, by hand ------------------------------------------------------------------------
 
+
 def test_td_target_and_critic_loss_by_hand():
     y = td_target(jnp.array([1.0, 0.0]), jnp.array([1.0, 0.0]), jnp.array([2.0, 3.0]), 0.99)
     np.testing.assert_allclose(y, [2.98, 0.0], rtol=1e-6)  # mask 0: no bootstrap
     y = td_target(jnp.array([1.0]), jnp.array([1.0]), jnp.array([2.0]), 0.5, jnp.array([4.0]), 0.25)
     np.testing.assert_allclose(y, [1.0 + 0.5 * (2.0 - 0.25 * 4.0)])  # the entropy backup, when asked
     qs = jnp.array([[3.0, 0.0], [2.0, 1.0]])  # (heads, B): mean over both heads and the batch
-    assert float(critic_loss(qs, jnp.array([2.98, 0.0]))) == pytest.approx((0.02 ** 2 + 0 + 0.98 ** 2 + 1) / 4, rel=1e-5)
+    assert float(critic_loss(qs, jnp.array([2.98, 0.0]))) == pytest.approx(
+        (0.02**2 + 0 + 0.98**2 + 1) / 4, rel=1e-5
+    )
     assert float(actor_loss(jnp.array([-1.0, -3.0]), jnp.array([2.0, 4.0]), 0.5)) == pytest.approx(
-        ((0.5 * -1 - 2) + (0.5 * -3 - 4)) / 2)
+        ((0.5 * -1 - 2) + (0.5 * -3 - 4)) / 2
+    )
 
 
 def test_bootstrap_mask_modes():
@@ -114,7 +123,9 @@ def test_expectile_loss_is_asymmetric():
     diff = jnp.array([2.0, -1.0])  # Q - V
     assert float(expectile_loss(diff, 0.8)) == pytest.approx((0.8 * 4 + 0.2 * 1) / 2)
     assert float(expectile_loss(-diff, 0.8)) == pytest.approx((0.2 * 4 + 0.8 * 1) / 2)
-    assert float(expectile_loss(diff, 0.5)) == pytest.approx((0.5 * 4 + 0.5 * 1) / 2)  # 0.5: plain squared error / 2
+    assert float(expectile_loss(diff, 0.5)) == pytest.approx(
+        (0.5 * 4 + 0.5 * 1) / 2
+    )  # 0.5: plain squared error / 2
     # tau > 0.5 pushes V up towards the upper expectile: the gradient on V is larger where Q > V
     g = jax.grad(lambda v: expectile_loss(jnp.array([1.0, 1.0]) - v, 0.9))(jnp.array([0.0, 2.0]))
     assert float(g[0]) == pytest.approx(-0.9) and float(g[1]) == pytest.approx(0.1)
@@ -130,14 +141,22 @@ def test_awr_weights_and_loss_by_hand():
 
 def test_cql_term_sign_and_scale():
     # one head, one state, one policy and one uniform sample, A = 1
-    q_data, q_pi, log_pi, q_rand = jnp.array([[1.0]]), jnp.array([[[2.0]]]), jnp.array([[-1.0]]), jnp.array([[[0.0]]])
+    q_data, q_pi, log_pi, q_rand = (
+        jnp.array([[1.0]]),
+        jnp.array([[[2.0]]]),
+        jnp.array([[-1.0]]),
+        jnp.array([[[0.0]]]),
+    )
     expected = math.log(math.exp(2.0 + 1.0) + math.exp(0.0 - math.log(0.5))) - 1.0
     assert float(cql_penalty(q_data, q_pi, log_pi, q_rand, 1)) == pytest.approx(expected, rel=1e-6)
     g_data, g_pi, g_rand = jax.grad(lambda a, b, c: cql_penalty(a, b, log_pi, c, 1), argnums=(0, 1, 2))(
-        q_data, q_pi, q_rand)
+        q_data, q_pi, q_rand
+    )
     # pushes Q down on sampled actions (weights of a softmax, summing to 1) and up on the data's
     assert float(g_data[0, 0]) == pytest.approx(-1.0)
-    assert float(g_pi.sum() + g_rand.sum()) == pytest.approx(1.0) and float(g_pi.sum()) > float(g_rand.sum()) > 0
+    assert (
+        float(g_pi.sum() + g_rand.sum()) == pytest.approx(1.0) and float(g_pi.sum()) > float(g_rand.sum()) > 0
+    )
 
 
 def test_tanh_gaussian_log_prob_matches_change_of_variables():
@@ -145,8 +164,12 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
     a, logp = tanh_gaussian_sample(jax.random.PRNGKey(0), mean, log_std)
     u = np.arctanh(np.asarray(a, np.float64))
     std = np.exp(np.asarray(log_std, np.float64))
-    ref = (-0.5 * ((u - np.asarray(mean)) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)
-           - np.log(1 - np.tanh(u) ** 2)).sum()
+    ref = (
+        -0.5 * ((u - np.asarray(mean)) / std) ** 2
+        - np.log(std)
+        - 0.5 * np.log(2 * np.pi)
+        - np.log(1 - np.tanh(u) ** 2)
+    ).sum()
     assert float(logp[0]) == pytest.approx(ref, rel=1e-4)
 
 
@@ -162,6 +185,7 @@ def test_soft_target_update_by_hand():
 
 
 # -- the agents ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def trained():
@@ -222,8 +246,12 @@ def test_sac_update_temperature_target_and_actor_decay(trained):
     # Adam's first step moves log alpha by -lr (the gradient is positive): alpha falls from 1.0
     assert float(agent.state["log_temp"]) == pytest.approx(-c.temp_lr, rel=1e-3)
     # the target critic moved by tau towards the updated critic
-    for t0, t1, q1 in zip(*(jax.tree_util.tree_leaves(x) for x in (before["target"], agent.state["target"],
-                                                                   agent.state["critic"]))):
+    for t0, t1, q1 in zip(
+        *(
+            jax.tree_util.tree_leaves(x)
+            for x in (before["target"], agent.state["target"], agent.state["critic"])
+        )
+    ):
         np.testing.assert_allclose(t1, c.tau * q1 + (1 - c.tau) * t0, rtol=1e-5, atol=1e-7)
     # the actor's learning rate decays over the run; the critic's stays constant
     actor_count = jax.tree_util.tree_leaves(agent.state["actor_opt"])[0]
@@ -232,7 +260,9 @@ def test_sac_update_temperature_target_and_actor_decay(trained):
 
 def test_cql_adds_alpha_times_its_term(trained):
     for m in trained["cql"][1]:
-        assert float(m["critic_loss"]) == pytest.approx(float(m["bellman_loss"]) + 5.0 * float(m["cql_loss"]), rel=1e-5)
+        assert float(m["critic_loss"]) == pytest.approx(
+            float(m["bellman_loss"]) + 5.0 * float(m["cql_loss"]), rel=1e-5
+        )
         assert float(m["cql_loss"]) > 0  # log-sum-exp over 8 importance-weighted samples exceeds the data's Q
 
 
@@ -255,7 +285,9 @@ def test_cql_encode_once_equals_encode_repeated(trained):
         return agent.conservative(cp, obs, z, qs, mean, log_std, jax.random.PRNGKey(3))[0]
 
     try:
-        both = jax.jit(lambda cp: (jax.value_and_grad(penalty)(cp, True), jax.value_and_grad(penalty)(cp, False)))
+        both = jax.jit(
+            lambda cp: (jax.value_and_grad(penalty)(cp, True), jax.value_and_grad(penalty)(cp, False))
+        )
         (v1, g1), (v2, g2) = both(agent.state["critic"])
     finally:
         agent.config = config
@@ -281,9 +313,9 @@ def test_the_actor_lr_decays_over_the_tasks_paper_schedule_in_every_profile(draw
     import dataclasses
 
     from algorithms.nets.jax_learner import decay_steps
-    from benchmark.tasks.profiles import schedule_for
     from benchmark.core.protocol import Runner, RunSpec
     from benchmark.tasks import get_task
+    from benchmark.tasks.profiles import schedule_for
 
     cfg = algorithms.make_config("bc", "cpu")
     ctx = RunContext(obs_shape=(8, 8, 3), action_dim=4, seed=0, total_updates=1200, schedule_updates=21000)
@@ -292,7 +324,17 @@ def test_the_actor_lr_decays_over_the_tasks_paper_schedule_in_every_profile(draw
     assert decay_steps(dataclasses.replace(cfg, cosine_decay_steps=500), ctx) == 500
     assert decay_steps(cfg, dataclasses.replace(ctx, schedule_updates=0)) == 1200
     spec = get_task("metaworld/drawer-open")
-    runner = Runner(RunSpec(spec, "bc", algorithms.make_config("bc", "smoke"), schedule_for(spec, "smoke"), 0,
-                            drawer_open_data / spec.name, tmp_path / "run"), progress=False)
+    runner = Runner(
+        RunSpec(
+            spec,
+            "bc",
+            algorithms.make_config("bc", "smoke"),
+            schedule_for(spec, "smoke"),
+            0,
+            drawer_open_data / spec.name,
+            tmp_path / "run",
+        ),
+        progress=False,
+    )
     _, agent = runner._build()
     assert agent.context.schedule_updates == 1_000 + 20_000 and agent.context.total_updates == 4 + 4

@@ -1,5 +1,6 @@
 """MOTO (algorithms/moto.py): the paper's equations one by one, the ablation variants, filtered BC's data,
 and the agent on the protocol at smoke size (exact resume after a kill, diagnostics the analysis reads)."""
+
 import csv
 import dataclasses
 import json
@@ -17,7 +18,8 @@ from algorithms.nets.world_model import RSSM, WorldModelConfig
 from benchmark.core.protocol import Runner, RunSpec, resolved_config
 from benchmark.core.replay import EpisodeStore
 from benchmark.tasks import Schedule, get_task
-from tests.helpers.runs import checkpoint_params, kill_and_resume, make_episode, metric_rows as rows
+from tests.helpers.runs import checkpoint_params, kill_and_resume, make_episode
+from tests.helpers.runs import metric_rows as rows
 
 SMALL = dict(deter=8, hidden=8, stoch=3, classes=4)
 
@@ -32,19 +34,33 @@ def one_thread():
 
 
 def smoke_agent(obs=(16, 16, 3), **kw):
-    cfg = algorithms.make_config("moto", "smoke", enc_kernels=(4, 3), enc_channels=(4, 4), dec_channels=(4, 3),
-                                 dec_kernels=(7, 4), **kw)
-    return algorithms.make_agent("moto", cfg, RunContext(obs_shape=obs, action_dim=4, seed=0, total_updates=10,
-                                                         task="metaworld/drawer-open"))
+    cfg = algorithms.make_config(
+        "moto",
+        "smoke",
+        enc_kernels=(4, 3),
+        enc_channels=(4, 4),
+        dec_channels=(4, 3),
+        dec_kernels=(7, 4),
+        **kw,
+    )
+    return algorithms.make_agent(
+        "moto",
+        cfg,
+        RunContext(obs_shape=obs, action_dim=4, seed=0, total_updates=10, task="metaworld/drawer-open"),
+    )
 
 
 def seq_batch(B, L, seed=0, size=16, goal=True):
     rng = np.random.default_rng(seed)
-    b = {"image": rng.integers(0, 256, (B, L, size, size, 3), dtype=np.uint8),
-         "action": rng.uniform(-1, 1, (B, L, 4)).astype(np.float32),
-         "reward": rng.uniform(size=(B, L)).astype(np.float32), "discount": np.ones((B, L), np.float32),
-         "is_first": np.zeros((B, L), bool), "is_terminal": np.zeros((B, L), bool),
-         "episode_goal": np.full((B, L), goal)}
+    b = {
+        "image": rng.integers(0, 256, (B, L, size, size, 3), dtype=np.uint8),
+        "action": rng.uniform(-1, 1, (B, L, 4)).astype(np.float32),
+        "reward": rng.uniform(size=(B, L)).astype(np.float32),
+        "discount": np.ones((B, L), np.float32),
+        "is_first": np.zeros((B, L), bool),
+        "is_terminal": np.zeros((B, L), bool),
+        "episode_goal": np.full((B, L), goal),
+    }
     b["is_first"][:, 0] = True
     b["action"][:, 0] = 0.0
     b["reward"][:, 0] = 0.0
@@ -76,8 +92,11 @@ def test_disagreement_is_zero_when_members_share_weights_and_positive_otherwise(
 def test_penalty_lowers_imagined_rewards_by_exactly_alpha_times_u():
     agent = smoke_agent()
     g = torch.Generator().manual_seed(3)
-    start = {"deter": torch.randn(5, 16, generator=g), "stoch": torch.rand(5, 16, generator=g),
-             "stats": torch.zeros(5, 16)}
+    start = {
+        "deter": torch.randn(5, 16, generator=g),
+        "stoch": torch.rand(5, 16, generator=g),
+        "stats": torch.zeros(5, 16),
+    }
     state = agent.gen.get_state()
     plain = agent.rollout(start, 3, alpha=0.0)
     agent.gen.set_state(state)
@@ -87,7 +106,9 @@ def test_penalty_lowers_imagined_rewards_by_exactly_alpha_times_u():
     u = penalised["uncertainty"]
     assert u.shape == (3, 5) and bool((u > 0).all())
     assert torch.equal(penalised["reward"], plain["reward"] - 10.0 * u)
-    assert torch.equal(moto.penalised_reward(torch.tensor([1.0]), torch.tensor([0.25]), 10.0), torch.tensor([-1.5]))
+    assert torch.equal(
+        moto.penalised_reward(torch.tensor([1.0]), torch.tensor([0.25]), 10.0), torch.tensor([-1.5])
+    )
 
 
 # -- Eqs. 5-8 ------------------------------------------------------------------------------------------------
@@ -107,15 +128,19 @@ def test_value_expansion_and_lambda_mixture_against_a_hand_computed_example():
     assert moto.mixed_value(v, v0[:-1], lam)[:, 0].tolist() == [9.90625, 17.625, 26.5]
     # the mixture equals the recursive TD(lambda) return bootstrapped with V_0
     r, v0 = torch.randn(15, 7, dtype=torch.float64), torch.randn(16, 7, dtype=torch.float64)
-    torch.testing.assert_close(moto.lambda_mixture(r, v0, 0.99, 0.95),
-                               lambda_return(r, v0, torch.full_like(r, 0.99), 0.95))
+    torch.testing.assert_close(
+        moto.lambda_mixture(r, v0, 0.99, 0.95), lambda_return(r, v0, torch.full_like(r, 0.99), 0.95)
+    )
 
 
 def test_real_transitions_pair_state_t_with_the_next_frames_action_and_reward():
     B, L, T = 2, 6, 3
-    b = {"action": torch.arange(B * L, dtype=torch.float32).reshape(B, L, 1).repeat(1, 1, 4),  # frame id
-         "reward": 1000 + torch.arange(B * L, dtype=torch.float32).reshape(B, L),
-         "discount": torch.ones(B, L), "is_first": torch.zeros(B, L, dtype=torch.bool)}
+    b = {
+        "action": torch.arange(B * L, dtype=torch.float32).reshape(B, L, 1).repeat(1, 1, 4),  # frame id
+        "reward": 1000 + torch.arange(B * L, dtype=torch.float32).reshape(B, L),
+        "discount": torch.ones(B, L),
+        "is_first": torch.zeros(B, L, dtype=torch.bool),
+    }
     b["is_first"][0, 2] = True  # a (hypothetical) episode start inside row 0's window
     feat = torch.arange(B * L, dtype=torch.float32).reshape(B, L, 1)
     real = moto.real_transitions(feat, b, torch.tensor([1, 3]), T)
@@ -125,10 +150,16 @@ def test_real_transitions_pair_state_t_with_the_next_frames_action_and_reward():
     assert real["mask"].tolist() == [[False, True], [True, True]]
     # Eq. 8 by hand: targets r + gamma d Vhat'(next); masked entries do not count
     q = [torch.zeros(2, 2), torch.ones(2, 2)]
-    loss = moto.data_critic_loss(q, torch.tensor([[9.0, 1.0], [1.0, 1.0]]), torch.tensor([[1.0, 1.0], [1.0, 0.0]]),
-                                 torch.full((2, 2), 2.0), 0.5, torch.tensor([[False, True], [True, True]]))
+    loss = moto.data_critic_loss(
+        q,
+        torch.tensor([[9.0, 1.0], [1.0, 1.0]]),
+        torch.tensor([[1.0, 1.0], [1.0, 0.0]]),
+        torch.full((2, 2), 2.0),
+        0.5,
+        torch.tensor([[False, True], [True, True]]),
+    )
     targets = torch.tensor([2.0, 2.0, 1.0])
-    assert loss.item() == pytest.approx(((targets ** 2).mean() + ((targets - 1) ** 2).mean()).item())
+    assert loss.item() == pytest.approx(((targets**2).mean() + ((targets - 1) ** 2).mean()).item())
 
 
 def test_the_data_critic_loss_uses_real_rewards_and_real_actions():
@@ -141,8 +172,11 @@ def test_the_data_critic_loss_uses_real_rewards_and_real_actions():
         b = {k: torch.as_tensor(v) for k, v in seq_batch(2, 5).items()}
         change(b)
         g = torch.Generator().manual_seed(0)
-        post = {"deter": torch.randn(2, 5, 16, generator=g), "stoch": torch.rand(2, 5, 16, generator=g),
-                "stats": torch.zeros(2, 5, 16)}
+        post = {
+            "deter": torch.randn(2, 5, 16, generator=g),
+            "stoch": torch.rand(2, 5, 16, generator=g),
+            "stats": torch.zeros(2, 5, 16),
+        }
         m = agent.train_agent(post, b, None)
         return m["critic_model_loss"].item(), m["critic_data_loss"].item()
 
@@ -207,20 +241,34 @@ def test_filtered_bc_touches_only_goal_reaching_trajectories():
 def test_each_ablation_differs_from_moto_only_in_its_flag(profile):
     full = dataclasses.asdict(algorithms.make_config("moto", profile))
     assert (full["alpha"], full["beta"], full["ensemble"]) == (10.0, 10.0, 7)
-    expected = {"moto-no-unc": {"alpha": 0.0}, "moto-no-bc": {"beta": 0.0},
-                "moto-no-bc-no-unc": {"alpha": 0.0, "beta": 0.0}}
+    expected = {
+        "moto-no-unc": {"alpha": 0.0},
+        "moto-no-bc": {"beta": 0.0},
+        "moto-no-bc-no-unc": {"alpha": 0.0, "beta": 0.0},
+    }
     for name, flags in expected.items():
         cfg = dataclasses.asdict(algorithms.make_config(name, profile))
         assert {k: v for k, v in cfg.items() if full[k] != v} == flags
         assert algorithms.get(name).base_algo == "moto"
     paper = algorithms.make_config("moto", "paper")
-    assert (paper.model_lr, paper.actor_lr, paper.critic_lr, paper.batch, paper.length, paper.agent_batch,
-            paper.horizon, paper.discount, paper.lam) == (1e-4, 8e-5, 8e-5, 16, 50, 128, 15, 0.99, 0.95)
+    assert (
+        paper.model_lr,
+        paper.actor_lr,
+        paper.critic_lr,
+        paper.batch,
+        paper.length,
+        paper.agent_batch,
+        paper.horizon,
+        paper.discount,
+        paper.lam,
+    ) == (1e-4, 8e-5, 8e-5, 16, 50, 128, 15, 0.99, 0.95)
 
 
 # -- on the protocol ---------------------------------------------------------------------------------------
 
-SCHEDULE = Schedule(offline_steps=4, updates_per_episode=2, online_steps=4, eval_every_episodes=1, eval_episodes=1)
+SCHEDULE = Schedule(
+    offline_steps=4, updates_per_episode=2, online_steps=4, eval_every_episodes=1, eval_episodes=1
+)
 
 
 def make_runner(out, data_dir, **kw):
@@ -247,11 +295,14 @@ def whole_run(tmp_path_factory, drawer_open_data):
 
 @pytest.mark.slow
 def test_kill_and_resume_is_bit_exact(tmp_path, drawer_open_data, monkeypatch, whole_run):
-    kill_and_resume(monkeypatch, lambda: make_runner(tmp_path / "cut", drawer_open_data), tmp_path / "cut",
-                    whole_run, 5)  # online, half-way through the first episode's updates
+    kill_and_resume(
+        monkeypatch, lambda: make_runner(tmp_path / "cut", drawer_open_data), tmp_path / "cut", whole_run, 5
+    )  # online, half-way through the first episode's updates
     np.testing.assert_array_equal(params(tmp_path / "cut"), params(whole_run))
     for name in ("uncertainty.csv", "reward_prediction.csv"):
-        assert (tmp_path / "cut" / "diagnostics" / name).read_text() == (whole_run / "diagnostics" / name).read_text()
+        assert (tmp_path / "cut" / "diagnostics" / name).read_text() == (
+            whole_run / "diagnostics" / name
+        ).read_text()
     r = [x for x in rows(whole_run) if x["phase"] != "eval"]
     assert all(x["bc_loss"] and x["critic_data_loss"] and float(x["imag_uncertainty"]) > 0 for x in r)
 
@@ -269,8 +320,9 @@ def test_diagnostics_are_written_in_the_analysis_formats_and_from_the_checkpoint
     assert [int(r["env_steps"]) for r in raw] == [0, 8, 16]  # 4 agent steps x action repeat 2
     # J(policy) comes from the evaluation that triggered each row, the offline one included
     assert [r["policy_return_source"] for r in raw] == ["eval_episodes"] * 3
-    assert [float(r["eval_success"]) for r in raw] == [float(x["eval_success"]) for x in rows(whole_run)
-                                                       if x["phase"] == "eval"]
+    assert [float(r["eval_success"]) for r in raw] == [
+        float(x["eval_success"]) for x in rows(whole_run) if x["phase"] == "eval"
+    ]
     assert all(int(r["policy_episodes"]) == 1 for r in raw)  # the smoke profile's eval_episodes
     df = read_uncertainty(path)  # rows with both Eq. 12's estimate and a performance gap
     assert len(df) == 3 and (df["expected_uncertainty"] > 0).all()
@@ -362,8 +414,9 @@ def test_action_uncertainty_rolls_data_policy_and_random_actions_from_the_same_s
     # Eq. 12 is the data source of the chosen measure
     eps = moto.expected_uncertainty(agent.wm, [ep], 2, torch.Generator().manual_seed(0), measure="probs")
     assert eps == pytest.approx(out["data"]["probs"], rel=1e-5)
-    rows_ = moto.action_uncertainty_rows(out, "probs", {"grad_step": 3, "phase": "offline", "episodes": 0,
-                                                        "env_steps": 0})
+    rows_ = moto.action_uncertainty_rows(
+        out, "probs", {"grad_step": 3, "phase": "offline", "episodes": 0, "env_steps": 0}
+    )
     assert [r["selected"] for r in rows_].count(True) == 1
     r = next(r for r in rows_ if r["measure"] == "meandis")
     assert r["random_over_data"] == pytest.approx(out["random"]["meandis"] / out["data"]["meandis"])
@@ -373,8 +426,11 @@ def test_the_uncertainty_measure_is_a_config_choice():
     # same seed, same weights, same draws: the measure changes u (and the penalised reward), not the rollout
     a, b = smoke_agent(uncertainty="meandis"), smoke_agent(uncertainty="logits")
     g = torch.Generator().manual_seed(3)
-    start = {"deter": torch.randn(5, 16, generator=g), "stoch": torch.rand(5, 16, generator=g),
-             "stats": torch.zeros(5, 16)}
+    start = {
+        "deter": torch.randn(5, 16, generator=g),
+        "stoch": torch.rand(5, 16, generator=g),
+        "stats": torch.zeros(5, 16),
+    }
     with torch.no_grad():
         ra, rb = a.rollout(start, 3, 10.0), b.rollout(start, 3, 10.0)
     torch.testing.assert_close(ra["feat"], rb["feat"])

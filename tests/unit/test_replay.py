@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from tests.helpers.runs import make_episode
 
 from algorithms import Sequences, Transitions
 from benchmark.core.replay import BatchSampler, EpisodeStore, sampling_rng
+from tests.helpers.runs import make_episode
 
 
 def naive_stack(frames, t, k):
@@ -18,8 +18,12 @@ def filled(*episodes, online=()):
 
 
 def locate(eps, action):
-    return [(e, t) for e, ep in enumerate(eps) for t in range(len(ep["action"]))
-            if np.array_equal(ep["action"][t], action)]
+    return [
+        (e, t)
+        for e, ep in enumerate(eps)
+        for t in range(len(ep["action"]))
+        if np.array_equal(ep["action"][t], action)
+    ]
 
 
 def test_frame_stack_by_index_equals_naive_stacking():
@@ -30,7 +34,7 @@ def test_frame_stack_by_index_equals_naive_stacking():
     assert b["frames"].shape == (64, 4, 8, 8, 3) and b["obs"].shape == b["next_obs"].shape == (64, 3, 8, 8, 3)
     assert np.shares_memory(b["obs"], b["frames"]) and np.shares_memory(b["next_obs"], b["frames"])  # views
     for i in range(64):
-        (e, t), = locate(eps, b["action"][i])
+        ((e, t),) = locate(eps, b["action"][i])
         np.testing.assert_array_equal(b["obs"][i], naive_stack(eps[e]["image"], t, 3))
         np.testing.assert_array_equal(b["next_obs"][i], naive_stack(eps[e]["image"], t + 1, 3))
         assert b["reward"][i] == eps[e]["reward"][t]
@@ -47,15 +51,27 @@ def test_sequences_stay_inside_one_episode_and_align_actions():
     ep = eps[0]
     for i in range(16):
         s = next(s for s in range(0, 5) if np.array_equal(ep["image"][s], b["image"][i, 0]))
-        np.testing.assert_array_equal(b["image"][i], ep["image"][s:s + 6])
+        np.testing.assert_array_equal(b["image"][i], ep["image"][s : s + 6])
         # action[j] / reward[j]: what led into frame j (zero before the first frame).
-        np.testing.assert_array_equal(b["action"][i], np.concatenate([np.zeros((1, 4)), ep["action"]])[s:s + 6])
-        np.testing.assert_array_equal(b["reward"][i], np.concatenate([[0], ep["reward"]])[s:s + 6])
+        np.testing.assert_array_equal(
+            b["action"][i], np.concatenate([np.zeros((1, 4)), ep["action"]])[s : s + 6]
+        )
+        np.testing.assert_array_equal(b["reward"][i], np.concatenate([[0], ep["reward"]])[s : s + 6])
         np.testing.assert_array_equal(b["is_first"][i], np.arange(s, s + 6) == 0)
         np.testing.assert_array_equal(b["is_last"][i], np.arange(s, s + 6) == 9)
-        np.testing.assert_array_equal(b["success"][i], np.concatenate([[False], ep["success"]])[s:s + 6])
-    assert set(b) >= {"image", "action", "reward", "discount", "is_first", "is_last", "is_terminal",
-                      "success", "goal", "episode_goal"}
+        np.testing.assert_array_equal(b["success"][i], np.concatenate([[False], ep["success"]])[s : s + 6])
+    assert set(b) >= {
+        "image",
+        "action",
+        "reward",
+        "discount",
+        "is_first",
+        "is_last",
+        "is_terminal",
+        "success",
+        "goal",
+        "episode_goal",
+    }
 
 
 def test_cross_episode_windows_cover_every_kept_frame_equally_and_mark_episode_starts():
@@ -71,10 +87,16 @@ def test_cross_episode_windows_cover_every_kept_frame_equally_and_mark_episode_s
         b = store.sample(Sequences(400, L, filter=flt, cross_episodes=True), sampling_rng(0, 0, 0))
         counts = np.zeros(N, int)
         for i in range(400):
-            s = next(s for s in range(N) if all(np.array_equal(frames[(s + j) % N], b["image"][i, j]) for j in range(L)))
+            s = next(
+                s
+                for s in range(N)
+                if all(np.array_equal(frames[(s + j) % N], b["image"][i, j]) for j in range(L))
+            )
             idx = (s + np.arange(L)) % N
             counts[idx] += 1
-            np.testing.assert_array_equal(b["is_first"][i], firsts[idx])  # a new episode starts where is_first
+            np.testing.assert_array_equal(
+                b["is_first"][i], firsts[idx]
+            )  # a new episode starts where is_first
             np.testing.assert_array_equal(b["action"][i], into[idx])  # zeros into an episode's first frame
         # Each frame is in exactly L of the N windows, so its expected count is 400 L / N, start or middle
         # alike (inside-episode windows put an episode's first frame in 1 window of its 5 (T=9, L=6)).
@@ -87,7 +109,11 @@ def test_prioritize_ends_draws_episodes_uniformly_and_half_the_windows_at_the_en
     # DreamerV2's draw for a T+1 = 11-frame episode and L = 5: start = min(U{0..11}, 6), so the last
     # window (start 6) has probability 6/12 and every other start 1/12; episodes are equally likely
     # whatever their length (the short one, 6 frames: start = min(U{0..6}, 1) -> 1 with probability 6/7).
-    eps = [make_episode(T=10, seed=1), make_episode(T=5, seed=2), make_episode(T=3, seed=3)]  # the last is too short
+    eps = [
+        make_episode(T=10, seed=1),
+        make_episode(T=5, seed=2),
+        make_episode(T=3, seed=3),
+    ]  # the last is too short
     store = filled(*eps)
     n = 24_000
     g = store.sample(Sequences(n, 5, prioritize_ends=True), sampling_rng(0, 0, 0))["image"][:, 0]
@@ -139,8 +165,10 @@ def test_filters_return_only_the_episodes_asked_for():
         seen = {locate(eps, a)[0][0] for a in b["action"]}
         assert seen == allowed, flt
         s = store.sample(Sequences(50, length=3, filter=flt), rng)
-        seen = {next(e for e, ep in enumerate(eps) for t in range(4) if np.array_equal(ep["image"][t], img))
-                for img in s["image"][:, 0]}
+        seen = {
+            next(e for e, ep in enumerate(eps) for t in range(4) if np.array_equal(ep["image"][t], img))
+            for img in s["image"][:, 0]
+        }
         assert seen == allowed, flt
     b = store.sample(Transitions(100, online_fraction=0.25), rng)
     assert b["online"].sum() == 25
@@ -153,7 +181,9 @@ def test_filters_return_only_the_episodes_asked_for():
 
 
 def test_goal_flags_follow_the_task_rule():
-    ep = make_episode(T=4, objects_done=np.array([[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], bool))
+    ep = make_episode(
+        T=4, objects_done=np.array([[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], bool)
+    )
     store = EpisodeStore(goal_fn=lambda e: e["objects_done"][:, :3].all(1))  # Kitchen partial: first three
     store.add(ep)
     np.testing.assert_array_equal(store.episode(0)["goal"], [False, True, False, True])
@@ -205,8 +235,10 @@ def test_episodes_keep_the_fields_a_goal_rule_reads():
     spec = get_task("kitchen/partial")
     done = np.zeros((5, 4), bool)
     done[3:, :3] = True  # the first three objects hold from step 3 on
-    eps = [make_episode(T=5, action_dim=9, seed=1, objects_done=done),
-           make_episode(T=4, action_dim=9, seed=2, objects_done=np.zeros((4, 4), bool))]
+    eps = [
+        make_episode(T=5, action_dim=9, seed=1, objects_done=done),
+        make_episode(T=4, action_dim=9, seed=2, objects_done=np.zeros((4, 4), bool)),
+    ]
     store = EpisodeStore(goal_fn=spec.goal_flags)
     store.reserve(20, (8, 8, 3), 9)
     for ep in eps:

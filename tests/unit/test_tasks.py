@@ -3,8 +3,18 @@ import pytest
 
 from benchmark.tasks import TASKS, get_task, resolve_tasks, suites
 
-PAPER_METAWORLD = {"assembly", "bin-picking", "box-close", "coffee-push", "disassemble", "door-open",
-                   "drawer-open", "hammer", "plate-slide", "window-open"}
+PAPER_METAWORLD = {
+    "assembly",
+    "bin-picking",
+    "box-close",
+    "coffee-push",
+    "disassemble",
+    "door-open",
+    "drawer-open",
+    "hammer",
+    "plate-slide",
+    "window-open",
+}
 
 
 def test_registry_holds_the_papers_twelve_tasks():
@@ -16,7 +26,10 @@ def test_registry_holds_the_papers_twelve_tasks():
 def test_resolve_suites_lists_and_duplicates():
     assert resolve_tasks("kitchen") == ["kitchen/mixed", "kitchen/partial"]
     assert resolve_tasks("kitchen/partial,kitchen,metaworld/hammer") == [
-        "kitchen/partial", "kitchen/mixed", "metaworld/hammer"]
+        "kitchen/partial",
+        "kitchen/mixed",
+        "metaworld/hammer",
+    ]
     assert len(resolve_tasks("all")) == 12
 
 
@@ -30,8 +43,16 @@ def test_unknown_task_lists_the_known_ones():
 
 def test_schedules_follow_the_paper():
     mw, k = get_task("metaworld/hammer"), get_task("kitchen/mixed")
-    assert (mw.schedule.offline_steps, mw.schedule.updates_per_episode, mw.schedule.online_steps) == (1000, 20, 20000)
-    assert (k.schedule.offline_steps, k.schedule.updates_per_episode, k.schedule.online_steps) == (10000, 50, 66300)
+    assert (mw.schedule.offline_steps, mw.schedule.updates_per_episode, mw.schedule.online_steps) == (
+        1000,
+        20,
+        20000,
+    )
+    assert (k.schedule.offline_steps, k.schedule.updates_per_episode, k.schedule.online_steps) == (
+        10000,
+        50,
+        66300,
+    )
     assert mw.schedule.online_episodes == 1000 and k.schedule.online_episodes == 1326
     assert (mw.action_repeat, k.action_repeat, k.episode_length) == (2, 1, 280)
     assert (mw.episode_length, mw.demo_length, k.demo_length) == (200, 100, 280)  # online/eval vs demos

@@ -1,5 +1,6 @@
 """The shared world model (algorithms/nets/world_model.py): KL balancing, straight-through latents, the
 batched prior ensemble, episode resets, imagination, lambda-returns, dynamics backpropagation."""
+
 import dataclasses
 import math
 
@@ -10,8 +11,20 @@ import torch
 from algorithms.nets.torch_parts import TruncatedNormal, lambda_return
 from algorithms.nets.world_model import RSSM, WorldModel, WorldModelConfig, kl_balanced
 
-TINY = WorldModelConfig(deter=8, hidden=8, stoch=3, classes=4, enc_channels=(4, 4, 4, 4), enc_mlp=(8,),
-                        dec_mlp=(8,), dec_in=8, dec_channels=(4, 4, 4, 3), reward_mlp=(8,), batch=2, length=6)
+TINY = WorldModelConfig(
+    deter=8,
+    hidden=8,
+    stoch=3,
+    classes=4,
+    enc_channels=(4, 4, 4, 4),
+    enc_mlp=(8,),
+    dec_mlp=(8,),
+    dec_in=8,
+    dec_channels=(4, 4, 4, 3),
+    reward_mlp=(8,),
+    batch=2,
+    length=6,
+)
 
 
 def tiny_rssm(**kw):
@@ -82,7 +95,13 @@ def test_batched_ensemble_equals_a_loop_over_members_in_values_and_gradients():
     batched = rssm.prior(deter, "all")
     loop = torch.stack([_loop_prior(rssm, deter, m) for m in range(5)])
     torch.testing.assert_close(batched, loop)
-    params = [rssm.prior_hidden.weight, rssm.prior_hidden.bias, rssm.prior_out.weight, rssm.prior_out.bias, deter]
+    params = [
+        rssm.prior_hidden.weight,
+        rssm.prior_hidden.bias,
+        rssm.prior_out.weight,
+        rssm.prior_out.bias,
+        deter,
+    ]
     g_batched = torch.autograd.grad((batched * r).sum(), params)
     g_loop = torch.autograd.grad((loop * r).sum(), params)
     for a, b in zip(g_batched, g_loop):
@@ -150,11 +169,17 @@ def test_decoder_first_layer_as_a_matmul_equals_the_transposed_convolution():
     torch.manual_seed(0)
     dec = Decoder(40, (64, 64, 3), (16,), 24, (8, 6, 4, 3), (5, 5, 6, 6))
     feat = torch.randn(2, 3, 40, requires_grad=True)
-    ref = dec.deconv(dec.mlp(feat.reshape(-1, 40))[:, :, None, None]).permute(0, 2, 3, 1).reshape(2, 3, 64, 64, 3)
+    ref = (
+        dec.deconv(dec.mlp(feat.reshape(-1, 40))[:, :, None, None])
+        .permute(0, 2, 3, 1)
+        .reshape(2, 3, 64, 64, 3)
+    )
     out = dec(feat)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
     params = [feat] + list(dec.parameters())
-    for g, g_ref in zip(torch.autograd.grad(out.square().sum(), params), torch.autograd.grad(ref.square().sum(), params)):
+    for g, g_ref in zip(
+        torch.autograd.grad(out.square().sum(), params), torch.autograd.grad(ref.square().sum(), params)
+    ):
         torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
 
 
@@ -166,7 +191,9 @@ def test_lambda_returns_match_a_hand_computed_example():
     torch.testing.assert_close(lambda_return(reward, value, disc, 0.5), torch.tensor([[2.75], [4.0]]))
     # lambda = 0: one-step targets; lambda = 1: discounted Monte Carlo with bootstrap
     torch.testing.assert_close(lambda_return(reward, value, disc, 0.0), torch.tensor([[2.5], [4.0]]))
-    torch.testing.assert_close(lambda_return(reward, value, disc, 1.0), torch.tensor([[1 + 0.5 * 4.0], [4.0]]))
+    torch.testing.assert_close(
+        lambda_return(reward, value, disc, 1.0), torch.tensor([[1 + 0.5 * 4.0], [4.0]])
+    )
 
 
 def test_truncated_normal_samples_stay_in_bounds_and_carry_gradients():
@@ -187,15 +214,21 @@ def test_world_model_loss_trains_every_part(classes):
     wm = WorldModel(dataclasses.replace(TINY, classes=classes, ensemble=2), (64, 64, 3), 2)
     rng = np.random.default_rng(0)
     B, L = 2, 4
-    batch = {"image": torch.as_tensor(rng.integers(0, 256, (B, L, 64, 64, 3), dtype=np.uint8)),
-             "action": torch.randn(B, L, 2), "reward": torch.rand(B, L),
-             "is_first": torch.tensor([[True, False, False, False]] * B), "is_terminal": torch.zeros(B, L, dtype=bool)}
+    batch = {
+        "image": torch.as_tensor(rng.integers(0, 256, (B, L, 64, 64, 3), dtype=np.uint8)),
+        "action": torch.randn(B, L, 2),
+        "reward": torch.rand(B, L),
+        "is_first": torch.tensor([[True, False, False, False]] * B),
+        "is_terminal": torch.zeros(B, L, dtype=bool),
+    }
     loss, metrics, post = wm.loss(batch, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss) and post["deter"].shape == (B, L, 8)
     loss.backward()
     for name in ("encoder", "decoder", "reward", "rssm"):
         grads = [p.grad for p in getattr(wm, name).parameters()]
-        assert all(g is not None for g in grads[:1]) and sum(g.abs().sum() for g in grads if g is not None) > 0, name
+        assert (
+            all(g is not None for g in grads[:1]) and sum(g.abs().sum() for g in grads if g is not None) > 0
+        ), name
 
 
 def test_a_window_without_carried_state_starts_fresh_at_its_first_frame():
@@ -214,8 +247,9 @@ def test_a_window_without_carried_state_starts_fresh_at_its_first_frame():
     for key in ("deter", "stoch", "stats"):
         torch.testing.assert_close(post[key], fresh[key])
     # with a carried state the first frame continues it (no reset)
-    carried, _ = rssm.observe(embed[:, 1:], action[:, 1:], mid[:, 1:], state={k: v[:, 0] for k, v in post.items()},
-                              sample=False)
+    carried, _ = rssm.observe(
+        embed[:, 1:], action[:, 1:], mid[:, 1:], state={k: v[:, 0] for k, v in post.items()}, sample=False
+    )
     torch.testing.assert_close(carried["deter"], post["deter"][:, 1:])
 
 
@@ -235,12 +269,16 @@ def test_every_uncertainty_measure_is_zero_when_members_share_weights(classes):
     state = rssm.initial(6)
     state["deter"] = torch.randn(6, 8)
     measures = MEASURES if classes else ("logits", "sample_log_prob", "meandis")
-    out, stats_all = rssm.img_step(state, torch.randn(6, 2), torch.Generator().manual_seed(0), return_ensemble=True)
+    out, stats_all = rssm.img_step(
+        state, torch.randn(6, 2), torch.Generator().manual_seed(0), return_ensemble=True
+    )
     for m in measures:
         u = rssm.disagreement(stats_all, m, out["stoch"])
         assert u.shape == (6,) and bool((u > 1e-3).all()), m
     _members_equal(rssm)
-    out, stats_all = rssm.img_step(state, torch.randn(6, 2), torch.Generator().manual_seed(0), return_ensemble=True)
+    out, stats_all = rssm.img_step(
+        state, torch.randn(6, 2), torch.Generator().manual_seed(0), return_ensemble=True
+    )
     for m in measures:
         assert rssm.disagreement(stats_all, m, out["stoch"]).abs().max() < 1e-5, m
     if not classes:
@@ -257,7 +295,9 @@ def test_a_constant_on_one_categoricals_logits_moves_only_the_raw_logit_measure(
     rssm = tiny_rssm(ensemble=4, stoch=3, classes=4)
     state = rssm.initial(5)
     state["deter"] = torch.randn(5, 8)
-    out, stats_all = rssm.img_step(state, torch.randn(5, 2), torch.Generator().manual_seed(1), return_ensemble=True)
+    out, stats_all = rssm.img_step(
+        state, torch.randn(5, 2), torch.Generator().manual_seed(1), return_ensemble=True
+    )
     shifted = stats_all.clone().unflatten(-1, (3, 4))
     shifted[2, :, 1] += 3.0  # member 2, categorical 1, every class
     shifted = shifted.flatten(-2)
@@ -276,11 +316,13 @@ def test_the_measures_against_hand_computed_values():
     logits = torch.tensor([[[0.0, 0.0]], [[math.log(4.0), 0.0]]])  # (M=2, N=1, P=2)
     z = torch.tensor([[1.0, 0.0]])  # the sampled class 0
     lp = torch.log(torch.tensor([[0.5, 0.5], [0.8, 0.2]]))
-    expect = {"logits": (math.log(4.0) / 2 + 0.0) / 2,
-              "log_probs": ((lp[0] - lp[1]).abs() / 2).mean().item(),
-              "probs": (0.3 / 2 + 0.3 / 2) / 2,
-              "sample_log_prob": abs(math.log(0.5) - math.log(0.8)) / 2,
-              "meandis": math.sqrt(0.15 ** 2 * 2)}
+    expect = {
+        "logits": (math.log(4.0) / 2 + 0.0) / 2,
+        "log_probs": ((lp[0] - lp[1]).abs() / 2).mean().item(),
+        "probs": (0.3 / 2 + 0.3 / 2) / 2,
+        "sample_log_prob": abs(math.log(0.5) - math.log(0.8)) / 2,
+        "meandis": math.sqrt(0.15**2 * 2),
+    }
     for m, v in expect.items():
         assert rssm.disagreement(logits, m, z).item() == pytest.approx(v, rel=1e-5), m
 
@@ -290,7 +332,9 @@ def test_prior_heads_can_see_the_action_into_the_state():
     deter = torch.randn(4, 8)
     a, b = torch.randn(4, 2), torch.randn(4, 2)
     assert rssm.prior(deter, "all", a).shape == (3, 4, 12)
-    assert not torch.allclose(rssm.prior(deter, "all", a), rssm.prior(deter, "all", b))  # same h, other action
+    assert not torch.allclose(
+        rssm.prior(deter, "all", a), rssm.prior(deter, "all", b)
+    )  # same h, other action
     with pytest.raises(ValueError, match="action="):
         rssm.prior(deter, "all")
     # observe's priors use the action into each frame, zeroed where a window or an episode starts (as obs_step)

@@ -1,4 +1,5 @@
 """Pixel environments. Importing this package picks the headless GL backend before mujoco loads."""
+
 from benchmark import configure_gl
 
 configure_gl()

@@ -9,6 +9,7 @@ The paper's task names are swapped relative to D4RL's: here ``mixed`` = microwav
 switch, slide cabinet (D4RL's kitchen-partial objects) and ``partial`` = microwave, kettle, bottom
 burner, light switch (D4RL's kitchen-mixed objects).
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence

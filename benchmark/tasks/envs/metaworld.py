@@ -7,6 +7,7 @@ at (0.1, 0.5, 0.3) plus N(0, 0.02^2) noise per axis, then 10 zero-action simulat
 scene settle. ``info["state"]`` carries MetaWorld's state vector for scripted experts; agents
 never see it.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,8 +19,16 @@ from benchmark.tasks.envs.render import Camera, PixelRenderer
 
 # The paper's ten tasks (it used the -v2 versions; metaworld 3.x ships -v3).
 METAWORLD_TASKS = (
-    "assembly", "bin-picking", "box-close", "coffee-push", "disassemble",
-    "door-open", "drawer-open", "hammer", "plate-slide", "window-open",
+    "assembly",
+    "bin-picking",
+    "box-close",
+    "coffee-push",
+    "disassemble",
+    "door-open",
+    "drawer-open",
+    "hammer",
+    "plate-slide",
+    "window-open",
 )
 
 CAMERAS = {
@@ -50,7 +59,9 @@ class MetaWorldPixelEnv(gym.Env):
 
         name = f"{task}-v3"
         if name not in ALL_V3_ENVIRONMENTS:
-            raise ValueError(f"unknown MetaWorld task {task!r}; known: {sorted(n[:-3] for n in ALL_V3_ENVIRONMENTS)}")
+            raise ValueError(
+                f"unknown MetaWorld task {task!r}; known: {sorted(n[:-3] for n in ALL_V3_ENVIRONMENTS)}"
+            )
         if camera not in CAMERAS:
             raise ValueError(f"unknown camera {camera!r}; choose from {sorted(CAMERAS)}")
         self.task = task

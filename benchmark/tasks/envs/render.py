@@ -6,6 +6,7 @@ CPU rendering (Mesa llvmpipe through EGL, or OSMesa) is slow with MuJoCo's defau
 settings, so every renderer here uses a 64x64 offscreen buffer, no multisampling, no
 shadows and no reflections.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,6 +32,7 @@ class Camera:
     elevation: float = -45.0
     lookat: tuple[float, float, float] = (0.0, 0.0, 0.0)
     flip: bool = False  # rotate the image by 180 degrees (for cameras mounted upside down)
+
 
 class PixelRenderer:
     """Renders one model's scene to ``(size, size, 3)`` uint8 images with its own GL context."""
