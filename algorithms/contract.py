@@ -105,9 +105,10 @@ class Sequences:
 
     ``cross_episodes=True``: windows of the stream of every frame the filter keeps (episodes back to
     back, wrapping round at the end), uniform over all of its frames as starts, so every frame is in
-    exactly ``length`` of the possible windows (when ``length`` <= the stream's frames) (inside-episode windows see an episode's first and
-    last frames ``length`` times less often than its middle). ``is_first`` marks where a new episode
-    begins inside a window; a recurrent model must reset there (``RSSM.observe`` does).
+    exactly ``length`` of the possible windows (when ``length`` <= the stream's frames)
+    (inside-episode windows see an episode's first and last frames ``length`` times less often than
+    its middle). ``is_first`` marks where a new episode begins inside a window; a recurrent model must
+    reset there (``RSSM.observe`` does).
 
     ``prioritize_ends=True``: DreamerV2's replay (``replay.prioritize_ends`` of its default config): an
     episode drawn uniformly among those with ``length`` frames, then a start uniform over its n - L + 1
@@ -191,9 +192,10 @@ def check_agent(agent: Any, name: str) -> None:
         raise TypeError(f"algorithm {name!r}: act_stack must be a positive int, got {agent.act_stack!r}")
 
 
-# What an agent may write under ``<run>/diagnostics/``: each file and its columns, in order (a header line, then
-# rows; ``algorithms/diagnostics.py`` writes them, ``benchmark/analysis/diagnostics.py`` reads them). The one
-# definition of these files' format (plain lists: the analysis reads them without any training framework).
+# What an agent may write under ``<run>/diagnostics/``: each file and its columns, in order (a header
+# line, then rows; ``algorithms/diagnostics.py`` writes them, ``benchmark/analysis/diagnostics.py`` reads
+# them). The one definition of these files' format (plain lists: the analysis reads them without any
+# training framework).
 DIAGNOSTICS_COLUMNS = {
     "reward_prediction.csv": [
         "grad_step",

@@ -171,7 +171,8 @@ class LompoAgent(WorldModelAgent):
         self.real = LatentBuffer("real", c.real_capacity, F_, A)
         self.model = LatentBuffer("model", c.model_capacity, F_, A)
         self.committed = {"real": 0, "model": 0}
-        self.episodes: list = []  # every episode seen by on_episode (None once encoded, unless kept for drift)
+        # every episode seen by on_episode (None once encoded, unless kept for drift)
+        self.episodes: list = []
         self.encoded = 0  # episodes encoded into the real buffer, in on_episode order
         self.drift_rows: list[tuple[int, int, int]] = []  # (episode ordinal, first row, end row)
 

@@ -8,24 +8,27 @@ Per update (Algorithm 1, lines 2-6):
 Eq. 2  u(s_t, a_t) = disagreement of the M members' priors of z_{t+1} ("std of the logit outputs"; the
        paper gives no reduction, so the measure is ``MOTOConfig.uncertainty``, see ``RSSM.disagreement``);
        the members' statistics come from the same batched matmul that gives the sampled member's prior
-       (``RSSM.img_step(return_ensemble=True)``), so the uncertainty is free.                  ``uncertainty``
-Eq. 3  r^(s_t, a_t, s_{t+1}) = r(s_{t+1}) - alpha u(s_t, a_t),  alpha = 10.                 ``penalised_reward``
+       (``RSSM.img_step(return_ensemble=True)``), so the uncertainty is free.        ``uncertainty``
+Eq. 3  r^(s_t, a_t, s_{t+1}) = r(s_{t+1}) - alpha u(s_t, a_t),  alpha = 10.          ``penalised_reward``
 Eq. 4  from every start state s^0_j (posterior of a real sequence): a^t ~ pi(. | s^t),
-       s^{t+1} ~ p(. | s^t, a^t), r^{t+1} = r^(s^t, a^t, s^{t+1}),  t = 0 .. H-1.                ``MOTOAgent.rollout``
+       s^{t+1} ~ p(. | s^t, a^t), r^{t+1} = r^(s^t, a^t, s^{t+1}),  t = 0 .. H-1.    ``MOTOAgent.rollout``
 Eq. 5  V_0(s^t) = min(Q1(s^t, a^t), Q2(s^t, a^t));
-       V_K(s^t) = sum_{k=1..K} gamma^{k-1} r^{t+k} + gamma^K V_0(s^{t+K});                      ``value_expansion``
-       V(s^t) = (1 - lambda) sum_{k=1..H-t-1} lambda^{k-1} V_k(s^t) + lambda^{H-t-1} V_{H-t}(s^t)  ``lambda_mixture``
+       V_K(s^t) = sum_{k=1..K} gamma^{k-1} r^{t+k} + gamma^K V_0(s^{t+K});           ``value_expansion``
+       V(s^t) = (1 - lambda) sum_{k=1..H-t-1} lambda^{k-1} V_k(s^t) + lambda^{H-t-1} V_{H-t}(s^t)
+                                                                                     ``lambda_mixture``
 Eq. 6  Vhat(s) = lambda V(s) + (1 - lambda) V_0(s);  L_model = -1/(HT) sum_{t<H, j} Vhat(s^t_j),
-       differentiated through the critics and the dynamics (both frozen).                     ``MOTOAgent.train_agent``
+       differentiated through the critics and the dynamics (both frozen).            ``MOTOAgent.train_agent``
 Eq. 7  L^model_Qi = 1/(HT) sum_{t<H, j} (Vbar(s^t_j) - Q_i(s^t_j, a^t_j))^2,  Vbar = Eq. 5 with the target
-       critics.                                                                               ``model_critic_loss``
+       critics.                                                                      ``model_critic_loss``
 Eq. 8  L^data_Qi = 1/(T-1) sum_j (r_{j+1} + gamma Vhat'(s^0_{j+1}) - Q_i(s^0_j, a_j))^2 on real states,
-       real actions and real rewards; Vhat' = Eq. 6's mixture with the target critics.        ``data_critic_loss``
+       real actions and real rewards; Vhat' = Eq. 6's mixture with the target critics.
+                                                                                     ``data_critic_loss``
 Eq. 9  L_Qi = L^model_Qi + L^data_Qi.
 Eq. 10 L_pi = L_model + beta L_reg,  L_reg = -mean log pi(a_t | s_t) over transitions of goal-reaching
-       trajectories (filtered BC: MetaWorld success; Kitchen partial the first three objects), beta = 10.  ``bc_loss``
+       trajectories (filtered BC: MetaWorld success; Kitchen partial the first three objects), beta = 10.
+                                                                                     ``bc_loss``
 Eq. 12 (diagnostic) eps_u ~= 1/(H (T-H)) sum_{j, t} u(s^t_j, a_{j+t}): H-step model rollouts of expert
-       actions from the posterior states of the first T-H steps of expert episodes.           ``expected_uncertainty``
+       actions from the posterior states of the first T-H steps of expert episodes.  ``expected_uncertainty``
 
 The sequence layout (``algorithms/contract.py``): action[t] is the action *into* frame t and reward[t]
 the reward into frame t, so a real transition (s_t, a_t, r_{t+1}, s_{t+1}) pairs the posterior state
@@ -170,8 +173,8 @@ def data_critic_loss(
     gamma: float,
     mask: torch.Tensor,
 ) -> torch.Tensor:
-    """Eq. 8: sum over critics of 1/(T-1) sum_j (r_{j+1} + gamma Vhat'(s^0_{j+1}) - Q_i(s^0_j, a_j))^2, on real
-    rewards and Q at real actions (q: [(B, T-1)]); ``discount`` is 0 after a true terminal."""
+    """Eq. 8: sum over critics of 1/(T-1) sum_j (r_{j+1} + gamma Vhat'(s^0_{j+1}) - Q_i(s^0_j, a_j))^2,
+    on real rewards and Q at real actions (q: [(B, T-1)]); ``discount`` is 0 after a true terminal."""
     target = (reward + gamma * discount * vhat_next).detach()
     m = mask.float()
     return sum((m * (target - qi) ** 2).sum() / m.sum().clamp_min(1.0) for qi in q)
@@ -217,7 +220,8 @@ class MOTOAgent(DreamerV2Agent):
             self.requests["bc"] = Sequences(
                 c.bc_batch, c.bc_length, filter="goal", cross_episodes=c.bc_cross_episodes
             )
-        # diagnostics (Fig. 4, Fig. 6): expert episodes kept from the dataset, online returns since the last one
+        # diagnostics (Fig. 4, Fig. 6): expert episodes kept from the dataset, online returns since the
+        # last one
         self.online_episodes, self.env_steps = 0, 0
         self.recent_returns: list[float] = []
         self.expert_episodes: list[dict] = []

@@ -7,7 +7,8 @@ anything is written. SIGTERM, SIGINT (Ctrl-C) and SIGUSR2 finish the current upd
 checkpoint and exit; a second Ctrl-C stops at once (the run resumes from its last checkpoint).
 
 exit codes (benchmark/launch/execute.py): 0 all runs done (or already done), 1 a run failed,
-            2 bad input (nothing written), 3 interrupted by a signal (rerun to resume), 4 a run is held by another live process
+            2 bad input (nothing written), 3 interrupted by a signal (rerun to resume),
+            4 a run is held by another live process
 """
 
 from __future__ import annotations
@@ -146,8 +147,8 @@ def paper_on_cpu_note(args, runs: list[dict]) -> None:
         else "no measured rate yet; a paper-size world-model update takes ~10-25 s on a CPU, days per run"
     )
     print(
-        f"note: --profile paper is the GPU profile (the paper's sizes and schedule) and this machine has no GPU: "
-        f"{projected}; --profile cpu runs the same code at laptop size (a MetaWorld run in ~15 min)",
+        f"note: --profile paper is the GPU profile (the paper's sizes and schedule) and this machine has no "
+        f"GPU: {projected}; --profile cpu runs the same code at laptop size (a MetaWorld run in ~15 min)",
         file=sys.stderr,
     )
 

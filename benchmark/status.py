@@ -1,4 +1,5 @@
-"""``python -m benchmark.status``: kept as the command users type; the module is ``benchmark.launch.status``."""
+"""``python -m benchmark.status``: kept as the command users type; the module is
+``benchmark.launch.status``."""
 
 import sys
 

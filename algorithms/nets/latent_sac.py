@@ -101,7 +101,8 @@ class LatentBuffer:
         return sorted(out)
 
     def save(self, directory: Path, committed_before: int) -> None:
-        """Append the rows added since the last save as one file; delete files evicted at ``committed_before``."""
+        """Append the rows added since the last save as one file; delete files evicted at
+        ``committed_before``."""
         directory.mkdir(parents=True, exist_ok=True)
         start = max(self.saved, self.total - self.capacity)
         if start < self.total:

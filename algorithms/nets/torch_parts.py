@@ -154,7 +154,8 @@ class TruncatedNormal:
 
 
 class Actor(nn.Module):
-    """DreamerV2's continuous actor: MLP -> (mu, s); TruncatedNormal(tanh(mu), 2 sigmoid((s + init) / 2) + min_std)."""
+    """DreamerV2's continuous actor: MLP -> (mu, s);
+    TruncatedNormal(tanh(mu), 2 sigmoid((s + init) / 2) + min_std)."""
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ Model (s_t = [z_t, h_t]):
     z_t ~ p^i(z_t | h_t),  i = 1..M            prior ensemble: stacked weights, one bmm     RSSM.prior
     x_t ~ N(dec(s_t), I),  r_t ~ N(rew(s_t), 1)   image and reward decoders
 ELBO per time step, i_t drawn uniformly once per time step (one member trained per step):
-    L_t = 1/2 ||dec(s_t) - x_t||^2 + 1/2 (rew(s_t) - r_t)^2 + beta KL_bal[q_t || p^{i_t}_t]     WorldModel.loss
+    L_t = 1/2 ||dec(s_t) - x_t||^2 + 1/2 (rew(s_t) - r_t)^2 + beta KL_bal[q_t || p^{i_t}_t]    WorldModel.loss
 KL balancing (alpha = 0.8; the prior learns faster than the posterior is regularised):
     KL_bal(q, p) = alpha KL(sg(q) || p) + (1 - alpha) KL(q || sg(p)),   each term max(mean, free)  kl_balanced
 Discrete latents: ``stoch`` categoricals of ``classes`` classes, probabilities mixed with ``unimix``
@@ -185,9 +185,10 @@ class Decoder(nn.Module):
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         lead = feat.shape[:-1]
         x = self.mlp(feat.reshape(-1, feat.shape[-1]))
-        # The first transposed conv sees a 1x1 input, so it is exactly a matmul with its weight (in, out, k, k)
-        # flattened to (in, out*k*k): same parameters and values, and on a CPU ~6x faster than the
-        # transposed-convolution kernel (forward + backward 0.5 s vs 2.7 s at paper sizes, 800 frames).
+        # The first transposed conv sees a 1x1 input, so it is exactly a matmul with its weight
+        # (in, out, k, k) flattened to (in, out*k*k): same parameters and values, and on a CPU ~6x faster
+        # than the transposed-convolution kernel (forward + backward 0.5 s vs 2.7 s at paper sizes,
+        # 800 frames).
         first = self.deconv[0]
         k = first.weight.shape[2:]
         x = F.linear(x, first.weight.flatten(1).t(), first.bias.repeat_interleave(k[0] * k[1]))
@@ -442,14 +443,15 @@ class RSSM(nn.Module):
         members: torch.Tensor | None = None,
     ):
         """Filter a batch of sequences. embed (B, L, E); action (B, L, A), the action *into* each frame;
-        is_first (B, L); without ``state`` the first frame is a start (is_first taken as set there). Returns (post, prior_stats): post a state dict of (B, L, ...) tensors, and the
-        prior statistics (B, L, P) of member ``members[t]`` at step t (drawn uniformly per time step
-        when not given), computed after the scan for all steps at once (one batched matmul)."""
+        is_first (B, L); without ``state`` the first frame is a start (is_first taken as set there).
+        Returns (post, prior_stats): post a state dict of (B, L, ...) tensors, and the prior statistics
+        (B, L, P) of member ``members[t]`` at step t (drawn uniformly per time step when not given),
+        computed after the scan for all steps at once (one batched matmul)."""
         B, L = embed.shape[:2]
-        if (
-            state is None
-        ):  # a window with no carried state starts afresh at its first frame (DreamerV2's replay
-            # marks is_first there): zero state *and* zero previous action, even where the window starts mid-episode
+        # a window with no carried state starts afresh at its first frame (DreamerV2's replay marks
+        # is_first there): zero state *and* zero previous action, even where the window starts
+        # mid-episode
+        if state is None:
             state = self.initial(B, embed.device, embed.dtype if embed.is_floating_point() else torch.float32)
             is_first = is_first.clone()
             is_first[:, 0] = True

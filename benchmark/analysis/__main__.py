@@ -34,9 +34,9 @@ def _positive(name: str, minimum: int):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmark.analysis",
-        description="Read every run directory under RESULTS_DIR (any folder holding config.json) and write the "
-        "paper's figures, rliable statistics, tables next to the paper's numbers and one report "
-        "(report.html, opens from disk; report.md) into --out.",
+        description="Read every run directory under RESULTS_DIR (any folder holding config.json) and "
+        "write the paper's figures, rliable statistics, tables next to the paper's numbers and one "
+        "report (report.html, opens from disk; report.md) into --out.",
         epilog="Outputs: OUT/report.html, OUT/report.md, OUT/figures/*.png|pdf (curves_<domain>, "
         "ablations_<domain>, datasize, aggregates_<domain>, profiles_<domain>, poi_<domain>, "
         "sample_efficiency_<domain>, reward_prediction_*, uncertainty_*), OUT/tables/*.csv (runs, "

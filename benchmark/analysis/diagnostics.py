@@ -59,7 +59,8 @@ from algorithms.contract import DIAGNOSTICS_COLUMNS
 
 
 def _read(path: str | Path) -> pd.DataFrame:
-    """A diagnostics file by its name's columns (``DIAGNOSTICS_COLUMNS``); a missing column is a ValueError."""
+    """A diagnostics file by its name's columns (``DIAGNOSTICS_COLUMNS``); a missing column is a
+    ValueError."""
     df = pd.read_csv(path, on_bad_lines="skip")
     missing = [c for c in DIAGNOSTICS_COLUMNS[Path(path).name] if c not in df.columns]
     if missing:
@@ -101,7 +102,8 @@ def read_action_uncertainty(path: str | Path) -> pd.DataFrame:
 
 def action_uncertainty_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per run and measure, the rows at the end of the offline phase and at the run's last measurement:
-    columns run, measure, selected, at (offline_end | last), grad_step, data, policy, random and the ratios."""
+    columns run, measure, selected, at (offline_end | last), grad_step, data, policy, random and the
+    ratios."""
     parts = []
     for run, g in df.groupby("run"):
         off = g[g["phase"] == "offline"]

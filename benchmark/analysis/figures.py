@@ -257,7 +257,8 @@ def sample_efficiency_figure(
 def reward_prediction_figure(
     df: pd.DataFrame, out_dir: Path, name: str, title: str, reference: dict | None = None
 ) -> Path:
-    """Fig. 4: left, true vs predicted reward along dataset episodes; right, predicted reward of policy rollouts."""
+    """Fig. 4: left, true vs predicted reward along dataset episodes; right, predicted reward of policy
+    rollouts."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
     data, pol = df[df["source"] == "data"], df[df["source"] == "policy"]
     reference = reference or {}

@@ -150,7 +150,8 @@ def _read_many(runs: list[Path]) -> pd.DataFrame:
 
 
 def load_runs(root: str | Path, progress: bool = True) -> Results:
-    """Reads every run directory under ``root``. Unreadable ones are listed in ``problems``, not dropped silently."""
+    """Reads every run directory under ``root``. Unreadable ones are listed in ``problems``, not dropped
+    silently."""
     from tqdm.auto import tqdm
 
     root = Path(root)

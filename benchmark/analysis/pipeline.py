@@ -106,7 +106,8 @@ def read_reference(path: Path | None) -> pd.DataFrame:
 
 
 def _expected_missing(runs: pd.DataFrame, o: Options) -> pd.DataFrame:
-    """Runs the grid implies but no directory holds: per domain and profile, every variant x task x seed seen."""
+    """Runs the grid implies but no directory holds: per domain and profile, every variant x task x seed
+    seen."""
     rows = []
     for (domain, profile), g in runs.groupby(["domain", "profile"]):
         variants = o.algos if o.algos else sorted(g["variant"].unique())

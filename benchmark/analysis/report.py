@@ -74,12 +74,15 @@ def sparkline(steps: np.ndarray, values: np.ndarray, xmax: float, w: int = 160, 
     )
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1300px;margin:auto;padding:1em 2em;color:#222}
+CSS = (
+    """body{font-family:system-ui,sans-serif;max-width:1300px;margin:auto;padding:1em 2em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.85em;margin:.6em 0}td,th{border:1px solid #ddd;padding:2px 6px;
 text-align:left;vertical-align:middle}th{background:#f0f0f0}figure{margin:1em 0}figure img{max-width:100%;
 border:1px solid #eee}figcaption{font-size:.9em;color:#444}.muted{color:#888}.flag{color:#a60}
-.status{font-weight:bold}.scroll{overflow-x:auto}nav a{margin-right:1em}img.gif{width:64px;height:64px;image-rendering:pixelated}"""
+.status{font-weight:bold}.scroll{overflow-x:auto}nav a{margin-right:1em}"""
+    "img.gif{width:64px;height:64px;image-rendering:pixelated}"
+)
 
 
 def write(A) -> None:
@@ -222,7 +225,8 @@ def write(A) -> None:
                 else sparkline(np.array([]), np.array([]), 1)
             )
             gif = (
-                f"<img class='gif' src='gifs/{html.escape(r.run.replace('/', '__'))}.gif' alt='last evaluation'>"
+                f"<img class='gif' src='gifs/{html.escape(r.run.replace('/', '__'))}.gif' "
+                "alt='last evaluation'>"
                 if r.last_gif
                 else "<span class='muted'>no GIF</span>"
             )
@@ -302,9 +306,9 @@ def _tables(A, H: list, M: list) -> None:
         + html_table(show)
     )
     M += [
-        "Final success rate (%) per method and task, mean over runs with a 95% bootstrap CI; regret is CORL's "
-        "fine-tuning regret (mean over the online training episodes of 1 - success, averaged over runs); next to "
-        "the paper's number where it gives one:",
+        "Final success rate (%) per method and task, mean over runs with a 95% bootstrap CI; regret is "
+        "CORL's fine-tuning regret (mean over the online training episodes of 1 - success, averaged over "
+        "runs); next to the paper's number where it gives one:",
         "",
         md_table(show),
         "",

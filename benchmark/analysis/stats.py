@@ -145,7 +145,8 @@ def learning_curves(
     seed: int = 0,
     x: str = "env_steps",
 ) -> pd.DataFrame:
-    """One curve per group of ``by`` (e.g. method, task): columns ``by`` + step, mean, lo, hi, n_runs, of_runs."""
+    """One curve per group of ``by`` (e.g. method, task): columns ``by`` + step, mean, lo, hi, n_runs,
+    of_runs."""
     out = []
     for key, g in evals.groupby(by, observed=True, sort=True):
         per_run = [
@@ -170,7 +171,8 @@ def final_scores(
     include_unfinished: bool = False,
     flags: Flags | None = None,
 ) -> pd.DataFrame:
-    """One row per run: its identity and ``final`` (mean eval_success over its last ``window`` evaluations)."""
+    """One row per run: its identity and ``final`` (mean eval_success over its last ``window``
+    evaluations)."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     flags = flags if flags is not None else Flags()
@@ -252,7 +254,8 @@ def aggregates(score_dict: dict[str, np.ndarray], reps: int = 2000, seed: int = 
 def performance_profiles(
     score_dict: dict[str, np.ndarray], taus: np.ndarray, reps: int = 2000, seed: int = 0
 ):
-    """rliable score distributions: ({method: fraction of runs with score > tau}, {method: (2, len(taus)) CIs})."""
+    """rliable score distributions: ({method: fraction of runs with score > tau},
+    {method: (2, len(taus)) CIs})."""
     with _seeded(seed):
         return rly.create_performance_profile(score_dict, taus, reps=reps)
 
@@ -270,7 +273,8 @@ def poi_statistic(x: np.ndarray, y: np.ndarray) -> float:
 def probability_of_improvement(
     score_dict: dict[str, np.ndarray], reference: str, reps: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
-    """P(reference > other) for every other method, with 95% CIs (rliable's stratified independent bootstrap)."""
+    """P(reference > other) for every other method, with 95% CIs (rliable's stratified independent
+    bootstrap)."""
     cols = ["pair", "x", "y", "value", "lo", "hi"]
     if reference not in score_dict:
         return pd.DataFrame(columns=cols)
@@ -305,7 +309,8 @@ def sample_efficiency_scores(
     evals: pd.DataFrame, final: pd.DataFrame, tasks: list[str], n_points: int = 20, flags: Flags | None = None
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The runs of ``final`` (runs x tasks by position, as score_matrices) aligned on a common grid of
-    ``n_points`` env steps from 0 to the last step every such run reached. Returns (grid, {method: 3D array})."""
+    ``n_points`` env steps from 0 to the last step every such run reached. Returns
+    (grid, {method: 3D array})."""
     flags = flags if flags is not None else Flags()
     sel = evals[evals["run"].isin(set(final["run"]))]
     if sel.empty:
@@ -333,7 +338,8 @@ def sample_efficiency_scores(
         if np.isnan(arr).any():  # a run whose first evaluation comes after step 0: start at its first value
             arr = pd.DataFrame(arr.reshape(-1, len(grid)).T).bfill().to_numpy().T.reshape(arr.shape)
             flags.add(
-                f"{method}: some runs have no evaluation at step 0; their first evaluation stands in before it"
+                f"{method}: some runs have no evaluation at step 0; their first evaluation stands in "
+                "before it"
             )
         out[method] = arr
     return grid, out

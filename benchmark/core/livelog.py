@@ -198,7 +198,8 @@ class LiveLog:
                 self._close_wandb()
 
     def gif(self, frames: np.ndarray, episodes: int) -> Path:
-        """Writes ``<run_dir>/gifs/eval_<episodes:06d>.gif`` from (T, H, W, 3) uint8 frames; returns its path."""
+        """Writes ``<run_dir>/gifs/eval_<episodes:06d>.gif`` from (T, H, W, 3) uint8 frames; returns its
+        path."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
             raise ValueError(f"gif frames must be (T, H, W, 3) with T >= 1, got shape {frames.shape}")

@@ -290,7 +290,8 @@ class EpisodeStore:
         return np.asarray(self.ep_start, np.int64)[e] + start
 
     def stream(self, filter: str = "all") -> np.ndarray:
-        """Every frame ``filter`` keeps, in storage order: the frames that ``cross_episodes`` windows run along."""
+        """Every frame ``filter`` keeps, in storage order: the frames that ``cross_episodes`` windows run
+        along."""
         return self.starts(1, filter)
 
     def _stream_windows(self, rng: np.random.Generator, n: int, length: int, filter: str) -> np.ndarray:

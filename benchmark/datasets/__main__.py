@@ -33,7 +33,8 @@ def _names(spec: list[str], root: Path) -> list[str]:
         names = _known_datasets(root)
         if not names:
             raise DatasetError(
-                f"no datasets under {root}; create them with `python -m benchmark.datasets generate metaworld`"
+                f"no datasets under {root}; create them with "
+                "`python -m benchmark.datasets generate metaworld`"
             )
         return names
     return spec
@@ -118,7 +119,8 @@ def cmd_generate(args) -> None:
                 raise
             m = writer.commit(attempts=counts["attempts"], action_noise=counts["action_noise"])
         print(
-            f"{name}: {m['episodes']} episodes ({counts['attempts']} attempts) in {time.time() - t0:.0f} s -> {path}"
+            f"{name}: {m['episodes']} episodes ({counts['attempts']} attempts) in {time.time() - t0:.0f} s "
+            f"-> {path}"
         )
         rows.append({**_stats_row(name, m), "attempts": counts["attempts"], **_paper(spec)})
     print()
@@ -195,8 +197,9 @@ def cmd_generate_kitchen(args) -> None:
     wall = time.time() - t0
     frames = episodes * (steps + 1)
     print(
-        f"kitchen/scripted: {episodes} episodes, {frames} frames in {wall:.0f} s ({frames / wall:.1f} frames/s, "
-        f"{args.workers} worker(s)) -> {', '.join(str(p) for p in paths.values())}"
+        f"kitchen/scripted: {episodes} episodes, {frames} frames in {wall:.0f} s "
+        f"({frames / wall:.1f} frames/s, {args.workers} worker(s)) "
+        f"-> {', '.join(str(p) for p in paths.values())}"
     )
     print_table(
         [_kitchen_row(str(paths[t].relative_to(root)), m) for t, m in manifests.items()]
@@ -341,7 +344,8 @@ def cmd_verify(args) -> None:
     for name in _names(args.datasets, root):
         m = verify_dataset(root / name)
         print(
-            f"ok  {name}: {m['episodes']} episodes, {m['transitions']} transitions, checksum {m['checksum'][:12]}"
+            f"ok  {name}: {m['episodes']} episodes, {m['transitions']} transitions, "
+            f"checksum {m['checksum'][:12]}"
         )
 
 

@@ -13,7 +13,8 @@ observation before every action plus the last one)::
     action        (T, A)          float32   a_t taken at o_t (online episodes: the policy's action as drawn)
     reward        (T,)            float32   r_t received for (o_t, a_t)
     success       (T,)            bool      the task was solved at o_{t+1}
-    terminal      (T,)            bool      o_{t+1} ends the MDP (no bootstrapping); time limits are not terminal
+    terminal      (T,)            bool      o_{t+1} ends the MDP (no bootstrapping); time limits are not
+                                            terminal
   optional:
     objects_done  (T, K)          bool      Kitchen: each task object in its goal configuration at o_{t+1}
     qpos          (T+1, nq)       float32   simulator joint positions behind each image

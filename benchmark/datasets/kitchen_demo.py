@@ -81,7 +81,8 @@ _GOAL = {
 ENOUGH = 0.2  # a door within this of its goal is not grasped again (the goal threshold is 0.3)
 # Kettle: its body position at the goal (OBS_ELEMENT_GOALS), and the handle's offset from the body.
 _KETTLE_GOAL = np.array([-0.23, 0.75, 1.62])
-# Controller gains and plan constants (tuned on 20 noisy seeds per object; docs/datasets.md, scripted Kitchen).
+# Controller gains and plan constants (tuned on 20 noisy seeds per object; docs/datasets.md, scripted
+# Kitchen).
 KP = 12.0  # end-effector position gain, 1/s
 KO = 4.5  # orientation gain, 1/s
 HOME_Q1 = -1.2  # null-space posture: the start pose but with the shoulder (joint 2) off its limit
@@ -163,7 +164,8 @@ class KitchenExpert:
 
     # -- control ----------------------------------------------------------------------------------
     def control(self, pos, rot, grip: float, speed: float | None = None) -> np.ndarray:
-        """One action moving the end effector towards ``pos`` / ``rot`` with the fingers ``grip`` (+1 / -1)."""
+        """One action moving the end effector towards ``pos`` / ``rot`` with the fingers ``grip``
+        (+1 / -1)."""
         mj, m, d = self._mj, self.model, self.data
         self.steps += 1
         p, R = self.ee()
@@ -241,7 +243,8 @@ class KitchenExpert:
     def _door(
         self, obj: str, handle_site: str, joint: str, sign: float, yaw0: float, dz: float = 0.0
     ) -> Iterator[np.ndarray]:
-        """Grasp a vertical door handle from the front (``dz`` above its middle) and carry it along the arc."""
+        """Grasp a vertical door handle from the front (``dz`` above its middle) and carry it along the
+        arc."""
         d = self.data
         qi = _QPOS[obj]
         hinge = self._anchor(joint)
@@ -525,7 +528,8 @@ def episode_plan(
 
 
 def run_episode(plan: dict[str, Any], env=None, *, render: bool = True) -> dict[str, np.ndarray]:
-    """Run one planned episode: ``qpos`` (T+1, 30), ``action`` (T, 9) and, rendering, ``image`` (T+1, 64, 64, 3).
+    """Run one planned episode: ``qpos`` (T+1, 30), ``action`` (T, 9) and, rendering, ``image``
+    (T+1, 64, 64, 3).
 
     ``env`` is a ``KitchenPixelEnv`` (made here if not given); without rendering only its physics is stepped.
     """

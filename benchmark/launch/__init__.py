@@ -19,9 +19,9 @@ process died) -> launched, and it resumes from its checkpoint.
 
 Every run executes in a child process, ``python -m benchmark.launch child '<json>'``, which plans that
 one run again (checking its dataset on the machine that runs it, resolving ``--device auto`` there)
-and calls ``benchmark.launch.execute.execute``. The local launcher keeps ``--workers`` children going; a SLURM job
-(one job-array element) starts its ``--runs-per-job`` children at once (several small runs sharing a
-GPU) and waits for them.
+and calls ``benchmark.launch.execute.execute``. The local launcher keeps ``--workers`` children going;
+a SLURM job (one job-array element) starts its ``--runs-per-job`` children at once (several small runs
+sharing a GPU) and waits for them.
 
 Preemption and time limits (the signal path). submitit submits with ``--signal=USR2@<grace>`` and its
 job wrapper installs a SIGUSR2 handler (``checkpoint_and_try_requeue``) and ignores SIGTERM. In a

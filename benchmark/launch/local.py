@@ -97,8 +97,8 @@ def _signame(code: int) -> str:
 
 # -- local -------------------------------------------------------------------------------------
 def launch_local(groups, args, launch: set, failed: bool = False) -> int:
-    """Runs the planned runs whose directory is in ``launch`` as children; ``failed``: failed runs were skipped
-    (the exit code says so)."""
+    """Runs the planned runs whose directory is in ``launch`` as children; ``failed``: failed runs were
+    skipped (the exit code says so)."""
     payloads = [child_payload(ns, r) for ns, runs in groups for r in runs if r.dir in launch]
     log_dir = Path(args.out) / ".logs" if args.workers > 1 else None
     pool = Pool(payloads, workers=args.workers, slurm=False, log_dir=log_dir)

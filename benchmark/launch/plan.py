@@ -1,8 +1,8 @@
 """The plan: every run of a command (algorithms x tasks x seeds), checked before anything is written.
 
 ``plan(args)`` takes the run CLI's options (an ``argparse.Namespace``: algos, tasks, seeds, profile, out,
-data_dir, dataset, device, imports) and returns one ``RunSpec`` per run (``benchmark/core/protocol.py``). Bad input raises ``UsageError`` with what was wrong
-and how to fix it.
+data_dir, dataset, device, imports) and returns one ``RunSpec`` per run (``benchmark/core/protocol.py``).
+Bad input raises ``UsageError`` with what was wrong and how to fix it.
 """
 
 from __future__ import annotations

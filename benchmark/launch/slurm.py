@@ -195,8 +195,8 @@ def launch_slurm(groups, args, res: dict, launch: set, sweep_name: str) -> int:
         said = " ".join(str(exc).split()) or "no message"
         raise UsageError(
             f"sbatch refused the submission: {said}. Check the resources against your cluster (sinfo -o "
-            f"'%P %G %c %m %f'): without GPUs pass --gpus 0; partition, account, QoS and constraint come from "
-            f"--cluster FILE (see slurm/example.yaml)"
+            f"'%P %G %c %m %f'): without GPUs pass --gpus 0; partition, account, QoS and constraint come "
+            f"from --cluster FILE (see slurm/example.yaml)"
         ) from None
     for handle, payloads in zip(handles, jobs):
         for pl in payloads:

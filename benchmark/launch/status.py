@@ -4,8 +4,8 @@ What a results folder holds: for every algorithm x task (x setting: profile[@dat
 are done / running / queued / interrupted / failed / missing, the progress (gradient updates done over
 updates planned), and the error of each failed run.
 
-The states (below) are ``benchmark.core.rundir.run_state``'s. Reads run directories only; imports neither JAX nor
-PyTorch.
+The states (below) are ``benchmark.core.rundir.run_state``'s. Reads run directories only; imports
+neither JAX nor PyTorch.
 """
 
 from __future__ import annotations

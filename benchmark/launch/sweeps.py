@@ -234,8 +234,8 @@ def main(args, argv=None) -> int:
     sorted_runs = sort_runs(all_runs, args.retry_failed, slurm_queue() if args.launcher == "slurm" else None)
     n = {k: len(v) for k, v in sorted_runs.items()}
     print(
-        f"{len(all_runs)} runs: {n['launch']} to launch, {n['done']} done (skipped), {n['held']} held by a live "
-        f"process or queued job (skipped), {n['failed']} failed ("
+        f"{len(all_runs)} runs: {n['launch']} to launch, {n['done']} done (skipped), {n['held']} held "
+        f"by a live process or queued job (skipped), {n['failed']} failed ("
         + ("skipped; --retry-failed runs them again)" if n["failed"] else "none)")
     )
     for r, held_by in sorted_runs["held"]:

@@ -7,6 +7,7 @@
     moto        MOTO's full update next to DreamerV2's (wall and CPU time)
     latent      LOMPO / COMBO updates/s
     run         the whole protocol timed; a full run's hours projected
+    gpu-check   the GPU figures in one table, under ten minutes (updates, learners, projected runs)
 
 Each is a module of ``benchmark/perf/`` with its own ``--help``. Figures measured so far: docs/performance.md.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("render", "store", "learners", "worldmodel", "moto", "latent", "run")
+BENCHMARKS = ("render", "store", "learners", "worldmodel", "moto", "latent", "run", "gpu-check")
 
 
 def main(argv=None) -> int:
@@ -27,7 +28,7 @@ def main(argv=None) -> int:
             print(f"error: unknown benchmark {argv[0]!r}; one of {', '.join(BENCHMARKS)}", file=sys.stderr)
             return 2
         return 0 if argv else 2
-    return importlib.import_module(f"benchmark.perf.{argv[0]}").main(argv[1:])
+    return importlib.import_module(f"benchmark.perf.{argv[0].replace('-', '_')}").main(argv[1:])
 
 
 if __name__ == "__main__":

@@ -53,8 +53,9 @@ def paper_agent(algo: str, device: str, **overrides):
 
 
 def best_rate(fn, steps: int, repeats: int = 3) -> float:
-    """Calls per second of ``fn``: the best of ``repeats`` runs of ``steps`` calls, after one warm-up call (the
-    best, not the median: on a shared, noisy machine the fastest run is the closest to the code's speed)."""
+    """Calls per second of ``fn``: the best of ``repeats`` runs of ``steps`` calls, after one warm-up call
+    (the best, not the median: on a shared, noisy machine the fastest run is the closest to the code's
+    speed)."""
     fn()  # warm up
     best = 0.0
     for _ in range(repeats):

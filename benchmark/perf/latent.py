@@ -87,8 +87,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     table = rows(args.steps, args.device, args.batch, args.length)
     print(
-        f"LOMPO / COMBO at paper sizes, model batch {args.batch} x {args.length}, 64x64 frames, agent batch 256, "
-        f"device {args.device}, {torch.get_num_threads()} threads, median of {args.steps}"
+        f"LOMPO / COMBO at paper sizes, model batch {args.batch} x {args.length}, 64x64 frames, "
+        f"agent batch 256, device {args.device}, {torch.get_num_threads()} threads, median of {args.steps}"
     )
     print_table(table, list(table[0]))
     return 0

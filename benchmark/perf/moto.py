@@ -98,8 +98,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     table = rows(args.steps, args.batch, args.length, args.device, args.algo, args.baseline)
     print(
-        f"{args.algo} vs {args.baseline}, batch {args.batch} x {args.length}, 64x64 frames, device {args.device}, "
-        f"{torch.get_num_threads()} threads, median of {args.steps} steps"
+        f"{args.algo} vs {args.baseline}, batch {args.batch} x {args.length}, 64x64 frames, "
+        f"device {args.device}, {torch.get_num_threads()} threads, median of {args.steps} steps"
     )
     print_table(table, list(table[0]))
     print(

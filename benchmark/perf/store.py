@@ -97,8 +97,9 @@ def store_main(data_dir, task: str) -> int:
     per_frame = rows[-1]["store_MB"] * 2**20 / rows[-1]["frames"]
     full = 128_569 + 563 + (66_300 // 50) * 281  # a full Kitchen run: the dataset and every online episode
     print(
-        f"targets: >= 300 transition batches/s (B=256, k=3), >= 1,000 sequence batches/s (16x50), store <= 1.05x "
-        f"the raw frames; the v1 store did {STORE_V1['transitions/s']} and {STORE_V1['sequences/s']} on drawer-open."
+        f"targets: >= 300 transition batches/s (B=256, k=3), >= 1,000 sequence batches/s (16x50), "
+        f"store <= 1.05x the raw frames; the v1 store did {STORE_V1['transitions/s']} and "
+        f"{STORE_V1['sequences/s']} on drawer-open."
     )
     print(
         f"a full Kitchen run holds {full:,} frames: {full * per_frame / 2**30:.2f} GiB in the store "

@@ -15,7 +15,8 @@ import torch
 
 from benchmark.perf.common import paper_agent, print_table, random_batch, timed
 
-# measured 2026-11-23 with pydreamer's own WorldModel beside ours, interleaved (docs/performance.md, Side by side with pydreamer)
+# measured 2026-11-23 with pydreamer's own WorldModel beside ours, interleaved (docs/performance.md,
+# Side by side with pydreamer)
 PYDREAMER_SIDE_BY_SIDE = {"pydreamer wm step (s)": 14.0, "ours wm step (s)": 10.79, "ratio": 1.30}
 
 
@@ -98,13 +99,15 @@ def main(argv=None) -> int:
     )
     print_table(rows, list(rows[0]))
     print(
-        f"ensemble cost: {args.ensemble} prior heads / 1 = {ens['full step (s)'] / one['full step (s)']:.3f}x "
+        f"ensemble cost: {args.ensemble} prior heads / 1 = "
+        f"{ens['full step (s)'] / one['full step (s)']:.3f}x "
         f"(full step), {ens['wm step (s)'] / one['wm step (s)']:.3f}x (world-model step)  [target <= 1.3x]"
     )
     print(
         f"pydreamer side by side (2-core CPU, 1 thread each, equal sizes: 28.4M parameters, batch 16 x 50; "
         f"docs/performance.md): its world-model step {PYDREAMER_SIDE_BY_SIDE['pydreamer wm step (s)']} s, "
-        f"ours {PYDREAMER_SIDE_BY_SIDE['ours wm step (s)']} s -> {PYDREAMER_SIDE_BY_SIDE['ratio']:.2f}x  [target >= 1.2x]"
+        f"ours {PYDREAMER_SIDE_BY_SIDE['ours wm step (s)']} s -> {PYDREAMER_SIDE_BY_SIDE['ratio']:.2f}x  "
+        f"[target >= 1.2x]"
     )
     if not args.no_moto:  # MOTO's full step (benchmark/perf/moto.py has more: CPU time, MOTO with one head)
         from benchmark.perf.moto import moto_step_ratio

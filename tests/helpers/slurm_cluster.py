@@ -11,7 +11,8 @@ stopped by their pids.
 The node declares one GPU-like generic resource (``gpu:1`` on /dev/null) and the feature ``testfeat``
 so that a GPU sweep's sbatch script (--gpus-per-node, --constraint) is accepted and runs on CPUs.
 
-Run it by hand: ``python tests/helpers/slurm_cluster.py`` starts a cluster, prints SLURM_CONF, waits for Enter.
+Run it by hand: ``python tests/helpers/slurm_cluster.py`` starts a cluster, prints SLURM_CONF, waits
+for Enter.
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ class SlurmCluster:
                     "Waittime=0",
                     "SlurmctldDebug=info",
                     "SlurmdDebug=info",
-                    f"NodeName={self.host} CPUs={cpus} RealMemory={mem} Gres=gpu:1 Feature={FEATURE} State=UNKNOWN",
+                    f"NodeName={self.host} CPUs={cpus} RealMemory={mem} Gres=gpu:1 Feature={FEATURE} "
+                    "State=UNKNOWN",
                     f"PartitionName={PARTITION} Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
                     "",
                 ]

@@ -1,4 +1,5 @@
-"""Every test under tests/integration/ is marked ``slow``: ``python -m pytest -m "not slow"`` is the fast tier."""
+"""Every test under tests/integration/ is marked ``slow``: ``python -m pytest -m "not slow"`` is the
+fast tier."""
 
 from pathlib import Path
 

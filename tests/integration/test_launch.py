@@ -363,7 +363,8 @@ def test_help_explains_the_launcher_options():
 def test_a_sweep_runs_at_another_profile_or_on_other_data_from_the_command_line(
     tmp_path, kitchen_scripted_data, capsys
 ):
-    # Fig. 3's ablation sweep (paper profile, the tasks' own datasets) as a smoke pass on scripted Kitchen data
+    # Fig. 3's ablation sweep (paper profile, the tasks' own datasets) as a smoke pass on scripted Kitchen
+    # data
     sweep = REPO / "slurm" / "fig3_ablations.yaml"
     argv = [
         "--sweep",

@@ -1,5 +1,6 @@
 """Every registered algorithm and variant completes the smoke protocol on a MetaWorld task and on both
-Kitchen tasks, through the CLI a user types (a MOTO that ran only on MetaWorld once failed every Kitchen run)."""
+Kitchen tasks, through the CLI a user types (a MOTO that ran only on MetaWorld once failed every Kitchen
+run)."""
 
 import csv
 

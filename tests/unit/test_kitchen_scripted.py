@@ -13,7 +13,8 @@ from benchmark.tasks.envs.kitchen import KITCHEN_TASKS
 
 
 def _in_goal(qpos, obj):
-    """Independent of benchmark.tasks.envs.kitchen.objects_done: D4RL's rule read off gymnasium-robotics' tables."""
+    """Independent of benchmark.tasks.envs.kitchen.objects_done: D4RL's rule read off gymnasium-robotics'
+    tables."""
     from gymnasium_robotics.envs.franka_kitchen.kitchen_env import (
         BONUS_THRESH,
         OBS_ELEMENT_GOALS,

@@ -128,7 +128,8 @@ def test_wandb_offline_run_in_the_run_directory(tmp_path):
     # in a subprocess: wandb starts a service process and patches the interpreter
     code = (
         "from benchmark.core.livelog import LiveLog; import numpy as np\n"
-        f"l = LiveLog({str(tmp_path)!r}, wandb=True, wandb_project='p', config={{'task': 't', 'algo': 'a', 'seed': 0}})\n"
+        f"l = LiveLog({str(tmp_path)!r}, wandb=True, wandb_project='p', "
+        "config={'task': 't', 'algo': 'a', 'seed': 0})\n"
         "l.log({'phase': 'eval', 'grad_step': 1, 'env_steps': 10, 'eval_success': 0.5})\n"
         "l.gif(np.zeros((3, 64, 64, 3), np.uint8), 0)\n"
         "assert l._wandb_run is not None, 'wandb run not started'\n"

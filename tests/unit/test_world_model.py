@@ -337,7 +337,8 @@ def test_prior_heads_can_see_the_action_into_the_state():
     )  # same h, other action
     with pytest.raises(ValueError, match="action="):
         rssm.prior(deter, "all")
-    # observe's priors use the action into each frame, zeroed where a window or an episode starts (as obs_step)
+    # observe's priors use the action into each frame, zeroed where a window or an episode starts
+    # (as obs_step)
     embed, action = torch.randn(2, 3, 5), torch.randn(2, 3, 2)
     first = torch.zeros(2, 3, dtype=torch.bool)
     members = torch.tensor([0, 2, 1])

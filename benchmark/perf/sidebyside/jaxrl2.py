@@ -3,7 +3,8 @@ batch 256, 64x64x3 frames, 3-frame stacks. Interleaved per pair; best and median
 
 Not part of the suite (it imports third-party code we do not depend on). Set-up and the one patch the
 fork needs are in docs/performance.md (Side by side with JAXRL2); then:
-    JAXRL2_DIR=/path/to/jaxrl2 OMP_NUM_THREADS=2 /path/to/venv/bin/python benchmark/perf/sidebyside/jaxrl2.py \
+    JAXRL2_DIR=/path/to/jaxrl2 OMP_NUM_THREADS=2 \
+        /path/to/venv/bin/python benchmark/perf/sidebyside/jaxrl2.py \
         bc,iql,sac,cql,sac-pixelsac 2 3      # pairs, updates per timing, repeats
 """
 
@@ -150,10 +151,12 @@ for key in sys.argv[1].split(","):
     print(json.dumps(row), flush=True)
     del so, st
 print(
-    "\n| pair | jaxrl2 learner | ours best | jaxrl2 best | ratio (best) | ours median | jaxrl2 median | ratio (median) |"
+    "\n| pair | jaxrl2 learner | ours best | jaxrl2 best | ratio (best) | ours median | jaxrl2 median "
+    "| ratio (median) |"
 )
 for r in rows:
     print(
-        f"| {r['pair']} | {r['jaxrl2']} | {r['ours_best']:.3f} | {r['jaxrl2_best']:.3f} | {r['ratio_best']:.2f} | "
-        f"{r['ours_median']:.3f} | {r['jaxrl2_median']:.3f} | {r['ratio_median']:.2f} |"
+        f"| {r['pair']} | {r['jaxrl2']} | {r['ours_best']:.3f} | {r['jaxrl2_best']:.3f} | "
+        f"{r['ratio_best']:.2f} | {r['ours_median']:.3f} | {r['jaxrl2_median']:.3f} | "
+        f"{r['ratio_median']:.2f} |"
     )

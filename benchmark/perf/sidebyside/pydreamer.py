@@ -2,7 +2,8 @@
 (loss + backward + clip + optimiser step), batch 16 x 50, 64x64x3, equal sizes.
 
 Not part of the suite (it imports third-party code we do not depend on); no patch of pydreamer needed.
-    PYDREAMER_DIR=/path/to/pydreamer OMP_NUM_THREADS=1 python benchmark/perf/sidebyside/pydreamer.py 1 4 run matched
+    PYDREAMER_DIR=/path/to/pydreamer OMP_NUM_THREADS=1 \
+        python benchmark/perf/sidebyside/pydreamer.py 1 4 run matched
     (threads, repeats, "params" to print parameter counts only, a filter on the configuration label)
 """
 
@@ -89,8 +90,9 @@ def pyd(cfg, gru_type):
     conf = types.SimpleNamespace(**conf)
     wm = PDWorldModel(conf)
     opt = torch.optim.AdamW(wm.parameters(), lr=conf.adam_lr, eps=conf.adam_eps)  # as Dreamer.init_optimizers
-    # pydreamer's data workers hand it preprocessed tensors (T, B, ...): float images in [-0.5, 0.5], (C, H, W);
-    # that conversion is done here once, outside its timed step (ours converts uint8 inside its step)
+    # pydreamer's data workers hand it preprocessed tensors (T, B, ...): float images in [-0.5, 0.5],
+    # (C, H, W); that conversion is done here once, outside its timed step (ours converts uint8 inside its
+    # step)
     obs = {
         "image": torch.from_numpy(img.transpose(1, 0, 4, 2, 3).astype(np.float32) / 255.0 - 0.5),
         "action": torch.from_numpy(act.transpose(1, 0, 2).copy()),
@@ -127,8 +129,9 @@ def run(label, so, sp):
         )
     mo, mp = statistics.median(to), statistics.median(tp)
     print(
-        f"RESULT {label}: ours median {mo:.2f} s ({1 / mo:.3f} steps/s, best {min(to):.2f}), pydreamer median "
-        f"{mp:.2f} s ({1 / mp:.3f} steps/s, best {min(tp):.2f}); speed ratio ours/pydreamer {mp / mo:.2f}x "
+        f"RESULT {label}: ours median {mo:.2f} s ({1 / mo:.3f} steps/s, best {min(to):.2f}), "
+        f"pydreamer median {mp:.2f} s ({1 / mp:.3f} steps/s, best {min(tp):.2f}); "
+        f"speed ratio ours/pydreamer {mp / mo:.2f}x "
         f"(best-of {min(tp) / min(to):.2f}x)",
         flush=True,
     )
@@ -145,7 +148,8 @@ for label, match, gru in configs:
     so, no, cfg = ours(match)
     sp, npd, conf = pyd(cfg, gru)
     print(
-        f"{label}: params ours {no:,} / pydreamer {npd:,} ({no / npd:.3f}); deter {cfg.deter} hidden {cfg.hidden} "
+        f"{label}: params ours {no:,} / pydreamer {npd:,} ({no / npd:.3f}); deter {cfg.deter} "
+        f"hidden {cfg.hidden} "
         f"stoch {cfg.stoch}x{cfg.classes} enc {cfg.enc_channels} enc_mlp {cfg.enc_mlp} dec_mlp {cfg.dec_mlp} "
         f"dec_in {cfg.dec_in} dec {cfg.dec_channels}",
         flush=True,

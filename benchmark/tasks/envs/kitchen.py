@@ -101,7 +101,8 @@ class KitchenPixelEnv(gym.Env):
         return self._renderer.render(self.data), float(info["n_objects"]), False, truncated, info
 
     def render_qpos(self, qpos: np.ndarray) -> np.ndarray:
-        """Render the scene at joint positions ``qpos`` (velocities zero); leaves the episode's state intact."""
+        """Render the scene at joint positions ``qpos`` (velocities zero); leaves the episode's state
+        intact."""
         import mujoco
 
         saved = (self.data.qpos.copy(), self.data.qvel.copy())

@@ -2,10 +2,10 @@
 
 Observation: one 64x64x3 uint8 image (no proprioception). Reward: sparse, 1.0 when the task is
 solved at the last simulator step of the action repeat (2), as the authors' wrapper computes it.
-Episodes: 200 agent steps online and in evaluation (the authors' ``--ep_length 200``). Object positions are drawn anew every episode. At reset the hand starts
-at (0.1, 0.5, 0.3) plus N(0, 0.02^2) noise per axis, then 10 zero-action simulator steps let the
-scene settle. ``info["state"]`` carries MetaWorld's state vector for scripted experts; agents
-never see it.
+Episodes: 200 agent steps online and in evaluation (the authors' ``--ep_length 200``). Object
+positions are drawn anew every episode. At reset the hand starts at (0.1, 0.5, 0.3) plus N(0, 0.02^2)
+noise per axis, then 10 zero-action simulator steps let the scene settle. ``info["state"]`` carries
+MetaWorld's state vector for scripted experts; agents never see it.
 """
 
 from __future__ import annotations
