@@ -272,7 +272,7 @@ class LompoAgent(WorldModelAgent):
                 state, action, self.gen, member=None, sample=True, return_ensemble=True
             )
             means, stds = rssm.mean_std(stats_all)
-            member = int((stats_all == nxt["stats"][None]).flatten(1).all(1).float().argmax())
+            member = (stats_all == nxt["stats"][None]).flatten(1).all(1).float().argmax()  # stays a tensor
             u = disagreement(c.penalty, means, stds, nxt["stoch"].float())
             nfeat = rssm.feat(nxt)
             rows["obs"].append(feat)
@@ -280,7 +280,7 @@ class LompoAgent(WorldModelAgent):
             rows["next_obs"].append(nfeat)
             rows["reward"].append(self.wm.predict_reward(nfeat) - c.lmbd * u)
             rows["penalty"].append(u)
-            rows["member"].append(torch.tensor(member))
+            rows["member"].append(member)
             state = nxt
         return {k: torch.stack(v) for k, v in rows.items()}
 

@@ -50,13 +50,17 @@ class ClippedAdam:
     def __init__(self, params, lr: float, eps: float = 1e-5, clip: float = 100.0, wd: float = 1e-6):
         self.params = [p for p in params if p.requires_grad]
         self.clip, self.wd = clip, wd
-        self.opt = torch.optim.Adam(self.params, lr=lr, eps=eps)
+        # foreach: one multi-tensor kernel per Adam / clipping stage instead of one per parameter (CUDA's
+        # default; on the CPU the same numbers, bit for bit, in fewer operators)
+        self.opt = torch.optim.Adam(self.params, lr=lr, eps=eps, foreach=True)
 
     def step(self, loss: torch.Tensor) -> torch.Tensor:
         """Backward, clip, decay, step; returns the gradient norm (before clipping), detached."""
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        norm = nn.utils.clip_grad_norm_(self.params, self.clip) if self.clip else torch.zeros(())
+        norm = (
+            nn.utils.clip_grad_norm_(self.params, self.clip, foreach=True) if self.clip else torch.zeros(())
+        )
         if self.wd:
             with torch.no_grad():
                 torch._foreach_mul_(self.params, 1.0 - self.wd)
@@ -68,6 +72,8 @@ class ClippedAdam:
 
     def load_state_dict(self, d):
         self.opt.load_state_dict(d)
+        for group in self.opt.param_groups:  # a checkpoint's groups carry their own setting (older: None)
+            group["foreach"] = True
 
 
 @contextlib.contextmanager

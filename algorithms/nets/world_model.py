@@ -400,16 +400,17 @@ class RSSM(nn.Module):
         stats_all = None
         if return_ensemble or isinstance(member, torch.Tensor):
             stats_all = self.prior(deter, "all", action)
-            if member is None:
-                member = int(self.random_member(generator, device=deter.device)) if self.members > 1 else 0
-            if isinstance(member, int):
-                stats = stats_all[member]
+            if member is None and self.members > 1:  # one member for the step, drawn and picked on the device
+                stats = stats_all.index_select(0, self.random_member(generator, device=deter.device))[0]
+            elif member is None or isinstance(member, int):
+                stats = stats_all[member or 0]
             else:
                 stats = stats_all[member.to(deter.device), torch.arange(deter.shape[0], device=deter.device)]
+        elif member is None and self.members > 1:  # as above, without a host read of the drawn index
+            drawn = self.random_member(generator, device=deter.device)
+            stats = self.prior(deter[None], drawn, None if action is None else action[None])[0]
         else:
-            if member is None:
-                member = int(self.random_member(generator, device=deter.device)) if self.members > 1 else 0
-            stats = self.prior(deter, int(member), action)
+            stats = self.prior(deter, int(member or 0), action)
         out = {"deter": deter, "stoch": self.sample(stats, generator, sample), "stats": stats}
         return (out, stats_all) if return_ensemble else out
 
@@ -425,8 +426,14 @@ class RSSM(nn.Module):
         """One posterior step. Where ``is_first``, the previous state and action are zeroed (the initial
         state): the recurrent state resets at episode starts."""
         keep = (~is_first.bool()).to(prev_state["deter"].dtype)[:, None]
+        action = prev_action * keep.to(prev_action.dtype)
+        return self._obs_step(prev_state, action, embed, keep, generator, sample)
+
+    def _obs_step(self, prev_state, kept_action, embed, keep, generator, sample) -> dict:
+        """``obs_step`` given the action already zeroed where a start is (``kept_action``) and ``keep`` (N, 1)
+        = 1 - is_first (``observe`` computes both once per window)."""
         deter = self.gru(
-            self.img_in(torch.cat([prev_state["stoch"] * keep, prev_action * keep], -1)),
+            self.img_in(torch.cat([prev_state["stoch"] * keep, kept_action], -1)),
             prev_state["deter"] * keep,
         )
         stats = self.post_net(torch.cat([deter, embed.to(deter.dtype)], -1))
@@ -455,15 +462,18 @@ class RSSM(nn.Module):
             state = self.initial(B, embed.device, embed.dtype if embed.is_floating_point() else torch.float32)
             is_first = is_first.clone()
             is_first[:, 0] = True
+        # what obs_step would compute at every step, computed once for the whole window (same numbers)
+        keep = (~is_first.bool()).to(state["deter"].dtype)[..., None]  # (B, L, 1)
+        kept_action = action * keep.to(action.dtype)
         posts = []
         for t in range(L):
-            state = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t], generator, sample)
+            state = self._obs_step(state, kept_action[:, t], embed[:, t], keep[:, t], generator, sample)
             posts.append(state)
         post = {k: torch.stack([p[k] for p in posts], 1) for k in posts[0]}
         if members is None:
             members = torch.randint(0, self.members, (L,), generator=generator, device=embed.device)
         deter = post["deter"].flatten(0, 1)  # (B L, D)
-        act = (action * (~is_first.bool())[..., None].to(action.dtype)).flatten(0, 1)  # as obs_step saw it
+        act = kept_action.flatten(0, 1)  # as obs_step saw it
         if self.members == 1:
             prior = self.prior(deter, 0, act)
         else:  # every member in one bmm (gathering a weight copy per step costs more), then member[t] at t

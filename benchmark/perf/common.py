@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import sys
 import time
 
@@ -42,12 +43,13 @@ def random_batch(B: int, L: int, A: int, rng: np.random.Generator) -> dict:
     return {"model": b}
 
 
-def paper_agent(algo: str, device: str, **overrides):
-    """An agent at the paper profile's sizes (64x64 frames, 4-dim actions), ``overrides`` on its config."""
+def paper_agent(algo: str, device: str, profile: str = "paper", **overrides):
+    """An agent at a profile's sizes (default the paper's; 64x64 frames, 4-dim actions), ``overrides`` on
+    its config."""
     import algorithms
     from algorithms.contract import RunContext
 
-    cfg = algorithms.make_config(algo, "paper", **overrides)
+    cfg = algorithms.make_config(algo, profile, **overrides)
     ctx = RunContext(obs_shape=(64, 64, 3), action_dim=4, seed=0, total_updates=1000, device=device)
     return algorithms.make_agent(algo, cfg, ctx)
 
@@ -64,3 +66,60 @@ def best_rate(fn, steps: int, repeats: int = 3) -> float:
             fn()
         best = max(best, steps / (time.perf_counter() - t))
     return best
+
+
+def wm_step(agent, batches: dict) -> None:
+    """A world-model agent's world-model step alone: the ELBO on the model batch, backward, clip, Adam."""
+    from algorithms.nets.torch_parts import batch_to_device
+
+    b = batch_to_device(batches["model"], agent.device)
+    with agent._autocast():
+        loss, _, _ = agent.wm.loss(b, agent.gen)
+    agent.wm_opt.step(loss)
+
+
+# Operators that only make a new view of existing memory (no kernel launch on a GPU).
+VIEW_OPS = frozenset(
+    {
+        "t",
+        "view",
+        "_unsafe_view",
+        "detach",
+        "select",
+        "slice",
+        "unsqueeze",
+        "squeeze",
+        "expand",
+        "as_strided",
+        "permute",
+        "transpose",
+        "split",
+        "split_with_sizes",
+        "unbind",
+        "alias",
+        "_reshape_alias",
+        "narrow",
+        "lift_fresh",
+        "_record_function_enter_new",
+        "_record_function_exit",
+    }
+)
+
+
+def count_ops(fn) -> collections.Counter:
+    """The ATen operators ``fn()`` runs, by name, as they reach the kernels (below autograd, after composite
+    operators are decomposed: forward, backward and optimiser alike), each a kernel launch on a GPU."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count() as counter:
+        fn()
+    return counter.ops

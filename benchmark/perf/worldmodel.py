@@ -4,6 +4,11 @@ Prints, for batches of 16 x 50 random 64x64 frames on this machine's device (CPU
 world-model train steps/s (ELBO, backward, Adam), full agent updates/s (world model + 15-step
 imagination from all 800 posterior states + actor + critic), and the same full update with a
 7-member prior ensemble (MOTO's model) relative to one member. Few steps: each takes seconds on a CPU.
+
+``--count-ops``: instead of timing, the ATen operators one update runs (forward, backward, optimisers; as
+they reach the kernels, each a kernel launch on a GPU) for DreamerV2 and MOTO at the paper's sizes, and
+for the world-model step alone; "compute" leaves out the view operators (t, view, select, ...), which
+launch nothing. The count does not depend on the device, the batch size or the widths.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import argparse
 import numpy as np
 import torch
 
-from benchmark.perf.common import paper_agent, print_table, random_batch, timed
+from benchmark.perf.common import VIEW_OPS, count_ops, paper_agent, print_table, random_batch, timed, wm_step
 
 # measured 2026-11-23 with pydreamer's own WorldModel beside ours, interleaved (docs/performance.md,
 # Side by side with pydreamer)
@@ -42,13 +47,16 @@ def main(argv=None) -> int:
         help="auto (fp32), tf32, fp32 or bf16 (see nets/torch_parts.resolve_device_options; default: auto)",
     )
     p.add_argument("--compile", default="auto", help="auto (= off), on or off (default: auto)")
+    p.add_argument(
+        "--count-ops", action="store_true", help="count the operators of one update instead of timing"
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.count_ops:
+        return print_op_counts(args.batch, args.length, args.device)
     rng = np.random.default_rng(0)
     batch = random_batch(args.batch, args.length, 4, rng)
-    from algorithms.nets.torch_parts import batch_to_device
-
     agents = {
         m: paper_agent(
             args.algo,
@@ -62,18 +70,12 @@ def main(argv=None) -> int:
         for m in (1, args.ensemble)
     }
 
-    def wm_step(agent):
-        b = batch_to_device(batch["model"], agent.device)
-        with agent._autocast():
-            loss, _, _ = agent.wm.loss(b, agent.gen)
-        agent.wm_opt.step(loss)
-
     for agent in agents.values():
         agent.update(batch)  # warm-up (allocations; compilation where on)
     times = {(m, k): [] for m in agents for k in ("wm", "full")}
     for _ in range(args.repeats):  # interleaved, so load changes on a shared machine hit both alike
         for m, agent in agents.items():
-            times[m, "wm"].append(timed(lambda: wm_step(agent), 1, warmup=False)[0])
+            times[m, "wm"].append(timed(lambda: wm_step(agent, batch), 1, warmup=False)[0])
         for m, agent in agents.items():
             times[m, "full"].append(timed(lambda: agent.update(batch), 1, warmup=False)[0])
     rows = []
@@ -115,6 +117,39 @@ def main(argv=None) -> int:
         print(
             moto_step_ratio(agents[1], batch, args.algo, args.device, args.batch, args.length, args.repeats)
         )
+    return 0
+
+
+def print_op_counts(batch: int, length: int, device: str) -> int:
+    """The ``--count-ops`` table: ATen operators per update of DreamerV2 and MOTO (paper sizes)."""
+    from benchmark.perf.moto import with_bc_batch
+
+    rows = []
+    for algo in ("dreamerv2", "moto"):
+        agent = paper_agent(algo, device, batch=batch, length=length)
+        batches = with_bc_batch(random_batch(batch, length, 4, np.random.default_rng(0)), agent)
+        batches["model"]["episode_goal"] = np.ones((batch, length), bool)
+        agent.update(batches)  # warm-up: the first update builds what later ones reuse
+        ops = count_ops(lambda: agent.update(batches))
+        wm = count_ops(lambda: wm_step(agent, batches))
+        compute = {k: v for k, v in ops.items() if k not in VIEW_OPS}
+        rows.append(
+            {
+                "agent": algo,
+                "ops/update": sum(ops.values()),
+                "compute ops/update": sum(compute.values()),
+                "wm-step ops": sum(wm.values()),
+                "wm-step compute ops": sum(v for k, v in wm.items() if k not in VIEW_OPS),
+                "most frequent (compute)": ", ".join(
+                    f"{k} {v}" for k, v in sorted(compute.items(), key=lambda kv: -kv[1])[:6]
+                ),
+            }
+        )
+    print(
+        f"ATen operators of one update, paper sizes, sequences {length} steps (batch {batch}: the count does "
+        f"not depend on it), device {device}"
+    )
+    print_table(rows, list(rows[0]))
     return 0
 
 

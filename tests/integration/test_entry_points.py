@@ -75,3 +75,44 @@ def test_device_options_defaults_and_errors():
         resolve_device_options(cpu, "fp16", "auto")
     with pytest.raises(ValueError, match="compile must be one of"):
         resolve_device_options(cpu, "auto", "yes")
+
+
+def test_perf_worldmodel_counts_the_operators_of_an_update():
+    out = run("benchmark.perf", "worldmodel", "--count-ops", "--batch", "2")
+    assert out.returncode == 0, out.stderr
+    rows = {
+        line.split()[0]: line.split()[1:5]
+        for line in out.stdout.splitlines()
+        if line.startswith(("dreamerv2 ", "moto "))
+    }
+    assert set(rows) == {"dreamerv2", "moto"}
+    for agent, (ops, compute, wm, wm_compute) in rows.items():
+        assert int(ops) > int(compute) > int(wm_compute) > 1000, (agent, rows[agent])
+        assert int(ops) > int(wm) > int(wm_compute)
+    assert int(rows["moto"][0]) > int(rows["dreamerv2"][0])  # twin critics, BC and the ensemble
+
+
+def test_perf_gpu_check_runs_its_three_parts_on_a_cpu_at_smoke_sizes(drawer_open_data):
+    out = run(
+        "benchmark.perf",
+        "gpu-check",
+        "--device",
+        "cpu",
+        "--sizes",
+        "smoke",
+        "--repeats",
+        "1",
+        "--learner-updates",
+        "2",
+        "--data-dir",
+        str(drawer_open_data),
+    )
+    assert out.returncode == 0, out.stderr
+    parts = [line.split("|")[0].strip() for line in out.stdout.splitlines() if line.startswith("part=")]
+    assert parts == ["part=update"] * 2 + ["part=learners"] * 4 + ["part=run"] * 3
+    assert "\nupdate\n" in out.stdout and "\nrun\n" in out.stdout  # the final table of every part
+
+
+def test_perf_gpu_check_without_a_gpu_is_a_clear_error():
+    out = run("benchmark.perf", "gpu-check")
+    assert out.returncode == 2 and "needs a CUDA GPU" in out.stderr
