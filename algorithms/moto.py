@@ -80,9 +80,9 @@ class MOTOConfig(DreamerV2Config):
     bc_burn_in: int = 5  # a BC window that starts mid-episode starts its posterior cold: its first frames
     # (until this many, or an episode start inside the window) are filtered without loss
     uncertainty: str = "meandis"  # Eq. 2's measure (RSSM.disagreement): logits | log_probs | probs |
-    # sample_log_prob | meandis; chosen by measurement (README, "What u measures")
+    # sample_log_prob | meandis; chosen by measurement (docs/algorithms/moto.md, "The uncertainty measure")
     prior_action: bool = True  # the prior heads see a_{t-1} too, so members can disagree on unseen actions
-    # (random/data ratio of u 1.15 -> 1.62 at the cpu profile; README, "What u measures")
+    # (random/data ratio of u 1.15 -> 1.62 at the cpu profile; docs/algorithms/moto.md)
     diag_horizon: int = 0  # H of Eq. 12 (0: the imagination horizon)
 
     PROFILES = {

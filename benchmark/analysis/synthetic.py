@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.core.rundir import METRICS_COLUMNS as BASE_COLUMNS
+from benchmark.tasks import PAPER_METAWORLD_RETURNS
 
 
 def write_run(
@@ -187,18 +188,7 @@ METHOD_SKILL = {
     "sac": 0.15,
     "bc": 0.25,
 }
-METAWORLD = [
-    "assembly",
-    "bin-picking",
-    "box-close",
-    "coffee-push",
-    "disassemble",
-    "door-open",
-    "drawer-open",
-    "hammer",
-    "plate-slide",
-    "window-open",
-]
+METAWORLD = list(PAPER_METAWORLD_RETURNS)  # the paper's ten MetaWorld tasks
 
 
 def _curve(skill: float, n_evals: int, every: int, rng) -> list[tuple[int, float]]:

@@ -40,6 +40,20 @@ def _names(spec: list[str], root: Path) -> list[str]:
     return spec
 
 
+# The stats table: our counts next to Table 1's (``generate`` adds the attempts after the episode count).
+STATS_COLUMNS = [
+    "dataset",
+    "episodes",
+    "transitions",
+    "mean_return",
+    "success",
+    "paper_episodes",
+    "paper_transitions",
+    "paper_return",
+    "paper_success",
+]
+
+
 def _stats_row(name: str, m: dict) -> dict:
     return {
         "dataset": name,
@@ -124,21 +138,7 @@ def cmd_generate(args) -> None:
         )
         rows.append({**_stats_row(name, m), "attempts": counts["attempts"], **_paper(spec)})
     print()
-    print_table(
-        rows,
-        [
-            "dataset",
-            "episodes",
-            "attempts",
-            "transitions",
-            "mean_return",
-            "success",
-            "paper_episodes",
-            "paper_transitions",
-            "paper_return",
-            "paper_success",
-        ],
-    )
+    print_table(rows, STATS_COLUMNS[:2] + ["attempts"] + STATS_COLUMNS[2:])
 
 
 def cmd_generate_kitchen(args) -> None:
@@ -360,20 +360,7 @@ def cmd_stats(args) -> None:
         except KeyError:
             pass
         rows.append(row)
-    print_table(
-        rows,
-        [
-            "dataset",
-            "episodes",
-            "transitions",
-            "mean_return",
-            "success",
-            "paper_episodes",
-            "paper_transitions",
-            "paper_return",
-            "paper_success",
-        ],
-    )
+    print_table(rows, STATS_COLUMNS)
     kitchen = [(r["dataset"], read_manifest(root / r["dataset"])) for r in rows]
     kitchen = [(name, m) for name, m in kitchen if str(m.get("task", "")).startswith("kitchen/")]
     if kitchen:  # Kitchen data next to the paper's (same demonstrations serve both tasks)

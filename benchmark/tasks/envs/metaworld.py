@@ -17,20 +17,6 @@ import numpy as np
 
 from benchmark.tasks.envs.render import Camera, PixelRenderer
 
-# The paper's ten tasks (it used the -v2 versions; metaworld 3.x ships -v3).
-METAWORLD_TASKS = (
-    "assembly",
-    "bin-picking",
-    "box-close",
-    "coffee-push",
-    "disassemble",
-    "door-open",
-    "drawer-open",
-    "hammer",
-    "plate-slide",
-    "window-open",
-)
-
 CAMERAS = {
     # The authors' free camera (khatch31/jaxrl2). mujoco.Renderer draws it upright already.
     "free": Camera(distance=0.75, azimuth=15.0, elevation=-22.5, lookat=(-0.15, 0.65, 0.25)),
