@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from algorithms.contract import DIAGNOSTICS_COLUMNS
+from algorithms.gifs import write_gif
 
 REWARD_COLUMNS = DIAGNOSTICS_COLUMNS["reward_prediction.csv"]
 RECON_COLUMNS = DIAGNOSTICS_COLUMNS["reconstruction.csv"]
@@ -178,19 +179,6 @@ def video_prediction(
         cols.append(torch.cat([truth, model, error], 1))  # (T, 3H, W, C)
     T = min(c.shape[0] for c in cols)
     return _to_uint8(torch.cat([c[:T] for c in cols], 2))
-
-
-def write_gif(path: Path, video: np.ndarray, fps: int = 10) -> Path:
-    """uint8 frames (T, H, W, 3) as a looping GIF (written to a temporary file and renamed)."""
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = [Image.fromarray(f) for f in video]
-    tmp = path.with_suffix(".tmp.gif")
-    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
-    tmp.replace(path)
-    return path
 
 
 def replace_rows(path: Path, columns: list[str], rows: list[dict], grad_step: int, phase: str) -> None:

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from algorithms.gifs import write_gif
+
 STEP_COLUMN = {"offline": "grad_step", "online": "env_steps", "eval": "env_steps"}
 
 
@@ -200,23 +202,11 @@ class LiveLog:
     def gif(self, frames: np.ndarray, episodes: int) -> Path:
         """Writes ``<run_dir>/gifs/eval_<episodes:06d>.gif`` from (T, H, W, 3) uint8 frames; returns its
         path."""
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
-            raise ValueError(f"gif frames must be (T, H, W, 3) with T >= 1, got shape {frames.shape}")
-        if frames.dtype != np.uint8:
-            raise ValueError(f"gif frames must be uint8, got {frames.dtype}")
         if int(episodes) < 0:
             raise ValueError(f"episodes must be >= 0, got {episodes}")
-        import imageio.v3 as iio
-
-        stride = max(1, math.ceil(len(frames) / self.gif_max_frames))
-        kept = frames[::stride]
-        out = self.dir / "gifs" / f"eval_{int(episodes):06d}.gif"
-        out.parent.mkdir(exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        # duration is per frame in ms; striding keeps the playback at the episode's real pace.
-        iio.imwrite(tmp, kept, extension=".gif", duration=1000.0 * stride / self.gif_fps, loop=0)
-        os.replace(tmp, out)
+        out = write_gif(
+            self.dir / "gifs" / f"eval_{int(episodes):06d}.gif", frames, self.gif_fps, self.gif_max_frames
+        )
         if self._wandb_run is not None:
             try:
                 self._wandb_run.log({"eval/episode_gif": self._wandb.Video(str(out), format="gif")})
