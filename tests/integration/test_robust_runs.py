@@ -242,7 +242,7 @@ def test_a_dataset_name_resolves_per_task_when_it_has_no_manifest_itself(tmp_pat
         ]
     )
     runs = plan(args, resolve=False)
-    assert [r["dataset"].name for r in runs] == ["scripted-mixed", "scripted-partial"]
+    assert [r.dataset.name for r in runs] == ["scripted-mixed", "scripted-partial"]
     assert runs[0].dir.parent.name == "smoke@kitchen-scripted-mixed"
 
 
