@@ -21,6 +21,7 @@ import algorithms
 from benchmark.core.livelog import add_cli_arguments as add_live_arguments
 from benchmark.launch import execute, sweeps
 from benchmark.launch.plan import (
+    PLAN_DEFAULTS,
     UsageError,
     describe,
     load_imports,
@@ -46,20 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmark.run", description=__doc__, formatter_class=_HelpFormatter
     )
-    p.add_argument("--algos", default="bc", help="comma-separated algorithm names (see --list)")
+    p.add_argument(
+        "--algos", default=PLAN_DEFAULTS["algos"], help="comma-separated algorithm names (see --list)"
+    )
     p.add_argument(
         "--tasks",
-        default="metaworld/drawer-open",
+        default=PLAN_DEFAULTS["tasks"],
         help="comma-separated task names or suites: all, metaworld, kitchen",
     )
-    p.add_argument("--seeds", default="0", help="comma-separated distinct non-negative integers")
+    p.add_argument(
+        "--seeds", default=PLAN_DEFAULTS["seeds"], help="comma-separated distinct non-negative integers"
+    )
     p.add_argument(
         "--profile",
-        default="paper",
+        default=PLAN_DEFAULTS["profile"],
         help=f"one of {', '.join(PROFILES)}: paper = the paper's sizes and schedule (a GPU run; "
         f"hours per run), cpu = small nets and few steps (minutes), smoke = seconds (tests)",
     )
-    p.add_argument("--out", default="results", help="results folder; one run directory per task/algo/seed")
+    p.add_argument(
+        "--out", default=PLAN_DEFAULTS["out"], help="results folder; one run directory per task/algo/seed"
+    )
     p.add_argument(
         "--data-dir",
         default=None,
@@ -74,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. kitchen/mixed-100ep-seed0)",
     )
     p.add_argument(
-        "--device", default="auto", help="auto, cpu or cuda (auto: cuda where an NVIDIA driver is found)"
+        "--device",
+        default=PLAN_DEFAULTS["device"],
+        help="auto, cpu or cuda (auto: cuda where an NVIDIA driver is found)",
     )
     p.add_argument(
         "--import",

@@ -192,22 +192,25 @@ def missing_datasets_note(runs: list[RunSpec]) -> str | None:
     return f"to get the missing data: {missing_datasets_message(missing)}" if missing else None
 
 
+# The options ``plan`` reads and their defaults, which the run CLI (``benchmark/run.py``) shows.
+PLAN_DEFAULTS = {
+    "algos": "bc",
+    "tasks": "metaworld/drawer-open",
+    "seeds": "0",
+    "profile": "paper",
+    "out": "results",
+    "data_dir": None,
+    "dataset": None,
+    "device": "auto",
+    "imports": [],
+    "dry_run": False,
+}
+
+
 def plan_args(**values) -> argparse.Namespace:
-    """The options ``plan`` reads, at the run CLI's defaults, with ``values`` on top (for a run planned again
-    in a child process, and for a sweep file's runs)."""
-    defaults = {
-        "algos": "bc",
-        "tasks": "metaworld/drawer-open",
-        "seeds": "0",
-        "profile": "paper",
-        "out": "results",
-        "data_dir": None,
-        "dataset": None,
-        "device": "auto",
-        "imports": [],
-        "dry_run": False,
-    }
-    return argparse.Namespace(**{**defaults, **values})
+    """The options ``plan`` reads, at their defaults, with ``values`` on top (for a run planned again in a
+    child process, and for a sweep file's runs)."""
+    return argparse.Namespace(**{**PLAN_DEFAULTS, "imports": [], **values})
 
 
 def load_yaml(path: str | Path, what: str) -> dict:
