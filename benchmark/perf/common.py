@@ -40,6 +40,7 @@ def random_batch(B: int, L: int, A: int, rng: np.random.Generator) -> dict:
         "discount": np.ones((B, L), np.float32),
     }
     b["is_first"][:, 0] = True
+    b["episode_goal"] = np.ones((B, L), bool)  # every window from a goal-reaching episode (MOTO's BC filter)
     return {"model": b}
 
 

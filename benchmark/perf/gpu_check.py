@@ -65,7 +65,6 @@ def updates(check: Check, device: str, sizes: str, repeats: int) -> None:
         agent = paper_agent(algo, device, profile=sizes)
         req = agent.requests["model"]
         batch = random_batch(req.batch, req.length, 4, np.random.default_rng(0))
-        batch["model"]["episode_goal"] = np.ones(batch["model"]["is_first"].shape, bool)
         agents[algo] = (agent, with_bc_batch(batch, agent))
         agent.update(agents[algo][1])  # warm-up: allocations, cuDNN autotuning
     times = {(a, k): [] for a in agents for k in ("wm", "full")}

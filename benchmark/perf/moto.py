@@ -28,7 +28,6 @@ def rows(
 ) -> list[dict]:
     rng = np.random.default_rng(0)
     data = random_batch(batch, length, 4, rng)["model"]
-    data["episode_goal"] = np.ones((batch, length), bool)
     out = []
     for name, overrides in ((baseline, {}), (algo, {}), (algo, {"ensemble": 1})):
         agent = paper_agent(name, device, batch=batch, length=length, **overrides)

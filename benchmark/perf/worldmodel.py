@@ -128,7 +128,6 @@ def print_op_counts(batch: int, length: int, device: str) -> int:
     for algo in ("dreamerv2", "moto"):
         agent = paper_agent(algo, device, batch=batch, length=length)
         batches = with_bc_batch(random_batch(batch, length, 4, np.random.default_rng(0)), agent)
-        batches["model"]["episode_goal"] = np.ones((batch, length), bool)
         agent.update(batches)  # warm-up: the first update builds what later ones reuse
         ops = count_ops(lambda: agent.update(batches))
         wm = count_ops(lambda: wm_step(agent, batches))

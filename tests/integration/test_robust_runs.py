@@ -1,6 +1,5 @@
 """Runs that survive clusters and mistakes: one process per run, signals, run identity, checks."""
 
-import csv
 import dataclasses
 import json
 import os
@@ -19,10 +18,10 @@ from benchmark.launch.execute import ConfigMismatch, execute
 from benchmark.launch.plan import plan
 from benchmark.run import build_parser
 from benchmark.run import main as run_cli
+from tests.helpers.runs import metric_rows as rows
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = str(REPO / "tests" / "helpers" / "slow_bc.py")
-TIME_COLUMNS = {"steps_per_s", "wall_time"}
 
 
 @pytest.fixture
@@ -61,11 +60,6 @@ def start(out, data_dir, profile="smoke", delay="0.4"):
 
 def run_dir(out, profile="smoke"):
     return Path(out) / "metaworld/drawer-open/slow-bc" / profile / "seed_0"
-
-
-def rows(d):
-    with open(d / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(f)]
 
 
 def wait_for(cond, timeout=240):
