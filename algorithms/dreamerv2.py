@@ -131,16 +131,21 @@ class DreamerV2Agent(WorldModelAgent):
         self.critic_opt = self.optimiser(self.critic, self.config.critic_lr)
 
     # -- training ---------------------------------------------------------------------------------
-    def update(self, batches):
-        b = batch_to_device(
-            batches["model"], self.device, keys=("image", "action", "reward", "is_first", "is_terminal")
-        )
+    def step_inputs(self, batches) -> dict:
+        keys = ("image", "action", "reward", "is_first", "is_terminal")
+        return batch_to_device(batches["model"], self.device, keys=keys)
+
+    def before_step(self) -> None:
+        if self.updates % self.config.slow_target_every == 0:  # DreamerV2: copy at update 0, 100, 200, ...
+            self.target_critic.load_state_dict(self.critic.state_dict())
+
+    def train_step(self, b: dict) -> dict:
+        """Steps 1-5 above on one batch of sequences."""
         with self._autocast():
             wm_loss, metrics, post = self.wm.loss(b, self.gen)
         metrics["model_grad_norm"] = self.wm_opt.step(wm_loss)
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         metrics.update(self.train_behavior(start, b["is_terminal"].flatten()))
-        self.updates += 1
         return metrics
 
     def _policy(self, entropies: list):
@@ -156,8 +161,6 @@ class DreamerV2Agent(WorldModelAgent):
 
     def train_behavior(self, start: dict, is_terminal: torch.Tensor) -> dict:
         c = self.config
-        if self.updates % c.slow_target_every == 0:  # DreamerV2: copy at update 0, 100, 200, ...
-            self.target_critic.load_state_dict(self.critic.state_dict())
         entropies: list = []
         with frozen(self.wm), self._autocast():
             seq = self.wm.rssm.imagine(self._policy(entropies), start, c.horizon, self.gen)

@@ -303,14 +303,20 @@ class LompoAgent(WorldModelAgent):
         return {"rollout_penalty": r["penalty"].mean(), "rollout_reward": r["reward"].mean()}
 
     # -- training -----------------------------------------------------------------------------------------
-    def update(self, batches):
-        c = self.config
-        b = batch_to_device(
-            batches["model"], self.device, keys=("image", "action", "reward", "is_first", "is_terminal")
-        )
+    def step_inputs(self, batches) -> dict:
+        keys = ("image", "action", "reward", "is_first", "is_terminal")
+        return batch_to_device(batches["model"], self.device, keys=keys)
+
+    def train_step(self, b: dict) -> dict:
+        """The world model's step (the part a CUDA graph captures); the rest is ``after_step``."""
         wm_loss, metrics, post = self.wm.loss(b, self.gen)
         metrics["model_grad_norm"] = self.wm_opt.step(wm_loss)
-        self.updates += 1
+        return {"metrics": metrics, "post": post}
+
+    def after_step(self, outputs: dict) -> dict:
+        """Rollouts into the model buffer, then the latent SAC (host-side buffers: never captured)."""
+        c = self.config
+        metrics, post = outputs["metrics"], outputs["post"]
         if self.updates <= c.model_warmup:
             return metrics
         fresh = self.encoded < len(self.episodes)

@@ -51,6 +51,7 @@ Eq. 6, ``actor_ent``), hard target copies every 100 updates, Adam with eps 1e-5,
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,11 +129,18 @@ def lambda_mixture(reward: torch.Tensor, v0: torch.Tensor, gamma: float, lam: fl
     out = []
     for t in range(H):
         vk = value_expansion(reward, v0, gamma, t)  # (H-t, N)
-        n = H - t
-        weights = [(1.0 - lam) * lam ** (k - 1) for k in range(1, n)] + [lam ** (n - 1)]
-        w = torch.tensor(weights, device=reward.device, dtype=reward.dtype)
+        w = _mixture_weights(H - t, lam, reward.device, reward.dtype)
         out.append((w[:, None] * vk).sum(0))
     return torch.stack(out)
+
+
+@functools.lru_cache(maxsize=None)
+def _mixture_weights(n: int, lam: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Eq. 5's weights of V_1 .. V_n: (1 - lambda) lambda^{k-1} for k < n, lambda^{n-1} for k = n. Made
+    once per (n, lambda, device, dtype): built from host numbers inside every update, they would be a
+    host-to-device copy per update, which a CUDA graph cannot replay."""
+    weights = [(1.0 - lam) * lam ** (k - 1) for k in range(1, n)] + [lam ** (n - 1)]
+    return torch.tensor(weights, device=device, dtype=dtype)
 
 
 def mixed_value(v: torch.Tensor, v0: torch.Tensor, lam: float) -> torch.Tensor:
@@ -244,23 +252,26 @@ class MOTOAgent(DreamerV2Agent):
         self.critic_opt = self.optimiser(self.critics, self.config.critic_lr)
 
     # -- training ---------------------------------------------------------------------------------
-    def update(self, batches):
-        b = batch_to_device(
-            batches["model"],
-            self.device,
-            keys=("image", "action", "reward", "discount", "is_first", "is_terminal"),
-        )
+    def step_inputs(self, batches) -> dict:
+        keys = ("image", "action", "reward", "discount", "is_first", "is_terminal")
+        inputs = {"model": batch_to_device(batches["model"], self.device, keys=keys)}
+        if "bc" in batches:
+            keys = ("image", "action", "is_first", "episode_goal")
+            inputs["bc"] = batch_to_device(batches["bc"], self.device, keys=keys)
+        return inputs
+
+    def before_step(self) -> None:
+        if self.updates % self.config.slow_target_every == 0:  # DreamerV2: hard copies at 0, 100, 200, ...
+            self.target_critics.load_state_dict(self.critics.state_dict())
+
+    def train_step(self, inputs: dict) -> dict:
+        """Algorithm 1, lines 2-6: the world model (Eq. 1), then the actor and critics (Eqs. 2-10)."""
+        b = inputs["model"]
         with self._autocast():
             wm_loss, metrics, post = self.wm.loss(b, self.gen)  # Eq. 1
         metrics["model_grad_norm"] = self.wm_opt.step(wm_loss)
         post = {k: v.detach() for k, v in post.items()}
-        bc = None
-        if "bc" in batches:
-            bc = batch_to_device(
-                batches["bc"], self.device, keys=("image", "action", "is_first", "episode_goal")
-            )
-        metrics.update(self.train_agent(post, b, bc))
-        self.updates += 1
+        metrics.update(self.train_agent(post, b, inputs.get("bc")))
         return metrics
 
     def start_window(self, B: int, L: int) -> tuple[torch.Tensor, int]:
@@ -302,8 +313,6 @@ class MOTOAgent(DreamerV2Agent):
 
     def train_agent(self, post: dict, batch: dict, bc_batch: dict | None) -> dict:
         c = self.config
-        if self.updates % c.slow_target_every == 0:  # DreamerV2: hard copies at update 0, 100, 200, ...
-            self.target_critics.load_state_dict(self.critics.state_dict())
         B, L = post["deter"].shape[:2]
         offset, T = self.start_window(B, L)
         idx = offset[:, None] + torch.arange(T, device=self.device)[None]

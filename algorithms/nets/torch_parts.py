@@ -47,12 +47,21 @@ def mlp(inp: int, layers: tuple[int, ...], out: int | None, act: str = "elu") ->
 class ClippedAdam:
     """DreamerV2's optimiser: Adam(lr, eps), global-norm clipping, multiplicative weight decay."""
 
-    def __init__(self, params, lr: float, eps: float = 1e-5, clip: float = 100.0, wd: float = 1e-6):
+    def __init__(
+        self,
+        params,
+        lr: float,
+        eps: float = 1e-5,
+        clip: float = 100.0,
+        wd: float = 1e-6,
+        capturable: bool = False,
+    ):
         self.params = [p for p in params if p.requires_grad]
-        self.clip, self.wd = clip, wd
+        self.clip, self.wd, self.capturable = clip, wd, capturable
         # foreach: one multi-tensor kernel per Adam / clipping stage instead of one per parameter (CUDA's
-        # default; on the CPU the same numbers, bit for bit, in fewer operators)
-        self.opt = torch.optim.Adam(self.params, lr=lr, eps=eps, foreach=True)
+        # default; on the CPU the same numbers, bit for bit, in fewer operators). capturable (CUDA only):
+        # the step counts live on the device, so a CUDA graph can capture the step (cuda_graph.py)
+        self.opt = torch.optim.Adam(self.params, lr=lr, eps=eps, foreach=True, capturable=capturable)
 
     def step(self, loss: torch.Tensor) -> torch.Tensor:
         """Backward, clip, decay, step; returns the gradient norm (before clipping), detached."""
@@ -72,8 +81,14 @@ class ClippedAdam:
 
     def load_state_dict(self, d):
         self.opt.load_state_dict(d)
-        for group in self.opt.param_groups:  # a checkpoint's groups carry their own setting (older: None)
-            group["foreach"] = True
+        for group in self.opt.param_groups:  # a checkpoint's groups carry their own settings (older: None)
+            group["foreach"], group["capturable"] = True, self.capturable
+        # step counts where this optimiser keeps them (a checkpoint may come from a run with the other
+        # setting): on the parameters' device when capturable, else on the CPU
+        for p, state in self.opt.state.items():
+            if "step" in state:
+                where = p.device if self.capturable else torch.device("cpu")
+                state["step"] = state["step"].to(device=where, dtype=torch.float32)
 
 
 @contextlib.contextmanager

@@ -83,6 +83,9 @@ class WorldModelConfig:
     # GPU path (torch_parts.resolve_device_options): "auto" = fp32 and no torch.compile (measured fastest)
     precision: str = "auto"  # auto | tf32 | fp32 | bf16
     compile: str = "auto"  # auto (= off) | on | off
+    # the update captured as one CUDA graph (algorithms/nets/cuda_graph.py): off | on | auto (= on where
+    # the device is CUDA). Off by default until a GPU measurement shows it faster and equal (issue 23)
+    cuda_graph: str = "off"
 
     @classmethod
     def of(cls, config) -> "WorldModelConfig":
@@ -324,7 +327,7 @@ class RSSM(nn.Module):
             x = deter.unsqueeze(0).expand(self.members, *deter.shape)
             return self.prior_out(self.act_fn(self.prior_hidden(x)))
         if isinstance(member, int):
-            idx = torch.tensor([member], device=deter.device)
+            idx = torch.full((1,), member, dtype=torch.long, device=deter.device)  # (no host data)
             return self.prior_out(self.act_fn(self.prior_hidden(deter[None], idx)), idx)[0]
         return self.prior_out(self.act_fn(self.prior_hidden(deter, member)), member)
 
@@ -461,7 +464,7 @@ class RSSM(nn.Module):
         if state is None:
             state = self.initial(B, embed.device, embed.dtype if embed.is_floating_point() else torch.float32)
             is_first = is_first.clone()
-            is_first[:, 0] = True
+            is_first[:, 0].fill_(True)
         # what obs_step would compute at every step, computed once for the whole window (same numbers)
         keep = (~is_first.bool()).to(state["deter"].dtype)[..., None]  # (B, L, 1)
         kept_action = action * keep.to(action.dtype)

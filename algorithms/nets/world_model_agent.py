@@ -12,6 +12,15 @@ Construction (``__init__``), in this order:
   ``updates = 0``; ``torch.compile`` of the world model's stateless parts when the config asks for it.
 A subclass then sets ``requests`` and its own state.
 
+An update (``update``) is split so that its tensor work can be captured as one CUDA graph
+(``cuda_graph``, ``algorithms/nets/cuda_graph.py``):
+  ``step_inputs(batches)``  the batches as device tensors (host-to-device copies);
+  ``before_step()``         Python-side work between steps (periodic target copies), never captured;
+  ``train_step(inputs)``    the update's tensor work: losses, backward passes, optimiser steps; returns
+                            a dict of tensors. Eager, or captured once and replayed (``cuda_graph``);
+  ``updates += 1``, then ``after_step(outputs)`` (LOMPO/COMBO: the latent SAC and its host-side buffers),
+                            which returns the update's metrics.
+
 Checkpoints: ``state_dict()`` holds the parts of ``_parts()`` (modules, optimisers, generators under
 their keys), ``updates`` and whatever ``_extra_state()`` adds; ``load_state_dict`` loads the same.
 """
@@ -21,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from algorithms.contract import RunContext
+from algorithms.nets.cuda_graph import GraphedStep, resolve_cuda_graph
 from algorithms.nets.torch_parts import ClippedAdam, load_parts, resolve_device_options, save_parts, to_cpu
 from algorithms.nets.world_model import WorldModel, WorldModelConfig
 
@@ -30,6 +40,8 @@ class WorldModelAgent:
         self.config, self.context = config, context
         self.device = torch.device(context.device)
         self.amp, use_compile = resolve_device_options(self.device, config.precision, config.compile)
+        self.graphed = resolve_cuda_graph(config.cuda_graph, self.device, use_compile)
+        self._graph: GraphedStep | None = None  # made at the first update (cuda_graph on)
         self.act_stack = 1
         with torch.random.fork_rng(devices=[]):  # initialisation depends on the seed only
             torch.manual_seed(context.seed)
@@ -55,11 +67,45 @@ class WorldModelAgent:
     def optimiser(self, module: torch.nn.Module, lr: float) -> ClippedAdam:
         """DreamerV2's optimiser with the config's eps, clipping and weight decay."""
         c = self.config
-        return ClippedAdam(module.parameters(), lr, c.opt_eps, c.grad_clip, c.weight_decay)
+        return ClippedAdam(
+            module.parameters(), lr, c.opt_eps, c.grad_clip, c.weight_decay, capturable=self.graphed
+        )
 
     def _autocast(self):
-        """bf16 autocast where the config asks for it (``precision="bf16"``), else a no-op."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        """bf16 autocast where the config asks for it (``precision="bf16"``), else a no-op. Under a CUDA
+        graph without autocast's cast cache (a cached cast would outlive the captured region)."""
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=not self.graphed
+        )
+
+    # -- an update ------------------------------------------------------------------------------------
+    def update(self, batches) -> dict:
+        inputs = self.step_inputs(batches)
+        self.before_step()
+        if self.graphed:
+            if self._graph is None:
+                self._graph = GraphedStep(self.train_step, generators=[self.gen])
+            outputs = self._graph(inputs)
+        else:
+            outputs = self.train_step(inputs)
+        self.updates += 1
+        return self.after_step(outputs)
+
+    def step_inputs(self, batches) -> dict:
+        """The batches the step reads, as device tensors (a pytree of tensors, fixed shapes per run)."""
+        raise NotImplementedError
+
+    def before_step(self) -> None:
+        """Python-side work before each step (``self.updates`` is the number of steps done so far)."""
+
+    def train_step(self, inputs: dict) -> dict:
+        """The update's tensor work on ``step_inputs``' tensors; returns a dict of tensors. It must run
+        the same operators on the same shapes every update (``tests/unit/test_cuda_graph.py``)."""
+        raise NotImplementedError
+
+    def after_step(self, outputs: dict) -> dict:
+        """The update's metrics from the step's outputs (after ``updates += 1``)."""
+        return outputs
 
     # -- state ----------------------------------------------------------------------------------------
     def _parts(self) -> dict:
