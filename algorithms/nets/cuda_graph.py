@@ -72,7 +72,9 @@ class GraphedStep:
     ``warmup``: eager calls before a capture (the capture also needs one call's worth of optimiser state).
     """
 
-    def __init__(self, step: Callable, generators=(), warmup: int = 3):
+    WARMUP = 3
+
+    def __init__(self, step: Callable, generators=(), warmup: int = WARMUP):
         if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
             raise RuntimeError(
                 f"cuda_graph needs torch.cuda.CUDAGraph.register_generator_state (torch >= 2.5; this is "

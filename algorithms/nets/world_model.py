@@ -327,6 +327,8 @@ class RSSM(nn.Module):
             x = deter.unsqueeze(0).expand(self.members, *deter.shape)
             return self.prior_out(self.act_fn(self.prior_hidden(x)))
         if isinstance(member, int):
+            if self.members == 1:  # the only member: its weights as they are, no gather
+                return self.prior_out(self.act_fn(self.prior_hidden(deter[None])))[0]
             idx = torch.full((1,), member, dtype=torch.long, device=deter.device)  # (no host data)
             return self.prior_out(self.act_fn(self.prior_hidden(deter[None], idx)), idx)[0]
         return self.prior_out(self.act_fn(self.prior_hidden(deter, member)), member)

@@ -69,14 +69,26 @@ def best_rate(fn, steps: int, repeats: int = 3) -> float:
     return best
 
 
-def wm_step(agent, batches: dict) -> None:
-    """A world-model agent's world-model step alone: the ELBO on the model batch, backward, clip, Adam."""
+def wm_step(agent, batches: dict, graph=None) -> None:
+    """A world-model agent's world-model step alone: the ELBO on the model batch, backward, clip, Adam
+    (through ``graph``, a ``GraphedStep`` of ``wm_core``, when given)."""
     from algorithms.nets.torch_parts import batch_to_device
 
-    b = batch_to_device(batches["model"], agent.device)
+    b = batch_to_device(
+        batches["model"], agent.device, keys=("image", "action", "reward", "is_first", "is_terminal")
+    )
+    if graph is not None:
+        graph(b)
+    else:
+        wm_core(agent, b)
+
+
+def wm_core(agent, b: dict) -> dict:
+    """The tensor work of ``wm_step`` on device tensors (what a CUDA graph of it captures)."""
     with agent._autocast():
         loss, _, _ = agent.wm.loss(b, agent.gen)
     agent.wm_opt.step(loss)
+    return {"model_loss": loss.detach()}
 
 
 # Operators that only make a new view of existing memory (no kernel launch on a GPU).

@@ -6,11 +6,16 @@ measured, so a stop (Ctrl-C, SIGTERM, or ``--budget-min`` running out) still lea
 the final table of them:
 
   update     world-model step and full update (ms) of DreamerV2 and MOTO at the paper's sizes (batch
-             16 x 50, fp32), each agent's steps interleaved with the other's; cuda_graph: off (the eager
-             path) -- graph capture is not built yet, so there is no "on" row and no graph-vs-eager loss
-             comparison (docs/performance.md)
+             16 x 50, fp32) with ``cuda_graph`` off (the eager path) and on (the step captured once and
+             replayed, ``algorithms/nets/cuda_graph.py``), the four agents' steps interleaved (same machine
+             load for all); ``vs_eager``: eager ms / this row's ms (the speed-up of graphs)
+  equality   graph against eager, same seed and batches: the largest relative difference of any metric
+             over the 5 updates after the capture, next to two eager runs' own difference (run-to-run
+             noise of GPU kernels); ``equal`` when the graph's is at most max(1e-4, 2 x the eager runs').
+             ``rng_equal``: the agent's generator state after the updates is the same (exact resume)
   learners   model-free updates/s at the paper's sizes (BC, SAC, CQL, IQL; JAX), update alone
-  run        ``perf run``'s projection of a full metaworld/drawer-open run (hours) for moto, dreamerv2, bc
+  run        ``perf run``'s projection of a full metaworld/drawer-open run (hours) for moto and dreamerv2
+             (cuda_graph off and on) and bc
 
 ``--device cpu --sizes smoke`` runs the same code at tiny sizes anywhere (that is how it is tested).
 """
@@ -54,35 +59,94 @@ class Check:
             )
 
 
+GRAPH_SETTINGS = ("off", "on")
+EQUAL_REL = 1e-4  # the graph equals eager when its metrics differ by at most max(this, 2 x eager's own)
+
+
+def graph_settings(device: str) -> tuple[str, ...]:
+    """``cuda_graph`` settings to measure: both on CUDA; off alone elsewhere (``on`` needs CUDA)."""
+    return GRAPH_SETTINGS if device == "cuda" else ("off",)
+
+
 def updates(check: Check, device: str, sizes: str, repeats: int) -> None:
-    """World-model step and full update of DreamerV2 and MOTO, interleaved (same machine load for both)."""
+    """World-model step and full update of DreamerV2 and MOTO, eager and graphed, interleaved."""
     import torch
 
+    from algorithms.nets.cuda_graph import GraphedStep
+    from benchmark.perf.common import wm_core
     from benchmark.perf.moto import with_bc_batch
 
     agents = {}
     for algo in ("dreamerv2", "moto"):
-        agent = paper_agent(algo, device, profile=sizes)
-        req = agent.requests["model"]
-        batch = random_batch(req.batch, req.length, 4, np.random.default_rng(0))
-        agents[algo] = (agent, with_bc_batch(batch, agent))
-        agent.update(agents[algo][1])  # warm-up: allocations, cuDNN autotuning
-    times = {(a, k): [] for a in agents for k in ("wm", "full")}
+        for setting in graph_settings(device):
+            agent = paper_agent(algo, device, profile=sizes, cuda_graph=setting)
+            req = agent.requests["model"]
+            batch = with_bc_batch(random_batch(req.batch, req.length, 4, np.random.default_rng(0)), agent)
+            wm_graph = None
+            if agent.graphed:  # the world-model step alone, captured the same way as the update
+                wm_graph = GraphedStep(lambda b, agent=agent: wm_core(agent, b), generators=[agent.gen])
+            for _ in range(GraphedStep.WARMUP + 2):  # allocations, cuDNN autotuning; capture and a replay
+                agent.update(batch)
+                wm_step(agent, batch, wm_graph)
+            agents[algo, setting] = (agent, batch, wm_graph)
+    times = {(key, k): [] for key in agents for k in ("wm", "full")}
     for _ in range(repeats):
-        for algo, (agent, b) in agents.items():
-            times[algo, "wm"].append(timed(lambda: wm_step(agent, b), 1, warmup=False)[0])
-            times[algo, "full"].append(timed(lambda: agent.update(b), 1, warmup=False)[0])
-    for algo in agents:
-        wm, full = (1000 * float(np.median(times[algo, k])) for k in ("wm", "full"))
+        for key, (agent, b, wm_graph) in agents.items():
+            times[key, "wm"].append(timed(lambda: wm_step(agent, b, wm_graph), 1, warmup=False)[0])
+            times[key, "full"].append(timed(lambda: agent.update(b), 1, warmup=False)[0])
+    ms = {key: 1000 * float(np.median(v)) for key, v in times.items()}
+    for algo, setting in agents:
+        full = ms[(algo, setting), "full"]
         check.row(
             part="update",
             what=algo,
-            cuda_graph="off",
-            wm_ms=round(wm, 1),
+            cuda_graph=setting,
+            wm_ms=round(ms[(algo, setting), "wm"], 1),
             full_ms=round(full, 1),
-            vs_dreamerv2=round(full / (1000 * float(np.median(times["dreamerv2", "full"]))), 2),
+            vs_eager=round(ms[(algo, "off"), "full"] / full, 2),
+            vs_dreamerv2=round(full / ms[("dreamerv2", setting), "full"], 2),
             torch=torch.__version__,
         )
+    del agents
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def equality(check: Check, device: str, sizes: str, compared: int = 5) -> None:
+    """Graph against eager (and eager against eager) over the ``compared`` updates after the capture."""
+    from algorithms.nets.cuda_graph import GraphedStep
+    from benchmark.perf.moto import with_bc_batch
+
+    n = GraphedStep.WARMUP + compared  # eager warm-up, then the capture (one update) and replays
+    for algo in ("dreamerv2", "moto"):
+        check.need(60, f"the equality check of {algo}")
+        runs = []
+        for setting in ("off", "off") + graph_settings(device)[1:]:
+            agent = paper_agent(algo, device, profile=sizes, cuda_graph=setting)
+            req, rng = agent.requests["model"], np.random.default_rng(1)
+            metrics = []
+            for _ in range(n):
+                batch = with_bc_batch(random_batch(req.batch, req.length, 4, rng), agent)
+                metrics.append({k: float(v) for k, v in agent.update(batch).items()})
+            runs.append((metrics[GraphedStep.WARMUP :], agent.gen.get_state()))
+            del agent
+        noise = _max_rel(runs[0][0], runs[1][0])
+        row = dict(part="equality", what=algo, updates=compared, eager_vs_eager=f"{noise:.1e}")
+        if len(runs) == 3:
+            diff = _max_rel(runs[0][0], runs[2][0])
+            row.update(
+                graph_vs_eager=f"{diff:.1e}",
+                equal=diff <= max(EQUAL_REL, 2 * noise),
+                rng_equal=bool((runs[0][1] == runs[2][1]).all()),
+            )
+        else:
+            row.update(graph_vs_eager="-", equal="-", rng_equal="-")
+        check.row(**row)
+
+
+def _max_rel(a: list[dict], b: list[dict]) -> float:
+    """The largest |x - y| / max(|x|, 1e-6) over every metric of every update."""
+    return max(abs(x[k] - y[k]) / max(abs(x[k]), 1e-6) for x, y in zip(a, b) for k in x)
 
 
 def learners(check: Check, data_dir: str | None, sizes: str, n_updates: int) -> None:
@@ -106,23 +170,26 @@ def runs(check: Check, device: str, data_dir: str | None, sizes: str) -> None:
 
     offline, log_every = (200, 50) if sizes == "paper" else (4, 2)
     with tempfile.TemporaryDirectory() as tmp:
-        for algo in ("moto", "dreamerv2", "bc"):
-            check.need(150, f"the projected run of {algo}")
+        todo = [(a, g) for a in ("moto", "dreamerv2") for g in graph_settings(device)] + [("bc", "-")]
+        for algo, setting in todo:
+            check.need(150, f"the projected run of {algo} (cuda_graph {setting})")
             r = measure(
                 algo,
                 "metaworld/drawer-open",
                 "paper" if sizes == "paper" else "smoke",
                 device,
                 data_dir,
-                Path(tmp) / algo,
+                Path(tmp) / f"{algo}-{setting}",
                 offline,
                 3,
                 1,
                 log_every,
+                overrides=None if setting == "-" else {"cuda_graph": setting},
             )
             check.row(
                 part="run",
                 what=algo,
+                cuda_graph=setting,
                 full_run_h=r["full run h"],
                 offline_upd_per_s=r["offline upd/s"],
                 s_per_online_episode=r["s/online episode"],
@@ -181,6 +248,7 @@ def main(argv=None) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM,)}
     try:
         updates(check, args.device, args.sizes, args.repeats)
+        equality(check, args.device, args.sizes)
         learners(check, args.data_dir, args.sizes, args.learner_updates)
         runs(check, args.device, args.data_dir, args.sizes)
     except OutOfTime as exc:
@@ -191,7 +259,7 @@ def main(argv=None) -> int:
         for s, h in previous.items():
             signal.signal(s, h)
     print(f"\ngpu-check, {time.time() - check.t0:.0f} s, device {args.device}, sizes {args.sizes}")
-    for part in ("update", "learners", "run"):
+    for part in ("update", "equality", "learners", "run"):
         rows = [{k: v for k, v in r.items() if k != "part"} for r in check.rows if r["part"] == part]
         if rows:
             print(f"\n{part}")

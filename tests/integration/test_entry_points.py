@@ -92,7 +92,7 @@ def test_perf_worldmodel_counts_the_operators_of_an_update():
     assert int(rows["moto"][0]) > int(rows["dreamerv2"][0])  # twin critics, BC and the ensemble
 
 
-def test_perf_gpu_check_runs_its_three_parts_on_a_cpu_at_smoke_sizes(drawer_open_data):
+def test_perf_gpu_check_runs_its_four_parts_on_a_cpu_at_smoke_sizes(drawer_open_data):
     out = run(
         "benchmark.perf",
         "gpu-check",
@@ -109,8 +109,11 @@ def test_perf_gpu_check_runs_its_three_parts_on_a_cpu_at_smoke_sizes(drawer_open
     )
     assert out.returncode == 0, out.stderr
     parts = [line.split("|")[0].strip() for line in out.stdout.splitlines() if line.startswith("part=")]
-    assert parts == ["part=update"] * 2 + ["part=learners"] * 4 + ["part=run"] * 3
+    # on a CPU cuda_graph=on is refused, so each agent has its eager row only
+    assert parts == ["part=update"] * 2 + ["part=equality"] * 2 + ["part=learners"] * 4 + ["part=run"] * 3
     assert "\nupdate\n" in out.stdout and "\nrun\n" in out.stdout  # the final table of every part
+    equality = [line for line in out.stdout.splitlines() if line.startswith("part=equality")]
+    assert all("eager_vs_eager=0.0e+00" in line for line in equality), equality  # the CPU is deterministic
 
 
 def test_perf_gpu_check_without_a_gpu_is_a_clear_error():
