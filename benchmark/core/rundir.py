@@ -171,6 +171,9 @@ IDENTITY_KEYS = (
     "action_repeat",
     "dataset.checksum",
 )
+# ... less what only changes how fast the same numbers come: a run made eager may resume with CUDA graphs
+# (equal within float tolerance, ``perf gpu-check``) and older run directories have no such field
+NOT_IDENTITY = ("agent_config.cuda_graph",)
 
 
 def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -185,7 +188,9 @@ def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
 def identity(config: dict) -> dict[str, Any]:
     flat = _flat(json.loads(json.dumps(config, default=str)))  # JSON round trip: tuples become lists
     return {
-        k: v for k, v in flat.items() if any(k == key or k.startswith(key + ".") for key in IDENTITY_KEYS)
+        k: v
+        for k, v in flat.items()
+        if any(k == key or k.startswith(key + ".") for key in IDENTITY_KEYS) and k not in NOT_IDENTITY
     }
 
 

@@ -173,3 +173,14 @@ def test_graph_equals_eager_on_cuda(algo):
         for k in a:
             assert b[k] == pytest.approx(a[k], rel=1e-3, abs=1e-5), k
     assert torch.equal(g_eager, g_graph)
+
+
+def test_a_run_resumes_across_cuda_graph_settings_but_not_across_precision():
+    from benchmark.core.rundir import identity_diff
+
+    saved = {"algo": "moto", "agent_config": {"alpha": 10.0, "precision": "auto"}}  # before the field existed
+    assert (
+        identity_diff(saved, {**saved, "agent_config": {**saved["agent_config"], "cuda_graph": "on"}}) == []
+    )
+    other = {**saved, "agent_config": {"alpha": 10.0, "precision": "bf16"}}
+    assert identity_diff(saved, other) == ["agent_config.precision: auto -> bf16"]
