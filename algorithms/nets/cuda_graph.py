@@ -81,10 +81,9 @@ class GraphedStep:
                 f"{torch.__version__}): set cuda_graph=off"
             )
         self.step, self.generators, self.warmup = step, tuple(generators), warmup
-        self.graphs: dict = {}  # signature -> (graph, static inputs, static outputs)
+        self.graphs: dict = {}  # signature -> (graph, static inputs, static outputs); each its own pool
         self.eager_calls: dict = {}  # signature -> eager calls so far
-        self.pool = None  # one memory pool shared by this step's graphs
-        self.side = torch.cuda.Stream()
+        self.side = torch.cuda.Stream()  # warm-up and capture on one stream (lazily made handles match)
 
     @property
     def captured(self) -> int:
@@ -106,10 +105,14 @@ class GraphedStep:
         for gen in self.generators:
             graph.register_generator_state(gen)
         torch.cuda.synchronize()
-        with torch.cuda.graph(graph, pool=self.pool):
-            static_out = self.step(static_in)
-        if self.pool is None:
-            self.pool = graph.pool()
+        try:
+            with torch.cuda.graph(graph, stream=self.side):
+                static_out = self.step(static_in)
+        except Exception as exc:
+            raise RuntimeError(
+                f"capturing the update as a CUDA graph failed ({type(exc).__name__}: {exc}); this process "
+                "cannot go on with the agent: resume the run from its last checkpoint with cuda_graph=off"
+            ) from exc
         self.graphs[key] = (graph, static_in, static_out)
         graph.replay()  # the capture only recorded: this call's step runs now
         return _copy_out(static_out)

@@ -123,6 +123,7 @@ class WorldModelAgent:
         return to_cpu({**save_parts(self._parts()), "updates": self.updates, **self._extra_state()})
 
     def load_state_dict(self, d):
+        self._graph = None  # a captured graph holds the addresses of the optimisers' old state tensors
         load_parts(self._parts(), d)
         self.updates = d["updates"]
         self._load_extra_state(d)

@@ -116,6 +116,19 @@ def test_perf_gpu_check_runs_its_four_parts_on_a_cpu_at_smoke_sizes(drawer_open_
     assert all("eager_vs_eager=0.0e+00" in line for line in equality), equality  # the CPU is deterministic
 
 
+def test_perf_gpu_check_goes_on_past_a_failing_row_and_exits_1(tmp_path):
+    out = run(
+        "benchmark.perf",
+        "gpu-check",
+        *("--device", "cpu", "--sizes", "smoke", "--repeats", "1", "--learner-updates", "2"),
+        *("--data-dir", str(tmp_path / "no-datasets")),  # the projected runs need the dataset
+    )
+    assert out.returncode == 1, out.stderr
+    runs = [line for line in out.stdout.splitlines() if line.startswith("part=run")]
+    assert len(runs) == 3 and all("error=UsageError: missing dataset" in line for line in runs), runs
+    assert "\nupdate\n" in out.stdout and "\nrun\n" in out.stdout  # the rows before it, and the table
+
+
 def test_perf_gpu_check_without_a_gpu_is_a_clear_error():
     out = run("benchmark.perf", "gpu-check")
     assert out.returncode == 2 and "needs a CUDA GPU" in out.stderr
