@@ -238,7 +238,20 @@ class Runner:
             run_dir=self.dir,
         )
         agent = algorithms.make_agent(self.algo, self.cfg, context)
+        self._check_goal_requests(agent, store)
         return store, agent
+
+    def _check_goal_requests(self, agent, store: EpisodeStore) -> None:
+        """A request for goal-reaching episodes only (MOTO's filtered BC) on a dataset with none would fail
+        at the first offline update; say so before any training, with what to change."""
+        goal = [k for k, r in agent.requests.items() if getattr(r, "filter", "all") == "goal"]
+        if goal and self.schedule.offline_steps > 0 and len(store.stream("goal")) == 0:
+            raise ValueError(
+                f"{self.algo} samples its {', '.join(map(repr, goal))} batches from goal-reaching episodes "
+                f"only, but none of the {self.n_offline} dataset episodes at {self.dataset_path} reaches "
+                f"the goal of {self.spec.name} ({self.spec.goal_rule}): use a dataset with goal-reaching "
+                "episodes, or a variant without that request (MOTO: moto-no-bc)"
+            )
 
     def _restore(self, ckpt: dict) -> None:
         store, agent = self.store, self.agent

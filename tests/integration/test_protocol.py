@@ -408,3 +408,23 @@ def test_an_iql_online_episode_stores_its_samples_and_the_env_gets_the_clip(tmp_
     executed = np.concatenate([np.load(f)["executed_action"] for f in files])
     assert np.abs(drawn).max() > 1.0
     np.testing.assert_array_equal(executed, np.clip(drawn, -1.0, 1.0))
+
+
+def test_a_goal_request_on_a_dataset_without_goal_episodes_stops_before_training(tmp_path):
+    """MOTO's filtered BC samples goal-reaching episodes only: with none, the run stops at set-up, naming
+    the request, the task's goal and what to change (not with a sampler error at the first update)."""
+    from benchmark.datasets.format import DatasetWriter
+    from tests.helpers.runs import make_episode
+
+    spec = get_task("metaworld/drawer-open")
+    with DatasetWriter(tmp_path / "data" / spec.name, task=spec.name, generator={}, seed=0) as w:
+        for i in range(2):
+            w.add(make_episode(T=6, size=64, seed=i, success=np.zeros(6, bool)))
+    cfg = algorithms.make_config("moto", "smoke")
+    runner = Runner(
+        RunSpec(spec, "moto", cfg, SCHEDULE, 0, tmp_path / "data" / spec.name, tmp_path / "run", {}),
+        progress=False,
+    )
+    with pytest.raises(ValueError, match="'bc' batches from goal-reaching episodes only.*moto-no-bc"):
+        runner.run()
+    assert not (tmp_path / "run" / "metrics.csv").exists() or rows(tmp_path / "run") == []
