@@ -106,7 +106,8 @@ class GraphedStep:
             graph.register_generator_state(gen)
         torch.cuda.synchronize()
         try:
-            with torch.cuda.graph(graph, stream=self.side):
+            # thread_local: a CUDA call from another thread (a logger, a prefetcher) does not end the capture
+            with torch.cuda.graph(graph, stream=self.side, capture_error_mode="thread_local"):
                 static_out = self.step(static_in)
         except Exception as exc:
             raise RuntimeError(
