@@ -124,7 +124,6 @@ def updates(check: Check, device: str, sizes: str, repeats: int) -> None:
 def equality(check: Check, device: str, sizes: str, compared: int = 5) -> None:
     """Graph against eager (and eager against eager) over the ``compared`` updates after the capture."""
     from algorithms.nets.cuda_graph import GraphedStep
-    from benchmark.perf.moto import with_bc_batch
 
     n = GraphedStep.WARMUP + compared  # eager warm-up, then the capture (one update) and replays
     for algo in ("dreamerv2", "moto"):
@@ -132,7 +131,7 @@ def equality(check: Check, device: str, sizes: str, compared: int = 5) -> None:
         runs = []
         try:
             for setting in ("off", "off") + graph_settings(device)[1:]:
-                runs.append(_seeded_updates(algo, device, sizes, setting, n, with_bc_batch))
+                runs.append(_seeded_updates(algo, device, sizes, setting, n))
         except Exception as exc:
             check.row(part="equality", what=algo, error=f"{type(exc).__name__}: {exc}")
             continue
@@ -152,10 +151,11 @@ def equality(check: Check, device: str, sizes: str, compared: int = 5) -> None:
         check.row(**row)
 
 
-def _seeded_updates(algo, device, sizes, setting, n, with_bc_batch) -> tuple[list[dict], object]:
+def _seeded_updates(algo, device, sizes, setting, n) -> tuple[list[dict], object]:
     """n updates of a fresh agent (seed 0) on seeded random batches: the metrics after the warm-up
     (those of the capture and the replays with graphs on) and the generator's final state."""
     from algorithms.nets.cuda_graph import GraphedStep
+    from benchmark.perf.moto import with_bc_batch
 
     agent = paper_agent(algo, device, profile=sizes, cuda_graph=setting)
     req, rng = agent.requests["model"], np.random.default_rng(1)

@@ -25,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import algorithms
 from algorithms.contract import RunContext
 from algorithms.nets.cuda_graph import resolve_cuda_graph
+from benchmark.perf.common import paper_agent
 from tests.unit.test_host_syncs import batches_for, episode
 
 RANDOM_WORDS = ("rand", "normal", "bernoulli", "multinomial", "uniform", "exponential", "dropout", "random")
@@ -146,11 +147,8 @@ def test_cuda_graph_setting():
 
 
 def test_an_agent_refuses_cuda_graph_on_without_cuda():
-    cfg = algorithms.make_config("moto", "smoke", cuda_graph="on")
     with pytest.raises(ValueError, match="cuda_graph=on needs a CUDA device"):
-        algorithms.make_agent(
-            "moto", cfg, RunContext(obs_shape=(64, 64, 3), action_dim=4, seed=0, total_updates=10)
-        )
+        paper_agent("moto", "cpu", profile="smoke", cuda_graph="on")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -159,9 +157,7 @@ def test_graph_equals_eager_on_cuda(algo):
     """Replays give the eager step's losses (float tolerance) and leave the generator where eager does."""
     runs = {}
     for setting in ("off", "on"):
-        cfg = algorithms.make_config(algo, "smoke", cuda_graph=setting)
-        ctx = RunContext(obs_shape=(64, 64, 3), action_dim=4, seed=0, total_updates=100, device="cuda")
-        agent = algorithms.make_agent(algo, cfg, ctx)
+        agent = paper_agent(algo, "cuda", profile="smoke", cuda_graph=setting)
         rng = np.random.default_rng(0)
         agent.on_episode(episode(rng), False)
         metrics = [agent.update(batches_for(agent, rng)) for _ in range(7)]  # 3 warm-up, capture, 3 replays
