@@ -19,11 +19,15 @@ Three ways to add an algorithm, none of which needs an edit of this repository:
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import difflib
 import importlib
 import importlib.metadata
 import importlib.util
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -89,6 +93,7 @@ def register_variant(name: str, base: str, **overrides: Any) -> None:
     bad = sorted(set(overrides) - known)
     if bad:
         raise ValueError(f"variant {name!r}: {entry.config_cls.__name__} has no fields {bad}")
+    overrides = {k: coerce(entry.config_cls, k, v, where=f"variant {name!r}") for k, v in overrides.items()}
     if name in REGISTRY:
         raise ValueError(f"algorithm {name!r} is already registered")
     REGISTRY[name] = Entry(
@@ -169,19 +174,121 @@ def make_config(name: str, profile: str = "paper", **overrides: Any):
 
     Profile sizes go on top of a variant's fields, so a variant that sets sizes still shrinks under
     ``smoke``; a profile never touches the fields that make the variant what it is unless it sets
-    them itself."""
+    them itself. Overrides are checked and converted to their fields' types (``coerce``); the result is
+    checked against the config's ``CHOICES`` (``check_choices``)."""
     entry = get(name)
     profiles = getattr(entry.config_cls, "PROFILES", {})
     if profile != "paper" and profile not in profiles:
         raise KeyError(f"algorithm {name!r} has no profile {profile!r}; it has: paper, {', '.join(profiles)}")
-    known = {f.name for f in dataclasses.fields(entry.config_cls)}
-    bad = sorted(set(overrides) - known)
-    if bad:
-        raise KeyError(
-            f"algorithm {name!r}: {entry.config_cls.__name__} has no fields {bad}; it has {sorted(known)}"
-        )
+    overrides = {k: coerce(entry.config_cls, k, v, where=f"algorithm {name!r}") for k, v in overrides.items()}
     values = {**entry.overrides, **profiles.get(profile, {}), **overrides}
-    return dataclasses.replace(entry.config_cls(), **values)
+    config = dataclasses.replace(entry.config_cls(), **values)
+    check_choices(config, where=f"algorithm {name!r}")
+    return config
+
+
+# -- config values: types and allowed values ---------------------------------------------------------
+def field_types(config_cls: type) -> dict[str, Any]:
+    """{field: its type} of a config dataclass (annotations resolved)."""
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(config_cls)}
+
+
+def choices(config_cls: type) -> dict[str, tuple]:
+    """{field: allowed values} from the ``CHOICES`` class attributes of a config and its bases."""
+    out: dict[str, tuple] = {}
+    for klass in reversed(config_cls.__mro__):
+        out.update(vars(klass).get("CHOICES", {}))
+    return out
+
+
+def suggest(name: str, known) -> str:
+    """' (did you mean X?)' for the closest of ``known``, or ''."""
+    close = difflib.get_close_matches(name, list(known), n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def _type_name(t: Any) -> str:
+    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
+
+
+def _convert(t: Any, value: Any) -> Any:
+    """``value`` as type ``t`` (float, int, bool, str, tuple[X, ...], X | None); raises ValueError."""
+    args = typing.get_args(t)
+    origin = typing.get_origin(t)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is not type(None):
+                return _convert(a, value)
+    if isinstance(value, str) and t is not str:
+        text = value.strip()
+        literal = {"true": True, "false": False, "none": None, "null": None}.get(text.lower(), text)
+        if literal is text:
+            try:
+                literal = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise ValueError(f"{value!r} is not a {_type_name(t)}") from None
+        value = literal
+    if t is bool:
+        if isinstance(value, bool):
+            return value
+    elif t is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif t is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif t is str:
+        if isinstance(value, str):
+            return value
+    elif origin is tuple:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = (value,)
+        if isinstance(value, (list, tuple)):
+            item = args[0] if args else Any
+            return tuple(value) if item is Any else tuple(_convert(item, v) for v in value)
+    else:
+        return value
+    raise ValueError(f"{value!r} is not a {_type_name(t)}")
+
+
+def coerce(config_cls: type, name: str, value: Any, where: str = "") -> Any:
+    """An override ``name=value`` for ``config_cls``, converted to the field's type (text from a command
+    line is read as a Python literal: ``1e-4``, ``true``, ``(8, 16)``). Raises KeyError for an unknown
+    field and ValueError for a value of the wrong type or not among the field's ``CHOICES``."""
+    where = f"{where}: " if where else ""
+    fields = field_types(config_cls)
+    if name not in fields:
+        raise KeyError(
+            f"{where}{config_cls.__name__} has no field {name!r}{suggest(name, fields)}; "
+            f"its fields: {', '.join(sorted(fields))}"
+        )
+    try:
+        value = _convert(fields[name], value)
+    except ValueError as exc:
+        raise ValueError(f"{where}{config_cls.__name__}.{name}: {exc}") from None
+    allowed = choices(config_cls).get(name)
+    if allowed is not None and value not in allowed:
+        raise ValueError(
+            f"{where}{config_cls.__name__}.{name} must be one of {', '.join(map(str, allowed))}, got "
+            f"{value!r}{suggest(str(value), map(str, allowed))}"
+        )
+    return value
+
+
+def check_choices(config, where: str = "") -> None:
+    """Every field with ``CHOICES`` holds one of them (defaults, variants and profiles included)."""
+    for name, allowed in choices(type(config)).items():
+        value = getattr(config, name)
+        if value not in allowed:
+            raise ValueError(
+                f"{where + ': ' if where else ''}{type(config).__name__}.{name} must be one of "
+                f"{', '.join(map(str, allowed))}, got {value!r}"
+            )
 
 
 def make_agent(name: str, config, context: RunContext):

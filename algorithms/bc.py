@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from algorithms import RunContext, register
+from algorithms import FILTERS, RunContext, register
 from algorithms.nets.jax_learner import (
     JaxLearner,
     MeanHead,
@@ -53,6 +53,8 @@ class BCConfig:
     data: str = (
         "offline"  # which episodes to clone: offline (the fork: no BC fine-tuning) / all / goal (filtered BC)
     )
+
+    CHOICES = {"data": FILTERS}
 
     PROFILES = {
         "cpu": dict(batch_size=64, channels=(16, 32, 32, 32)),

@@ -69,7 +69,7 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
-FILTERS = ("all", "offline", "online", "goal")
+FILTERS = ("all", "offline", "online", "goal", "offline_goal")  # offline_goal: goal-reaching dataset episodes
 
 
 def _check_filter(kind: str, value: str) -> None:
@@ -230,7 +230,11 @@ DIAGNOSTICS_COLUMNS = {
         "data",
         "policy",
         "random",
+        "perturbed_0.1",
+        "perturbed_0.3",
         "policy_over_data",
         "random_over_data",
+        "perturbed_0.1_over_data",
+        "perturbed_0.3_over_data",
     ],
 }

@@ -115,6 +115,8 @@ class LompoConfig(WorldModelConfig):
     init_temperature: float = 1.0  # actor = "sac" only
     target_entropy: float | None = None  # actor = "sac" only; None: -|A|
 
+    CHOICES = {"penalty": ("log_prob", "max_var", "mean"), "actor": ("deterministic", "sac")}
+
     PROFILES = {
         "cpu": dict(
             deter=64,

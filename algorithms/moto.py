@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from algorithms import RunContext, Sequences, register, register_variant
+from algorithms.contract import DIAGNOSTICS_COLUMNS
 from algorithms.dreamerv2 import DreamerV2Agent, DreamerV2Config
 from algorithms.nets.torch_parts import batch_to_device, frozen, mlp
 from algorithms.nets.world_model import UNCERTAINTY_MEASURES
@@ -85,6 +86,22 @@ class MOTOConfig(DreamerV2Config):
     prior_action: bool = True  # the prior heads see a_{t-1} too, so members can disagree on unseen actions
     # (random/data ratio of u 1.15 -> 1.62 at the cpu profile; docs/algorithms/moto.md)
     diag_horizon: int = 0  # H of Eq. 12 (0: the imagination horizon)
+    # The lineage's open choices (docs/algorithms/moto.md, "Open choices"; prioritize_ends is DreamerV2's)
+    critic_target: str = "min"  # V_0 of the critics' targets (Eqs. 7-8) from the target critics: min of
+    # the two | random: one of them drawn per update (victorkolev/cmil); the actor's V_0 is always the min
+    bc_data: str = "goal"  # filtered BC's episodes: goal = every goal-reaching episode, successful online
+    # ones included | offline_goal = the dataset's goal-reaching episodes only (cmil: a fixed expert set)
+    penalty_reference: str = "absolute"  # Eq. 3's penalty: absolute = alpha u | data = alpha (u - u_data) |
+    # data_hinge = alpha max(0, u - u_data); u_data a running mean of u along the model batch's own actions
+    # (the price of leaving the data rather than a tax on every step; zero on the data's actions on average)
+    penalty_momentum: float = 0.99  # of the running mean u_data (0: the current batch's mean)
+
+    CHOICES = {
+        "uncertainty": UNCERTAINTY_MEASURES,
+        "critic_target": ("min", "random"),
+        "bc_data": ("goal", "offline_goal"),
+        "penalty_reference": ("absolute", "data", "data_hinge"),
+    }
 
     PROFILES = {
         # DreamerV2's cpu sizes (the comparison runs at equal sizes); agent batch stays the paper's 128.
@@ -105,9 +122,33 @@ def uncertainty(
     return rssm.disagreement(stats_all, measure, stoch)
 
 
-def penalised_reward(reward: torch.Tensor, u: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Eq. 3: r^(s_t, a_t, s_{t+1}) = r(s_{t+1}) - alpha u(s_t, a_t)."""
-    return reward - alpha * u
+def penalised_reward(
+    reward: torch.Tensor,
+    u: torch.Tensor,
+    alpha: float,
+    reference: str = "absolute",
+    u_data: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Eq. 3: r^(s_t, a_t, s_{t+1}) = r(s_{t+1}) - alpha u(s_t, a_t) (``absolute``); relative to u's level
+    along the data's own actions u_data: - alpha (u - u_data) (``data``) or - alpha max(0, u - u_data)
+    (``data_hinge``)."""
+    if reference == "absolute":
+        return reward - alpha * u
+    excess = u - u_data.detach()
+    return reward - alpha * (excess if reference == "data" else excess.clamp_min(0.0))
+
+
+def data_uncertainty(rssm, post: dict, batch: dict, measure: str) -> torch.Tensor:
+    """u along the data's own actions: the disagreement of the members' priors of every posterior state
+    s_t of a sequence batch given (h_t and) the action into it, the same measure as Eq. 2's u(s_{t-1},
+    a_{t-1}) in imagination; the mean over the frames that do not start an episode (no gradient)."""
+    with torch.no_grad():
+        keep = ~batch["is_first"].bool()
+        act = batch["action"].float() * keep[..., None]
+        stats = rssm.prior(post["deter"].flatten(0, 1), "all", act.flatten(0, 1).to(post["deter"].dtype))
+        u = rssm.disagreement(stats, measure, post["stoch"].flatten(0, 1)).reshape(keep.shape)
+        m = keep.float()
+        return (m * u).sum() / m.sum().clamp_min(1.0)
 
 
 def value_expansion(reward: torch.Tensor, v0: torch.Tensor, gamma: float, t: int) -> torch.Tensor:
@@ -226,8 +267,12 @@ class MOTOAgent(DreamerV2Agent):
         c = config
         if c.beta > 0:  # filtered BC: sequences of goal-reaching episodes only (the store's goal filter)
             self.requests["bc"] = Sequences(
-                c.bc_batch, c.bc_length, filter="goal", cross_episodes=c.bc_cross_episodes
+                c.bc_batch, c.bc_length, filter=c.bc_data, cross_episodes=c.bc_cross_episodes
             )
+        # u_data: the running mean of u along the data's own actions (penalty_reference); 0-dim tensors
+        # updated in place inside the step (no host read)
+        self.u_data = torch.zeros((), device=self.device)
+        self.u_data_seen = torch.zeros((), device=self.device)
         # diagnostics (Fig. 4, Fig. 6): expert episodes kept from the dataset, online returns since the
         # last one
         self.online_episodes, self.env_steps = 0, 0
@@ -253,7 +298,7 @@ class MOTOAgent(DreamerV2Agent):
 
     # -- training ---------------------------------------------------------------------------------
     def step_inputs(self, batches) -> dict:
-        keys = ("image", "action", "reward", "discount", "is_first", "is_terminal")
+        keys = ("image", "action", "reward", "discount", "is_first", "is_terminal", "goal")
         inputs = {"model": batch_to_device(batches["model"], self.device, keys=keys)}
         if "bc" in batches:
             keys = ("image", "action", "is_first", "episode_goal")
@@ -271,8 +316,18 @@ class MOTOAgent(DreamerV2Agent):
             wm_loss, metrics, post = self.wm.loss(b, self.gen)  # Eq. 1
         metrics["model_grad_norm"] = self.wm_opt.step(wm_loss)
         post = {k: v.detach() for k, v in post.items()}
+        metrics["data_uncertainty"] = self.update_data_uncertainty(post, b)
         metrics.update(self.train_agent(post, b, inputs.get("bc")))
         return metrics
+
+    def update_data_uncertainty(self, post: dict, batch: dict) -> torch.Tensor:
+        """This batch's u along its own actions (``data_uncertainty``), folded into the running mean
+        ``self.u_data`` (momentum ``penalty_momentum``; the first batch sets it); returns the batch's."""
+        u = data_uncertainty(self.wm.rssm, post, batch, self.config.uncertainty)
+        m = self.config.penalty_momentum
+        self.u_data.copy_(torch.where(self.u_data_seen > 0, m * self.u_data + (1.0 - m) * u, u))
+        self.u_data_seen.fill_(1.0)
+        return u
 
     def start_window(self, B: int, L: int) -> tuple[torch.Tensor, int]:
         """Offsets (B,) and length T of the windows of posterior states that start rollouts (agent batch)."""
@@ -297,10 +352,11 @@ class MOTOAgent(DreamerV2Agent):
         )  # (H, N): u(s^t, a^t)
         reward = self.wm.predict_reward(feat[1:])  # r(s^{t+1})
         penalty_u = u if alpha else u.detach()  # (no gradient through an unused std)
+        c = self.config
         return {
             "feat": feat,
             "action": action,
-            "reward": penalised_reward(reward, penalty_u, alpha),
+            "reward": penalised_reward(reward, penalty_u, alpha, c.penalty_reference, self.u_data),
             "model_reward": reward,
             "uncertainty": u,
             "entropy": torch.stack(entropies),
@@ -311,6 +367,15 @@ class MOTOAgent(DreamerV2Agent):
         q = [critic(feat, action) for critic in critics]
         return torch.minimum(q[0], q[1]), q
 
+    def _target_v0(self, feat, action):
+        """V_0 of the critics' targets from the target critics: their min, or (``critic_target`` random, as
+        cmil) one of the two drawn per update, the same for every state of the batch."""
+        v0, q = self._v0(self.target_critics, feat, action)
+        if self.config.critic_target == "min":
+            return v0
+        k = torch.randint(0, len(q), (1,), generator=self.gen, device=self.device)
+        return torch.stack(q).index_select(0, k)[0]
+
     def train_agent(self, post: dict, batch: dict, bc_batch: dict | None) -> dict:
         c = self.config
         B, L = post["deter"].shape[:2]
@@ -318,6 +383,8 @@ class MOTOAgent(DreamerV2Agent):
         idx = offset[:, None] + torch.arange(T, device=self.device)[None]
         start = {k: torch.take_along_dim(v, idx.reshape(B, T, 1), 1).flatten(0, 1) for k, v in post.items()}
         metrics = {}
+        if "goal" in batch:  # the share of rollout start states at which the goal already holds
+            metrics["start_after_goal"] = torch.take_along_dim(batch["goal"].float(), idx, 1).mean()
         # Actor: Eqs. 4-6 and 10, through the frozen critics and dynamics.
         with frozen(self.wm, self.critics), self._autocast():
             roll = self.rollout(start, c.horizon, c.alpha)
@@ -325,7 +392,8 @@ class MOTOAgent(DreamerV2Agent):
             v = lambda_mixture(roll["reward"], v0, c.discount, c.lam)  # Eq. 5
             vhat = mixed_value(v, v0[:-1], c.lam)  # Eq. 6
             model_loss = -vhat.mean()  # Eq. 6: -1/(HT) sum_{t<H, j} Vhat(s^t_j)
-            actor_loss = model_loss - c.actor_ent * roll["entropy"].mean()
+            value_term = model_loss - c.actor_ent * roll["entropy"].mean()
+            terms = [value_term]
             if bc_batch is not None:
                 with torch.no_grad():  # posterior states of goal-reaching sequences, from the model
                     bc_post, _ = self.wm.rssm.observe(
@@ -335,14 +403,19 @@ class MOTOAgent(DreamerV2Agent):
                         generator=self.gen,
                     )
                 reg = bc_loss(self.actor, self.wm.rssm.feat(bc_post), bc_batch, c.bc_burn_in)
-                actor_loss = actor_loss + c.beta * reg  # Eq. 10
+                terms.append(c.beta * reg)  # Eq. 10: L_pi = L_model + beta L_reg
                 metrics["bc_loss"] = reg.detach()
-        metrics["actor_grad_norm"] = self.actor_opt.step(actor_loss)
+        actor_loss = sum(terms)
+        # the terms differentiated apart (one backward pass's cost): which of them steers the actor
+        metrics["actor_grad_norm"], norms, cos = self.actor_opt.step_terms(terms)
+        metrics["actor_value_grad_norm"] = norms[0]
+        if cos is not None:
+            metrics["actor_bc_grad_norm"], metrics["actor_grad_cos"] = norms[1], cos
         # Critics: Eqs. 7-9. Targets from the target critics (no gradients).
         feat, action = roll["feat"].detach(), roll["action"].detach()
         reward = roll["reward"].detach()
         with torch.no_grad(), self._autocast():
-            tv0, _ = self._v0(self.target_critics, feat, action)
+            tv0 = self._target_v0(feat, action)
             tv = lambda_mixture(reward, tv0, c.discount, c.lam)  # Vbar (Eq. 5, target critics)
             tvhat = mixed_value(tv, tv0[:-1], c.lam)  # Vhat' for Eq. 8
         with self._autocast():
@@ -366,7 +439,10 @@ class MOTOAgent(DreamerV2Agent):
                 "actor_ent": roll["entropy"].mean().detach(),
                 "imag_reward": roll["model_reward"].mean().detach(),
                 "imag_uncertainty": roll["uncertainty"].mean().detach(),
-                "imag_penalty": c.alpha * roll["uncertainty"].mean().detach(),  # alpha u, next to imag_reward
+                # the penalty paid per step, next to imag_reward (alpha u when absolute)
+                "imag_penalty": c.alpha * roll["uncertainty"].mean().detach()
+                if c.penalty_reference == "absolute"
+                else (roll["model_reward"] - roll["reward"]).mean().detach(),
                 "q_value": q[0].mean().detach(),
                 "q_real": q_real[0].mean().detach(),
             }
@@ -472,12 +548,17 @@ class MOTOAgent(DreamerV2Agent):
             "online_episodes": self.online_episodes,
             "env_steps": self.env_steps,
             "recent_returns": list(self.recent_returns),
+            "u_data": self.u_data.clone(),
+            "u_data_seen": self.u_data_seen.clone(),
         }
 
     def _load_extra_state(self, d: dict) -> None:
         super()._load_extra_state(d)
         self.online_episodes, self.env_steps = d["online_episodes"], d["env_steps"]
         self.recent_returns = list(d["recent_returns"])
+        if "u_data" in d:  # (older checkpoints: none)
+            self.u_data.copy_(d["u_data"])
+            self.u_data_seen.copy_(d["u_data_seen"])
 
 
 def reaches_success(episode: dict) -> bool:
@@ -489,7 +570,8 @@ def reaches_success(episode: dict) -> bool:
 # Diagnostics on a model (or a checkpoint)
 
 
-ACTION_SOURCES = ("data", "policy", "random")
+ACTION_SOURCES = ("data", "random", "policy", "perturbed")
+PERTURB_STDS = (0.1, 0.3)  # the noise of the "perturbed" sources: perturbed_0.1, perturbed_0.3
 
 
 @torch.no_grad()
@@ -501,20 +583,33 @@ def action_uncertainty(
     actor=None,
     sources=ACTION_SOURCES,
     measures=None,
+    perturb=PERTURB_STDS,
 ) -> dict[str, dict[str, float]]:
     """Does u tell the data's actions from others? From the posterior states s_j of frames j = 0 .. T-H-1
     of each episode (T actions), H-step model rollouts under
-        data    the episode's own actions a_j .. a_{j+H-1} (Eq. 12's rollouts)
-        policy  the actor's samples a ~ pi(. | s^t) (needs ``actor``)
-        random  uniform actions in [-1, 1]^A
+        data             the episode's own actions a_j .. a_{j+H-1} (Eq. 12's rollouts)
+        random           uniform actions in [-1, 1]^A
+        policy           the actor's samples a ~ pi(. | s^t) (needs ``actor``)
+        perturbed_<std>  source ``perturbed``, one per std in ``perturb``: the actor's sample plus noise
+                         N(0, std^2), clipped to [-1, 1] as the env would (needs ``actor``)
     and the mean over every (j, t) of u(s^t_j, a^t_j) by every measure (default: all the latents allow).
+    The actor's rollouts of an episode replay one stretch of ``generator`` (the policy is the std 0 case),
+    so they differ by the noise alone: std 0 gives the policy's numbers.
     Returns {source: {measure: mean u}}; {} when no episode is longer than H."""
     from algorithms.diagnostics import episode_tensors
 
+    unknown = set(sources) - set(ACTION_SOURCES)
+    if unknown:
+        raise ValueError(f"unknown action source(s) {sorted(unknown)}; known: {ACTION_SOURCES}")
     rssm = wm.rssm
     if measures is None:
         measures = [m for m in UNCERTAINTY_MEASURES if rssm.discrete or m not in ("log_probs", "probs")]
-    sources = [s for s in sources if s != "policy" or actor is not None]
+    noise_std = {}  # the actor's sources, rolled last: their noise std
+    if actor is not None and "policy" in sources:
+        noise_std["policy"] = 0.0
+    if actor is not None and "perturbed" in sources:
+        noise_std.update({f"perturbed_{std:g}": float(std) for std in perturb})
+    sources = [s for s in sources if s in ("data", "random")] + list(noise_std)
     total = {s: {m: 0.0 for m in measures} for s in sources}
     count = 0
     for ep in episodes:
@@ -527,15 +622,21 @@ def action_uncertainty(
             wm.encode(b["image"][:, :n]), b["action"][:, :n], b["is_first"][:, :n], generator=generator
         )
         taken = b["action"][0, 1:]  # taken[t]: the episode's action at frame t
+        replay = None  # the generator's state where the actor's first rollout starts
         for source in sources:
+            if source in noise_std and generator is not None:
+                replay = generator.get_state() if replay is None else replay
+                generator.set_state(replay)  # same draws, same count: each ends where the first did
             state = {k: v[0] for k, v in post.items()}  # (n, ..): s_0 .. s_{n-1}
             for t in range(horizon):
                 if source == "data":
                     action = taken[t : t + n]
-                elif source == "policy":
-                    action = actor(rssm.feat(state)).rsample(generator).to(taken.dtype)
-                else:
+                elif source == "random":
                     action = torch.rand(taken[:n].shape, generator=generator, device=taken.device) * 2 - 1
+                else:
+                    action = actor(rssm.feat(state)).rsample(generator).to(taken.dtype)
+                    noise = torch.randn(action.shape, generator=generator, device=action.device)
+                    action = (action + noise_std[source] * noise.to(action.dtype)).clamp(-1, 1)
                 state, stats_all = rssm.img_step(state, action, generator, return_ensemble=True)
                 for m in measures:
                     total[source][m] += float(uncertainty(rssm, stats_all, m, state["stoch"]).sum())
@@ -554,15 +655,18 @@ def expected_uncertainty(
 
 
 def action_uncertainty_rows(by_source: dict, selected: str, base: dict) -> list[dict]:
-    """``action_uncertainty``'s result as rows of ``uncertainty_actions.csv``: one per measure, with the
-    policy/data and random/data ratios (1.0: the measure cannot tell those actions from the data's)."""
+    """``action_uncertainty``'s result as rows of ``uncertainty_actions.csv``: one per measure, with each
+    source's ratio over the data's (``<source>_over_data``; 1.0: the measure cannot tell those actions from
+    the data's). The sources are the file's (``DIAGNOSTICS_COLUMNS``); one not measured is left empty."""
     if not by_source:
         return []
     keep = ("grad_step", "phase", "episodes", "env_steps")
+    columns = DIAGNOSTICS_COLUMNS["uncertainty_actions.csv"]
+    others = [c for c in columns if f"{c}_over_data" in columns]  # policy, random, perturbed_<std>
     rows = []
     for m, data in by_source["data"].items():
         row = {**{k: base[k] for k in keep}, "measure": m, "selected": m == selected, "data": data}
-        for s in ("policy", "random"):
+        for s in others:
             v = by_source.get(s, {}).get(m)
             row[s] = v
             row[f"{s}_over_data"] = v / data if v is not None and data > 0 else None

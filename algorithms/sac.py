@@ -71,6 +71,8 @@ class SACConfig(PixelActorCriticConfig):
     backup_entropy: bool = False
     actor_reduction: str = "mean"  # over the heads in the actor loss (SAC-3), as the fork's cql/actor_updater
 
+    CHOICES = {"actor_reduction": ("min", "mean")}
+
 
 def reduce_heads(qs: jnp.ndarray, how: str) -> jnp.ndarray:
     if how == "min":

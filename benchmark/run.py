@@ -93,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE_OR_FILE",
         help="import a module or .py file that registers algorithms (repeatable); recorded in config.json",
     )
+    p.add_argument(
+        "--set",
+        dest="set",
+        action="append",
+        default=[],
+        metavar="[ALGO.]FIELD=VALUE",
+        help="override a config field (repeatable): ALGO.FIELD for one algorithm of the plan (--set "
+        "moto.alpha=1), FIELD for every algorithm that has it; values are read as Python literals "
+        "(1e-4, true, (8, 16)) and checked against the field's type and allowed values. Recorded in "
+        "config.json; a run with overrides gets its own folder (<profile>,alpha=1.0) and its own label in "
+        "the analysis (moto[alpha=1.0]). Fields: docs/algorithms/ (default: none)",
+    )
     p.add_argument("--list", action="store_true", help="list algorithms, tasks and profiles, then exit")
     p.add_argument(
         "--dry-run", action="store_true", help="print the plan (runs, updates, env steps) and exit"

@@ -263,6 +263,8 @@ class PixelActorCriticConfig:
     )
     last_is_terminal: str = "all"  # all / offline / none: see bootstrap_mask
 
+    CHOICES = {"critic_reduction": ("min", "mean"), "last_is_terminal": ("all", "offline", "none")}
+
     PROFILES = {
         "cpu": dict(batch_size=64, channels=(16, 32, 32, 32)),
         "smoke": dict(batch_size=8, channels=(4, 4, 4, 4), latent=8, hidden=(16, 16)),

@@ -9,6 +9,7 @@ the actor's truncated normal on [-1, 1] with mean tanh(mu) and std 2 sigmoid(s /
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import torch
@@ -75,6 +76,30 @@ class ClippedAdam:
                 torch._foreach_mul_(self.params, 1.0 - self.wd)
         self.opt.step()
         return norm.detach()
+
+    def step_terms(self, losses: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """``step(sum(losses))`` with each term differentiated on its own (the terms' graphs share only
+        the parameters, so this costs what one backward pass of the sum costs). Returns the gradient norm
+        of the sum (before clipping), each term's gradient norm and the cosine between the first two
+        terms' gradients, all detached: a diagnostic of which term steers the parameters."""
+        self.opt.zero_grad(set_to_none=True)
+        grads = []
+        for loss in losses:
+            g = torch.autograd.grad(loss, self.params, allow_unused=True)
+            grads.append([torch.zeros_like(p) if x is None else x for p, x in zip(self.params, g)])
+        for p, *parts in zip(self.params, *grads):
+            p.grad = functools.reduce(torch.add, parts)
+        flat = [torch.cat([x.reshape(-1) for x in g]) for g in grads]
+        norms = [f.norm().detach() for f in flat]
+        cos = (flat[0] @ flat[1] / (norms[0] * norms[1]).clamp_min(1e-12)).detach() if len(flat) > 1 else None
+        norm = (
+            nn.utils.clip_grad_norm_(self.params, self.clip, foreach=True) if self.clip else torch.zeros(())
+        )
+        if self.wd:
+            with torch.no_grad():
+                torch._foreach_mul_(self.params, 1.0 - self.wd)
+        self.opt.step()
+        return norm.detach(), norms, cos
 
     def state_dict(self):
         return self.opt.state_dict()

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.nets.torch_parts import activation, keras_init, mlp
+from algorithms.nets.torch_parts import ACTIVATIONS, activation, keras_init, mlp
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,14 @@ class WorldModelConfig:
     # the update captured as one CUDA graph (algorithms/nets/cuda_graph.py): off | on | auto (= on where
     # the device is CUDA). Off by default until a GPU measurement shows it faster and equal (issue 23)
     cuda_graph: str = "off"
+
+    # allowed values of the text fields (checked by algorithms.make_config and --set)
+    CHOICES = {
+        "act": tuple(ACTIVATIONS),
+        "precision": ("auto", "tf32", "fp32", "bf16"),
+        "compile": ("auto", "on", "off"),
+        "cuda_graph": ("off", "on", "auto"),
+    }
 
     @classmethod
     def of(cls, config) -> "WorldModelConfig":
@@ -160,6 +168,61 @@ class Encoder(nn.Module):
         return self.mlp(self.convs(x)).reshape(*lead, -1)
 
 
+class SubpixelTransposedConv(torch.autograd.Function):
+    """A stride-2 VALID transposed convolution y = convT(x, w, b), computed forward as one ordinary
+    convolution and a pixel shuffle, backward as the transposed convolution's own gradients.
+
+    Output pixel y[2m + p, 2n + q] sums x[m - a, n - b] w[., ., p + 2a, q + 2b] over the taps a, b < T =
+    ceil(k / 2) (zero past k): for each of the four phases (p, q) a T x T correlation over the input
+    padded by T - 1, i.e. one conv2d with 4 x out channels, then ``pixel_shuffle`` interleaves the
+    phases (an odd k gives one row and column too many, cropped). Same values up to float rounding (the
+    sums run in another order; ~1e-6 here). On a CPU, oneDNN's transposed-convolution forward scatters
+    and was 1.1-1.5x slower, forward and backward together, than this on inputs of 13 x 13 and more
+    (``benchmark/perf``, docs/performance.md); its backward is a plain convolution and stays. Gradients
+    are exactly those of ``F.conv_transpose2d`` given the same output gradient."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        cin, cout, k, _ = weight.shape
+        taps = (k + 1) // 2
+        w = F.pad(weight, (0, 2 * taps - k, 0, 2 * taps - k)).reshape(cin, cout, taps, 2, taps, 2)
+        w = w.flip(2, 4).permute(1, 3, 5, 0, 2, 4).reshape(4 * cout, cin, taps, taps)
+        y = F.pixel_shuffle(F.conv2d(F.pad(x, (taps - 1,) * 4), w, bias.repeat_interleave(4)), 2)
+        h, wd = (x.shape[-2] - 1) * 2 + k, (x.shape[-1] - 1) * 2 + k
+        ctx.save_for_backward(x, weight)
+        return y[..., :h, :wd].contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        gx, gw, gb = torch.ops.aten.convolution_backward(
+            grad.contiguous(),
+            x,
+            weight,
+            [weight.shape[1]],
+            [2, 2],
+            [0, 0],
+            [1, 1],
+            True,
+            [0, 0],
+            1,
+            list(ctx.needs_input_grad),
+        )
+        return gx, gw, gb
+
+
+def transposed_conv(layer: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)``; on a CPU, for inputs of 13 x 13 and more, by ``SubpixelTransposedConv``."""
+    if (
+        x.device.type == "cpu"
+        and min(x.shape[-2:]) >= 13
+        and layer.stride == (2, 2)
+        and layer.padding == (0, 0)
+    ):
+        return SubpixelTransposedConv.apply(x, layer.weight, layer.bias)
+    return layer(x)
+
+
 class Decoder(nn.Module):
     """Features -> image means (..., H, W, C) in [-0.5, 0.5] space: MLP, dense to ``dec_in`` reshaped
     to 1x1, transposed convs (stride 2, VALID), the last without activation."""
@@ -195,7 +258,9 @@ class Decoder(nn.Module):
         first = self.deconv[0]
         k = first.weight.shape[2:]
         x = F.linear(x, first.weight.flatten(1).t(), first.bias.repeat_interleave(k[0] * k[1]))
-        x = self.deconv[1:](x.unflatten(1, first.weight.shape[1:]))
+        x = x.unflatten(1, first.weight.shape[1:])
+        for layer in self.deconv[1:]:
+            x = transposed_conv(layer, x) if isinstance(layer, nn.ConvTranspose2d) else layer(x)
         return x.permute(0, 2, 3, 1).reshape(*lead, *self.obs_shape)
 
 

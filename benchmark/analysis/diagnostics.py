@@ -40,13 +40,17 @@ uncertainty). One row per measurement during fine-tuning.
 
 ``uncertainty_actions.csv`` (does u tell the data's actions from others? MOTO's conservatism needs it to).
 One row per measurement and uncertainty measure: from the posterior states of dataset episodes, H-step
-model rollouts under the data's own actions, the policy's and uniform random actions; the mean u of each.
+model rollouts under the data's own actions, the policy's, the policy's perturbed by Gaussian noise and
+uniform random actions; the mean u of each.
 
     grad_step, phase, episodes, env_steps   as above
     measure           str    logits | log_probs | probs | sample_log_prob | meandis (``RSSM.disagreement``)
     selected          bool   the measure the run penalises with (``MOTOConfig.uncertainty``)
     data, policy, random     float  mean u along rollouts of each action source
-    policy_over_data, random_over_data  float  the ratios (1.0: the measure cannot tell them apart)
+    perturbed_0.1, perturbed_0.3  float  the same for the policy's actions plus N(0, 0.1^2) / N(0, 0.3^2)
+                                  noise, clipped to [-1, 1]
+    <source>_over_data       float  each source's ratio over data (policy, random, perturbed_0.1,
+                                    perturbed_0.3; 1.0: the measure cannot tell them apart)
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ from pathlib import Path
 import pandas as pd
 
 from algorithms.contract import DIAGNOSTICS_COLUMNS
+
+_ACTION_COLUMNS = DIAGNOSTICS_COLUMNS["uncertainty_actions.csv"]
+# the action sources compared with the data's: policy, random, perturbed_0.1, perturbed_0.3
+ACTION_SOURCES = [c for c in _ACTION_COLUMNS if f"{c}_over_data" in _ACTION_COLUMNS]
 
 
 def _read(path: str | Path) -> pd.DataFrame:
@@ -94,7 +102,7 @@ def read_uncertainty(path: str | Path) -> pd.DataFrame:
 def read_action_uncertainty(path: str | Path) -> pd.DataFrame:
     """Every row of one run's ``uncertainty_actions.csv`` (numbers as floats, ``selected`` as bool)."""
     df = _read(path)
-    for c in ("grad_step", "data", "policy", "random", "policy_over_data", "random_over_data"):
+    for c in ("grad_step", "data", *ACTION_SOURCES, *(f"{s}_over_data" for s in ACTION_SOURCES)):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df["selected"] = df["selected"].astype(str).str.lower() == "true"
     return df.dropna(subset=["grad_step", "data"]).reset_index(drop=True)
@@ -102,8 +110,8 @@ def read_action_uncertainty(path: str | Path) -> pd.DataFrame:
 
 def action_uncertainty_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per run and measure, the rows at the end of the offline phase and at the run's last measurement:
-    columns run, measure, selected, at (offline_end | last), grad_step, data, policy, random and the
-    ratios."""
+    columns run, measure, selected, at (offline_end | last), grad_step, data, each source of
+    ``ACTION_SOURCES`` and its ratio over data."""
     parts = []
     for run, g in df.groupby("run"):
         off = g[g["phase"] == "offline"]
@@ -113,16 +121,6 @@ def action_uncertainty_summary(df: pd.DataFrame) -> pd.DataFrame:
             parts.append(rows[rows["grad_step"] == rows["grad_step"].max()].assign(at=at))
     if not parts:
         return pd.DataFrame()
-    cols = [
-        "run",
-        "measure",
-        "selected",
-        "at",
-        "grad_step",
-        "data",
-        "policy",
-        "random",
-        "policy_over_data",
-        "random_over_data",
-    ]
+    cols = ["run", "measure", "selected", "at", "grad_step", "data", *ACTION_SOURCES]
+    cols += [f"{s}_over_data" for s in ACTION_SOURCES]
     return pd.concat(parts, ignore_index=True)[cols]

@@ -363,13 +363,17 @@ def uncertainty_figure(df: pd.DataFrame, out_dir: Path, name: str, title: str) -
 
 
 def action_uncertainty_figure(df: pd.DataFrame, out_dir: Path, name: str, title: str) -> Path:
-    """u along rollouts of random (left) and policy (right) actions over u along the data's actions, per
-    measure, against gradient steps (mean over runs; 1.0: the measure cannot tell them apart)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.5), sharey=True)
-    for ax, col, label in (
-        (axes[0], "random_over_data", "random / data"),
-        (axes[1], "policy_over_data", "policy / data"),
-    ):
+    """u along rollouts of random, perturbed policy (noise std 0.3, 0.1) and policy actions over u along the
+    data's actions, one panel each, per measure, against gradient steps (mean over runs; 1.0: the measure
+    cannot tell them apart)."""
+    panels = ("random", "perturbed_0.3", "perturbed_0.1", "policy")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.5), sharey=True)
+    for ax, source in zip(axes, panels):
+        col = f"{source}_over_data"
+        ax.set_title(f"{source.replace('_', ' std ')} / data", fontsize="medium")
+        if df[col].isna().all():  # not measured (no actor)
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+            continue
         sns.lineplot(
             df,
             x="grad_step",
@@ -383,8 +387,8 @@ def action_uncertainty_figure(df: pd.DataFrame, out_dir: Path, name: str, title:
         )
         ax.axhline(1.0, color="0.4", lw=1, ls=":")
         ax.set_xlabel("gradient step")
-        ax.set_ylabel(f"mean u: {label}")
         ax.legend(fontsize="x-small")
+    axes[0].set_ylabel("mean u over the data's")
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, out_dir, name)

@@ -4,7 +4,8 @@ A run directory is found by ``benchmark.core.rundir.find_runs`` and read when it
 Identity comes from ``config.json``, never from the path:
 
     algorithm   config["base_algo"] (the base algorithm of a variant), else config["algo"]
-    variant     config["algo"], the registered name (``moto-no-bc``; equal to ``algorithm`` for a base)
+    variant     config["algo"], the registered name (``moto-no-bc``; equal to ``algorithm`` for a base), with
+                its config overrides (``--set``) in brackets: ``moto[alpha=1.0]``
     task        config["task"];  domain = the part before "/"
     dataset     config["dataset"]["name"], else the last two parts of config["dataset"]["path"]
     profile, seed
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.core.rundir import METRICS_COLUMNS, dataset_name, find_runs
+from benchmark.core.rundir import METRICS_COLUMNS, dataset_name, find_runs, override_label
 
 METRIC_COLUMNS = [c for c in METRICS_COLUMNS if c not in ("steps_per_s", "wall_time")]  # what curves need
 ID_COLUMNS = ["run", "algorithm", "variant", "task", "domain", "dataset", "profile", "seed", "status"]
@@ -82,7 +83,8 @@ def read_identity(run: Path, root: Path) -> dict:
         "run": rel,
         "path": str(run),
         "algorithm": str(cfg.get("base_algo") or cfg["algo"]),
-        "variant": str(cfg["algo"]),
+        "variant": str(cfg["algo"])
+        + (f"[{override_label(cfg.get('overrides'))}]" if cfg.get("overrides") else ""),
         "task": task,
         "domain": task.split("/")[0],
         "dataset": dataset_name(cfg) or task,

@@ -124,8 +124,9 @@ def _expected_missing(runs: pd.DataFrame, o: Options) -> pd.DataFrame:
 
 
 def _final_table(final: pd.DataFrame, ref: pd.DataFrame, o: Options) -> pd.DataFrame:
-    """Final success (%) per method x task with a 95% CI and the mean regret (CORL's: mean over online
-    episodes of 1 - success), next to the paper's number and the difference."""
+    """Final success (%) per method x task with a 95% CI, the mean over the last third of the online
+    evaluations (mean, IQM over runs and a 95% CI of the mean) and the mean regret (CORL's: mean over
+    online episodes of 1 - success), next to the paper's number and the difference."""
     rows = []
     rs = ref[ref["metric"] == "final_success"]
     for (task, method), g in final.groupby(["task", "method"], sort=True):
@@ -134,6 +135,21 @@ def _final_table(final: pd.DataFrame, ref: pd.DataFrame, o: Options) -> pd.DataF
         variant = g["variant"].iloc[0]
         paper = rs[(rs["task"] == task) & (rs["variant"] == variant)]
         pv = float(paper["value"].iloc[0]) if len(paper) else np.nan
+        third = 100.0 * g["last_third"].dropna().to_numpy(float)[:, None]
+        if len(third):
+            tpe, tie = stats._interval_estimates(
+                {"m": third}, lambda x: np.array([np.mean(x)]), o.reps, o.seed
+            )
+            third_stats = dict(
+                last_third=float(tpe["m"][0]),
+                last_third_iqm=stats.iqm(third[:, 0]),
+                last_third_low=float(tie["m"][0, 0]),
+                last_third_high=float(tie["m"][1, 0]),
+            )
+        else:
+            third_stats = dict.fromkeys(
+                ("last_third", "last_third_iqm", "last_third_low", "last_third_high"), np.nan
+            )
         rows.append(
             dict(
                 task=task,
@@ -142,6 +158,7 @@ def _final_table(final: pd.DataFrame, ref: pd.DataFrame, o: Options) -> pd.DataF
                 final_success=float(pe["m"][0]),
                 ci_low=float(ie["m"][0, 0]),
                 ci_high=float(ie["m"][1, 0]),
+                **third_stats,
                 regret=float(g["regret"].mean()) if g["regret"].notna().any() else np.nan,
                 paper=pv,
                 difference=float(pe["m"][0]) - pv if len(paper) else np.nan,
@@ -157,6 +174,10 @@ def _final_table(final: pd.DataFrame, ref: pd.DataFrame, o: Options) -> pd.DataF
             "final_success",
             "ci_low",
             "ci_high",
+            "last_third",
+            "last_third_iqm",
+            "last_third_low",
+            "last_third_high",
             "regret",
             "paper",
             "difference",
@@ -465,30 +486,30 @@ def _diagnostics(A: Analysis, runs: pd.DataFrame, ref: pd.DataFrame, fig_dir: Pa
 
 def _action_uncertainty(A: Analysis, runs: pd.DataFrame, fig_dir: Path, tab_dir: Path) -> None:
     """Does u tell the data's actions from others? Per method and task: the mean u along rollouts of the
-    data's, the policy's and random actions by measure (``uncertainty_actions.csv``), as a table at the end
-    of the offline phase and at the last measurement, and the ratios over gradient steps as a figure."""
+    data's, the policy's, the perturbed policy's and random actions by measure (``uncertainty_actions.csv``),
+    as a table at the end of the offline phase and at the last measurement, and the ratios over gradient
+    steps as a figure."""
     with_a = runs[runs["uncertainty_actions"] != ""]
     if with_a.empty:
         A.note(
             "diagnostics", "No run wrote diagnostics/uncertainty_actions.csv: no table of u by action source."
         )
         return
+    sources = diagnostics.ACTION_SOURCES  # policy, random, perturbed_0.1, perturbed_0.3
+    ratios = [f"{s}_over_data" for s in sources]
     parts = []
     for (method, task), g in with_a.groupby(["method", "task"]):
         df = _read_diagnostic(A, g, "uncertainty_actions", diagnostics.read_action_uncertainty)
         if df.empty:
             continue
         summ = diagnostics.action_uncertainty_summary(df)
+        means = {c: (c, "mean") for c in ["data", *sources, *ratios]}  # perturbed_0.1: not a keyword
         agg = (
             summ.groupby(["at", "measure"], sort=False)
             .agg(
                 selected=("selected", "any"),
                 runs=("run", "nunique"),
-                data=("data", "mean"),
-                policy=("policy", "mean"),
-                random=("random", "mean"),
-                policy_over_data=("policy_over_data", "mean"),
-                random_over_data=("random_over_data", "mean"),
+                **means,
                 random_over_data_min=("random_over_data", "min"),
                 random_over_data_max=("random_over_data", "max"),
             )
@@ -503,28 +524,14 @@ def _action_uncertainty(A: Analysis, runs: pd.DataFrame, fig_dir: Path, tab_dir:
         )
         A.fig(
             "diagnostics",
-            f"{method} on {task}: mean u along model rollouts of random and policy actions over "
-            f"that along the data's actions, per measure (1.0: no separation), {g.shape[0]} run(s)",
+            f"{method} on {task}: mean u along model rollouts of random, policy and perturbed policy "
+            f"actions over that along the data's actions, per measure (1.0: no separation), "
+            f"{g.shape[0]} run(s)",
             png,
         )
     if parts:
         t = pd.concat(parts, ignore_index=True)
-        t = t[
-            [
-                "method",
-                "task",
-                "at",
-                "measure",
-                "selected",
-                "runs",
-                "data",
-                "policy",
-                "random",
-                "policy_over_data",
-                "random_over_data",
-                "random_over_data_min",
-                "random_over_data_max",
-            ]
-        ]
+        head = ["method", "task", "at", "measure", "selected", "runs", "data"]
+        t = t[[*head, *sources, *ratios, "random_over_data_min", "random_over_data_max"]]
         t.to_csv(tab_dir / "uncertainty_actions.csv", index=False)
         A.tables["uncertainty_actions"] = t

@@ -193,8 +193,8 @@ def write(A) -> None:
         if key == "diagnostics" and "uncertainty_actions" in A.tables:
             t = A.tables["uncertainty_actions"].round(4)
             title = (
-                "Mean u along model rollouts from dataset states, by action source and measure "
-                "(ratios near 1: the measure cannot tell random or policy actions from the data's)"
+                "Mean u along model rollouts from dataset states, by action source and measure (ratios "
+                "near 1: the measure cannot tell random, perturbed policy or policy actions from the data's)"
             )
             H.append(f"<p>{html.escape(title)}</p>" + html_table(t))
             M += [title, "", md_table(t), ""]
@@ -294,6 +294,10 @@ def _tables(A, H: list, M: list) -> None:
             "final_success": "final success %",
             "ci_low": "95% CI low",
             "ci_high": "95% CI high",
+            "last_third": "last third %",
+            "last_third_iqm": "last third IQM %",
+            "last_third_low": "last third CI low",
+            "last_third_high": "last third CI high",
             "paper": "paper %",
             "difference": "ours - paper",
             "regret": "regret",

@@ -7,8 +7,10 @@ first evaluation or after its last. A grid point's mean and CI use the runs that
 ``n_runs`` says how many, so where a curve rests on fewer runs than the group holds it is flagged
 (drawn dashed in the figures), never silently dropped.
 
-Final scores. A run's final success is the mean ``eval_success`` of its last ``window`` evaluations.
-Only finished runs (status ``done``) count unless ``include_unfinished``; the others are listed.
+Final scores. A run's final success is the mean ``eval_success`` of its last ``window`` evaluations;
+next to it, ``last_third``: the mean over the evaluations of the last third of its online phase (those
+after at least 2/3 of its online episodes), which a single flipping evaluation moves less. Only finished
+runs (status ``done``) count unless ``include_unfinished``; the others are listed.
 
 Aggregates over tasks. rliable wants, per method, a (runs x tasks) matrix. Runs of different tasks
 are independent, so the matrix is built by position: the j-th run of each task (by seed) forms row j,
@@ -178,7 +180,8 @@ def final_scores(
     flags = flags if flags is not None else Flags()
     ev = evals.sort_values(["run", "env_steps", "grad_step"], kind="stable")
     last = ev.groupby("run", observed=True)["eval_success"].apply(lambda s: s.iloc[-window:].mean())
-    fin = runs.set_index("run").join(last.rename("final"), how="left").reset_index()
+    fin = runs.set_index("run").join(last.rename("final"), how="left")
+    fin = fin.join(last_third(ev).rename("last_third"), how="left").reset_index()
     no_eval = fin[fin["final"].isna()]
     for r in no_eval.itertuples():
         flags.add(f"{r.run} ({r.status}) has no evaluation yet: not in final scores")
@@ -191,6 +194,16 @@ def final_scores(
             )
         fin = fin[fin["status"] == "done"]
     return fin.reset_index(drop=True)
+
+
+def last_third(evals: pd.DataFrame) -> pd.Series:
+    """Per run: the mean ``eval_success`` of its online evaluations (``episodes`` > 0) made after at least
+    2/3 of the online episodes it has run; NaN for a run without an online evaluation."""
+    online = evals[evals["episodes"] > 0]
+    if not len(online):
+        return pd.Series(dtype=float)
+    cut = online.groupby("run", observed=True)["episodes"].transform("max") * 2.0 / 3.0
+    return online[online["episodes"] >= cut].groupby("run", observed=True)["eval_success"].mean()
 
 
 def regret(metrics: pd.DataFrame) -> pd.Series:

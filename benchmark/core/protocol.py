@@ -100,6 +100,7 @@ class RunSpec:
     device: str = "cpu"
     imports: list[str] = field(default_factory=list)  # --import modules, recorded in config.json
     missing_dataset: bool = False  # a dry run plans runs whose dataset is not there yet
+    overrides: dict = field(default_factory=dict)  # --set / a sweep's set: {field: value} of this algorithm
 
 
 class Runner:
@@ -244,8 +245,10 @@ class Runner:
     def _check_goal_requests(self, agent, store: EpisodeStore) -> None:
         """A request for goal-reaching episodes only (MOTO's filtered BC) on a dataset with none would fail
         at the first offline update; say so before any training, with what to change."""
-        goal = [k for k, r in agent.requests.items() if getattr(r, "filter", "all") == "goal"]
-        if goal and self.schedule.offline_steps > 0 and len(store.stream("goal")) == 0:
+        goal = {
+            k: r.filter for k, r in agent.requests.items() if getattr(r, "filter", "all").endswith("goal")
+        }
+        if goal and self.schedule.offline_steps > 0 and any(len(store.stream(f)) == 0 for f in goal.values()):
             raise ValueError(
                 f"{self.algo} samples its {', '.join(map(repr, goal))} batches from goal-reaching episodes "
                 f"only, but none of the {self.n_offline} dataset episodes at {self.dataset_path} reaches "
@@ -471,6 +474,7 @@ def resolved_config(run: RunSpec, profile: str) -> dict:
         "seed": run.seed,
         "profile": profile,
         "agent_config": asdict(run.cfg),
+        "overrides": dict(run.overrides),
         "schedule": asdict(run.schedule),
         "env_overrides": run.env_overrides,
         "episode_length": run.env_overrides.get("episode_length", run.task.episode_length),

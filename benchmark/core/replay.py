@@ -257,6 +257,8 @@ class EpisodeStore:
                 ok &= ~self._arr["online"][:n]
             elif filter == "goal":
                 ok &= self._arr["episode_goal"][:n]
+            elif filter == "offline_goal":
+                ok &= self._arr["episode_goal"][:n] & ~self._arr["online"][:n]
             table = np.flatnonzero(ok)
             table.setflags(write=False)  # shared by every sampler (and returned by stream())
             with self._lock:

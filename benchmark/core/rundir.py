@@ -77,17 +77,39 @@ PACKAGES = (
 
 
 def run_dir(
-    out: str | Path, task: str, algo: str, seed: int, profile: str = "paper", dataset: str | None = None
+    out: str | Path,
+    task: str,
+    algo: str,
+    seed: int,
+    profile: str = "paper",
+    dataset: str | None = None,
+    overrides: dict | None = None,
 ) -> Path:
-    """Everything that changes results and is not a code default decides the folder: the profile and,
-    when it is not the task's own, the dataset (the data-size study); the rest is checked against
-    ``config.json`` by ``identity_diff`` when a run resumes."""
-    return Path(out) / task / algo / setting_name(profile, dataset, task) / f"seed_{seed}"
+    """Everything that changes results and is not a code default decides the folder: the profile, the
+    dataset when it is not the task's own (the data-size study) and the config overrides (``--set``); the
+    rest is checked against ``config.json`` by ``identity_diff`` when a run resumes."""
+    return Path(out) / task / algo / setting_name(profile, dataset, task, overrides) / f"seed_{seed}"
 
 
-def setting_name(profile: str, dataset: str | None, task: str) -> str:
-    """``profile``, or ``profile@<dataset>`` when the dataset is not the task's own."""
-    return profile if dataset in (None, task) else f"{profile}@{dataset.replace('/', '-')}"
+def setting_name(profile: str, dataset: str | None, task: str, overrides: dict | None = None) -> str:
+    """``profile``, or ``profile@<dataset>`` when the dataset is not the task's own, then
+    ``,field=value`` for each override in field order (``cpu,alpha=1.0,critic_target=random``)."""
+    name = profile if dataset in (None, task) else f"{profile}@{dataset.replace('/', '-')}"
+    return name + "".join(f",{k}={override_text(v)}" for k, v in sorted((overrides or {}).items()))
+
+
+def override_text(value) -> str:
+    """An override's value as it appears in a folder name and a label: ``1.0``, ``true``, ``8-16-32``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "-".join(override_text(v) for v in value)
+    return str(value).replace("/", "-")
+
+
+def override_label(overrides: dict | None) -> str:
+    """``alpha=1.0,critic_target=random`` ('' without overrides)."""
+    return ",".join(f"{k}={override_text(v)}" for k, v in sorted((overrides or {}).items()))
 
 
 def dataset_name(config: dict) -> str | None:
@@ -139,7 +161,7 @@ def run_key(d: Path, root: Path | None = None) -> tuple[str, str, str, int]:
         return (
             task,
             str(cfg["algo"]),
-            setting_name(str(cfg["profile"]), dataset_name(cfg), task),
+            setting_name(str(cfg["profile"]), dataset_name(cfg), task, cfg.get("overrides")),
             int(cfg["seed"]),
         )
     rel = Path(d).relative_to(root).parts if root is not None else Path(d).parts[-5:]

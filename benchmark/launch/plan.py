@@ -17,7 +17,7 @@ from benchmark.core import rundir
 from benchmark.core.protocol import RunSpec
 from benchmark.datasets.format import DatasetError, verify_dataset
 from benchmark.tasks import default_data_dir, get_task, resolve_tasks
-from benchmark.tasks.profiles import PROFILES, env_overrides_for, schedule_for
+from benchmark.tasks.profiles import PROFILES, env_overrides_for, schedule_for, sizes
 
 
 class UsageError(Exception):
@@ -76,6 +76,71 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {out}: {parent} is not writable")
 
 
+def parse_set(items) -> dict:
+    """``--set`` items (``FIELD=VALUE`` or ``ALGO.FIELD=VALUE``, repeatable) as {key: text}; a mapping (a
+    sweep file's ``set:``) passes through with its keys as text."""
+    if isinstance(items, dict):
+        return {str(k): v for k, v in items.items()}
+    out = {}
+    for item in items or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise UsageError(
+                f"--set {item!r}: expected FIELD=VALUE or ALGO.FIELD=VALUE, e.g. --set moto.alpha=1"
+            )
+        out[key.strip()] = value.strip()
+    return out
+
+
+def resolve_overrides(settings: dict, algos: list[str], strict: bool = True) -> dict[str, dict]:
+    """{algo: {field: value}} from ``--set`` / ``set:`` keys: ``ALGO.FIELD`` sets the field of that algorithm
+    of the plan, a plain ``FIELD`` that field of every algorithm of the plan that has it. Values are
+    converted to the fields' types and checked against their allowed values; any mistake is a
+    UsageError naming the key. ``strict=False`` (one group of a sweep) lets a key pass that concerns no
+    algorithm of this plan (the sweep checks that each key is used by some group: ``unused_settings``)."""
+    out: dict[str, dict] = {a: {} for a in algos}
+    scoped = {k: v for k, v in settings.items() if "." in k}
+    for key, value in settings.items():  # plain keys first, so that ALGO.FIELD wins over FIELD
+        if key in scoped:
+            continue
+        having = [a for a in algos if key in algorithms.field_types(algorithms.get(a).config_cls)]
+        if not having and strict:
+            every = sorted({f for a in algos for f in algorithms.field_types(algorithms.get(a).config_cls)})
+            raise UsageError(
+                f"--set {key}: no algorithm of the plan ({', '.join(algos)}) has a config field {key!r}"
+                f"{algorithms.suggest(key, every)}"
+            )
+        for a in having:
+            out[a][key] = value
+    for key, value in scoped.items():
+        algo, _, name = key.rpartition(".")
+        if algo not in out and not strict and algorithms.exists(algo):
+            continue
+        if algo not in out:
+            raise UsageError(
+                f"--set {key}: {algo!r} is not an algorithm of the plan ({', '.join(algos)})"
+                f"{algorithms.suggest(algo, algos)}"
+            )
+        out[algo][name] = value
+    for algo, values in out.items():
+        if not values:  # (no import of the algorithm's framework for a plan without overrides)
+            continue
+        cls = algorithms.get(algo).config_cls
+        try:
+            out[algo] = {
+                k: algorithms.coerce(cls, k, v, where=f"--set for {algo}") for k, v in values.items()
+            }
+        except (KeyError, ValueError) as exc:
+            raise UsageError(str(exc.args[0]) if exc.args else str(exc)) from None
+    return out
+
+
+def unused_settings(settings: dict, runs: list[RunSpec]) -> list[str]:
+    """The ``--set`` keys that no planned run took (a sweep's groups are planned leniently)."""
+    used = {k for r in runs for k in r.overrides} | {f"{r.algo}.{k}" for r in runs for k in r.overrides}
+    return [k for k in settings if k not in used]
+
+
 def plan(args, resolve: bool = True) -> list[RunSpec]:
     """Every run of the sweep, checked. ``resolve=False`` (dry runs) skips building configs, which
     would import the algorithms' frameworks."""
@@ -90,6 +155,9 @@ def plan(args, resolve: bool = True) -> list[RunSpec]:
                 f"unknown algorithm {a!r}; known: {', '.join(algorithms.names())} "
                 f"(add your own with --import FILE.py)"
             )
+    overrides = resolve_overrides(
+        parse_set(getattr(args, "set", None)), algos, strict=not getattr(args, "sweep", None)
+    )
     tasks = resolve_tasks(args.tasks)
     seeds = parse_seeds(args.seeds)
     device = resolve_device(args.device, here=resolve)
@@ -121,7 +189,7 @@ def plan(args, resolve: bool = True) -> list[RunSpec]:
             verified.add(dataset)
         schedule = schedule_for(spec, args.profile)
         for algo in algos:
-            cfg = algorithms.make_config(algo, args.profile) if resolve else None
+            cfg = algorithms.make_config(algo, sizes(args.profile), **overrides[algo]) if resolve else None
             for seed in seeds:
                 runs.append(
                     RunSpec(
@@ -132,12 +200,19 @@ def plan(args, resolve: bool = True) -> list[RunSpec]:
                         seed=seed,
                         dataset=dataset,
                         dir=rundir.run_dir(
-                            args.out, task, algo, seed, args.profile, name if args.dataset else None
+                            args.out,
+                            task,
+                            algo,
+                            seed,
+                            args.profile,
+                            name if args.dataset else None,
+                            overrides[algo],
                         ),
                         env_overrides=env_overrides_for(spec, args.profile),
                         device=device,
                         imports=list(args.imports),
                         missing_dataset=absent,
+                        overrides=dict(overrides[algo]),
                     )
                 )
     missing = missing_datasets(runs)
@@ -203,6 +278,7 @@ PLAN_DEFAULTS = {
     "dataset": None,
     "device": "auto",
     "imports": [],
+    "set": {},
     "dry_run": False,
 }
 
@@ -210,7 +286,7 @@ PLAN_DEFAULTS = {
 def plan_args(**values) -> argparse.Namespace:
     """The options ``plan`` reads, at their defaults, with ``values`` on top (for a run planned again in a
     child process, and for a sweep file's runs)."""
-    return argparse.Namespace(**{**PLAN_DEFAULTS, "imports": [], **values})
+    return argparse.Namespace(**{**PLAN_DEFAULTS, "imports": [], "set": {}, **values})
 
 
 def load_yaml(path: str | Path, what: str) -> dict:

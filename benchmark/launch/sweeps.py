@@ -14,7 +14,16 @@ from benchmark.core.protocol import RunSpec
 from benchmark.core.rundir import SLURM_JOB_FILE, read_json, run_state
 from benchmark.launch import execute
 from benchmark.launch.estimate import print_estimate
-from benchmark.launch.plan import UsageError, describe, load_yaml, missing_datasets_note, plan, plan_args
+from benchmark.launch.plan import (
+    UsageError,
+    describe,
+    load_yaml,
+    missing_datasets_note,
+    parse_set,
+    plan,
+    plan_args,
+    unused_settings,
+)
 from benchmark.launch.slurm import CLUSTER_KEYS, CLUSTER_ONLY_KEYS, resources
 
 SWEEP_KEYS = (
@@ -27,9 +36,10 @@ SWEEP_KEYS = (
     "profile",
     "dataset",
     "runs_per_job",
+    "set",
     "groups",
 )
-GROUP_KEYS = ("algos", "tasks", "seeds", "profile", "dataset", "runs_per_job", "name")
+GROUP_KEYS = ("algos", "tasks", "seeds", "profile", "dataset", "runs_per_job", "set", "name")
 
 
 # -- CLI ---------------------------------------------------------------------------------------
@@ -103,9 +113,10 @@ def _as_list(value, key: str, where: str) -> list[str]:
 
 
 def load_sweep(path: str | Path) -> dict:
-    """A sweep file: top-level defaults (algos, tasks, seeds, profile, dataset, runs_per_job) and
-    optional ``groups``, each overriding them; returns {name, figure, groups: [{algos, tasks, seeds,
-    profile, dataset, runs_per_job}]} with every list joined to the CLI's comma-separated form."""
+    """A sweep file: top-level defaults (algos, tasks, seeds, profile, dataset, runs_per_job, set) and
+    optional ``groups``, each overriding them (a group's ``set:`` mapping of config overrides goes on top
+    of the file's); returns {name, figure, groups: [{algos, tasks, seeds, profile, dataset, runs_per_job,
+    set}]} with every list joined to the CLI's comma-separated form."""
     data = load_yaml(path, "--sweep")
     unknown = sorted(set(data) - set(SWEEP_KEYS))
     if unknown:
@@ -125,6 +136,12 @@ def load_sweep(path: str | Path) -> dict:
         merged = {k: data.get(k) for k in ("algos", "tasks", "seeds", "profile", "dataset", "runs_per_job")}
         merged.update(g)
         where = f"--sweep {path} group {i}"
+        for level in (data, g):
+            if not isinstance(level.get("set") or {}, dict):
+                raise UsageError(
+                    f"{where}: set must be a mapping of config fields to values, e.g. set: {{alpha: 1}}"
+                )
+        merged["set"] = {**(data.get("set") or {}), **(g.get("set") or {})}
         for key in ("algos", "tasks", "seeds"):
             if merged.get(key) is None:
                 raise UsageError(f"{where}: no {key}")
@@ -144,10 +161,12 @@ _SWEPT = ("--algos", "--tasks", "--seeds")
 
 
 def group_args(args, group: dict) -> argparse.Namespace:
+    """The options of one group's runs: the group's, the command line's ``--set`` on top of its ``set:``."""
     ns = copy.copy(args)
     for key in ("algos", "tasks", "seeds", "profile", "dataset"):
         setattr(ns, key, group.get(key))
     ns.runs_per_job = group.get("runs_per_job")
+    ns.set = {**(group.get("set") or {}), **parse_set(getattr(args, "set", None))}
     return ns
 
 
@@ -171,6 +190,9 @@ def expand(args, argv: list[str] | None) -> list[tuple[argparse.Namespace, list[
         runs = [r for r in plan(ns, resolve=False) if r.dir not in seen]
         seen.update(r.dir for r in runs)
         out.append((ns, runs))
+    unused = unused_settings(parse_set(getattr(args, "set", None)), [r for _, runs in out for r in runs])
+    if unused:
+        raise UsageError(f"--set {', '.join(unused)}: no run of the sweep {args.sweep} has that config field")
     return out
 
 

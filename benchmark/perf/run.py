@@ -49,6 +49,8 @@ def measure(
     eval_episodes: int,
     log_every: int,
     overrides: dict | None = None,
+    full_schedule: bool = False,
+    breakdown: list | None = None,
 ) -> dict:
     from benchmark.core.protocol import Runner
     from benchmark.launch.plan import plan, plan_args
@@ -58,24 +60,35 @@ def measure(
     )
     if overrides:
         import algorithms
+        from benchmark.tasks.profiles import sizes
 
-        r = dataclasses.replace(r, cfg=algorithms.make_config(algo, profile, **overrides))
+        r = dataclasses.replace(r, cfg=algorithms.make_config(algo, sizes(profile), **overrides))
     full = r.schedule  # the task's whole schedule for this profile, from the plan
     G = full.updates_per_episode
-    r = dataclasses.replace(
-        r,
-        schedule=dataclasses.replace(
-            full,
-            offline_steps=offline,
-            online_steps=episodes * G,
-            eval_every_episodes=episodes,
-            eval_episodes=eval_episodes,
-        ),
-    )
+    if full_schedule:
+        offline, episodes, eval_episodes = full.offline_steps, full.online_episodes, full.eval_episodes
+    else:
+        r = dataclasses.replace(
+            r,
+            schedule=dataclasses.replace(
+                full,
+                offline_steps=offline,
+                online_steps=episodes * G,
+                eval_every_episodes=episodes,
+                eval_episodes=eval_episodes,
+            ),
+        )
     r.dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    runner = Runner(r, progress=False, log_every=log_every)
-    runner.run()
+    if breakdown is None:
+        Runner(r, progress=False, log_every=log_every).run()
+    else:  # as a real run: TensorBoard and GIFs on, parts timed (benchmark/perf/breakdown.py)
+        from benchmark.core.livelog import LiveLog
+        from benchmark.perf.breakdown import Breakdown
+
+        with Breakdown() as parts, LiveLog(r.dir) as live:
+            Runner(r, progress=False, log_every=log_every, live=live).run()
+        breakdown.append({"algo": algo, "parts": parts.rows()})
     total = time.time() - t0
     rows = _rows(r.dir / "metrics.csv")
     off = [float(x["steps_per_s"]) for x in rows if x["phase"] == "offline"]
@@ -149,6 +162,19 @@ def main(argv=None) -> int:
         "(repeatable; values are read as Python literals, else strings)",
     )
     p.add_argument(
+        "--full-schedule",
+        action="store_true",
+        help="run the profile's whole schedule instead of --offline / --episodes / --eval-episodes "
+        "(e.g. a whole cpu run)",
+    )
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also print where the wall time went: model update, actor-critic update, acting, env step + "
+        "render, evaluation, diagnostics, GIFs, checkpoints, logs (TensorBoard and GIFs on, as in a real "
+        "run; benchmark/perf/breakdown.py)",
+    )
+    p.add_argument(
         "--keep", default=None, help="keep the run folders under this folder (default: a temporary one)"
     )
     args = p.parse_args(argv)
@@ -187,12 +213,15 @@ def main(argv=None) -> int:
         )
 
     device = resolve_device(args.device)
-    print(
-        f"task {args.task}, profile {args.profile}, device {device}; timed: {args.offline} offline updates, "
-        f"{args.episodes} online episodes, evaluations of {args.eval_episodes} episodes",
-        flush=True,
+    timed = (
+        "the profile's whole schedule"
+        if args.full_schedule
+        else f"{args.offline} offline updates, {args.episodes} online episodes, evaluations of "
+        f"{args.eval_episodes} episodes"
     )
-    rows = []
+    print(f"task {args.task}, profile {args.profile}, device {device}; timed: {timed}", flush=True)
+    rows: list[dict] = []
+    parts: list[dict] | None = [] if args.breakdown else None
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
         for algo in algos:
@@ -210,10 +239,15 @@ def main(argv=None) -> int:
                     args.eval_episodes,
                     args.log_every,
                     mine,
+                    args.full_schedule,
+                    parts,
                 )
             )
             print(rows[-1], flush=True)
     print_table(rows, list(rows[0]))
+    for b in parts or []:
+        print(f"\n{b['algo']}: where the wall time went (exclusive seconds per part)")
+        print_table(b["parts"], list(b["parts"][0]))
     print("full run h: the task's whole schedule for this profile at these rates, one run on this machine")
     return 0
 

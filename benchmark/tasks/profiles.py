@@ -1,7 +1,9 @@
 """Named profiles: ``paper`` (the paper's schedule and sizes; a GPU run), ``cpu`` (small nets, few
-steps: a MetaWorld run in minutes on a laptop) and ``smoke`` (seconds, for tests). Every profile
-runs exactly the same code; only numbers change. Algorithm sizes per profile live in each config's
-``PROFILES``; the schedule and episode length per profile live here."""
+steps: a MetaWorld run in minutes on a laptop), ``cpu-long`` (the cpu sizes with an online phase long
+enough to fine-tune: 30 online episodes, an evaluation every 3) and ``smoke`` (seconds, for tests). Every
+profile runs exactly the same code; only numbers change. Algorithm sizes per profile live in each
+config's ``PROFILES`` (``cpu-long`` takes the ``cpu`` sizes: ``sizes``); the schedule and episode length per
+profile live here."""
 
 from __future__ import annotations
 
@@ -9,7 +11,13 @@ import dataclasses
 
 from benchmark.tasks import Schedule, TaskSpec
 
-PROFILES = ("paper", "cpu", "smoke")
+PROFILES = ("paper", "cpu", "cpu-long", "smoke")
+SIZES = {"cpu-long": "cpu"}  # profiles that run another profile's network sizes
+
+
+def sizes(profile: str) -> str:
+    """The profile whose network sizes (algorithms' ``PROFILES``) ``profile`` runs."""
+    return SIZES.get(profile, profile)
 
 
 def schedule_for(spec: TaskSpec, profile: str) -> Schedule:
@@ -22,6 +30,14 @@ def schedule_for(spec: TaskSpec, profile: str) -> Schedule:
             offline_steps=min(s.offline_steps, 1_000),
             online_steps=10 * s.updates_per_episode,
             eval_every_episodes=5,
+            eval_episodes=10,
+        )
+    if profile == "cpu-long":  # fine-tuning on a CPU: 30 online episodes, evaluations every 3 (10 episodes)
+        return dataclasses.replace(
+            s,
+            offline_steps=min(s.offline_steps, 1_000),
+            online_steps=30 * s.updates_per_episode,
+            eval_every_episodes=3,
             eval_episodes=10,
         )
     if profile == "smoke":

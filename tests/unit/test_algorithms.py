@@ -38,7 +38,7 @@ def test_registry_variant_and_unknown_names():
         algorithms.register("bc", BCConfig, None)
     with pytest.raises(KeyError, match="no profile 'huge'"):
         algorithms.make_config("bc", "huge")
-    with pytest.raises(KeyError, match="has no fields \\['lrr'\\]"):
+    with pytest.raises(KeyError, match="has no field 'lrr' \\(did you mean lr\\?\\)"):
         algorithms.make_config("bc", lrr=1.0)
 
 

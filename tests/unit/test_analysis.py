@@ -411,3 +411,55 @@ def test_regret_is_the_mean_over_online_episodes_of_one_minus_success(tmp_path):
     assert A.tables["final"]["regret"].iloc[0] == pytest.approx(np.mean(per_run))
     assert "regret" in pd.read_csv(tmp_path / "o" / "tables" / "final_per_run.csv").columns
     assert "fine-tuning regret" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_uncertainty_by_action_source_tabulates_and_draws_the_perturbed_policy(tmp_path):
+    from algorithms.contract import DIAGNOSTICS_COLUMNS
+
+    cols = DIAGNOSTICS_COLUMNS["uncertainty_actions.csv"]
+    sources = ["policy", "random", "perturbed_0.1", "perturbed_0.3"]
+    u = {"policy": 1.1, "random": 3.0, "perturbed_0.1": 1.4, "perturbed_0.3": 2.0}  # times data's u
+    res = tmp_path / "res"
+    for s in (0, 1):
+        d = write_run(res, "moto", "kitchen/mixed", s, [(0, 0.0), (4, 0.5)])
+        rows = []
+        for step, phase in ((300, "offline"), (380, "online")):
+            for m in ("meandis", "logits"):
+                data = 0.5 * (s + 1) * (2 if m == "logits" else 1)
+                r = dict(grad_step=step, phase=phase, episodes=0, env_steps=0, measure=m, data=data)
+                r.update(selected=m == "meandis", **{k: u[k] * data * (1 + s) for k in sources})
+                r.update({f"{k}_over_data": r[k] / data for k in sources})
+                rows.append(r)
+        (d / "diagnostics").mkdir()
+        pd.DataFrame(rows)[cols].to_csv(d / "diagnostics" / "uncertainty_actions.csv", index=False)
+    old = write_run(res, "moto", "kitchen/mixed", 2, [(0, 0.0), (4, 0.5)]) / "diagnostics"
+    old.mkdir()  # a file from before the perturbed sources
+    pd.DataFrame(rows)[[c for c in cols if "perturbed" not in c]].to_csv(old / "uncertainty_actions.csv")
+    A = analyze(res, tmp_path / "out", Options(reps=20, progress=False))
+    t = pd.read_csv(tmp_path / "out" / "tables" / "uncertainty_actions.csv")
+    assert {*sources, *(f"{k}_over_data" for k in sources)} <= set(t.columns)
+    r = t[(t["at"] == "offline_end") & (t["measure"] == "meandis")].iloc[0]
+    assert r["runs"] == 2 and r["data"] == pytest.approx(0.75)  # runs 0 and 1: the old file is left out
+    for k in sources:  # the mean over runs of each run's u and ratio
+        assert r[k] == pytest.approx(np.mean([u[k] * 0.5 * (s + 1) * (1 + s) for s in (0, 1)]))
+        assert r[f"{k}_over_data"] == pytest.approx(u[k] * 1.5)
+    assert any("missing column(s) perturbed_0.1" in f for f in A.flags.items)
+    figs = {p.split("/")[-1] for _, p in A.figures["diagnostics"]}
+    assert "uncertainty_actions_moto_kitchen-mixed.png" in figs
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "perturbed_0.1_over_data" in md and "perturbed policy" in md
+
+
+def test_last_third_averages_the_online_evaluations_after_two_thirds_of_the_episodes():
+    from benchmark.analysis.stats import last_third
+
+    evals = pd.DataFrame(
+        {
+            "run": ["a"] * 5 + ["b"] * 2,
+            "episodes": [0, 10, 20, 25, 30, 0, 3],
+            "eval_success": [0.9, 0.1, 0.5, 0.7, 0.3, 1.0, 0.4],
+        }
+    )
+    got = last_third(evals)
+    assert got["a"] == pytest.approx((0.5 + 0.7 + 0.3) / 3)  # episodes >= 20 of 30; the offline eval out
+    assert got["b"] == pytest.approx(0.4)

@@ -12,7 +12,7 @@ import torch
 
 import algorithms
 from algorithms import moto
-from algorithms.contract import RunContext
+from algorithms.contract import DIAGNOSTICS_COLUMNS, RunContext
 from algorithms.nets.torch_parts import lambda_return
 from algorithms.nets.world_model import RSSM, WorldModelConfig
 from benchmark.core.protocol import Runner, RunSpec, resolved_config
@@ -331,13 +331,20 @@ def test_diagnostics_are_written_in_the_analysis_formats_and_from_the_checkpoint
     assert sorted(set(acts["grad_step"])) == evals and len(acts) == 5 * len(evals)
     assert set(acts.loc[acts["selected"], "measure"]) == {algorithms.make_config("moto", "smoke").uncertainty}
     assert (acts[["data", "policy", "random", "random_over_data"]] > 0).all().all()
+    perturbed = ["perturbed_0.1", "perturbed_0.3", "perturbed_0.1_over_data", "perturbed_0.3_over_data"]
+    assert (acts[perturbed] > 0).all().all()
+    np.testing.assert_allclose(
+        acts["perturbed_0.3_over_data"], acts["perturbed_0.3"] / acts["data"], rtol=1e-6
+    )
     from benchmark.analysis.pipeline import Options, analyze
 
     A = analyze(whole_run.parent, tmp_path / "analysis", Options(reps=20, progress=False))
     t = A.tables["uncertainty_actions"]
     assert set(t["at"]) == {"offline_end", "last"} and len(t) == 10
+    assert t[perturbed].notna().all().all()
     report = (tmp_path / "analysis" / "report.md").read_text()
     assert "Mean u along model rollouts from dataset states" in report and "random_over_data" in report
+    assert "perturbed_0.1_over_data" in report and "perturbed_0.3_over_data" in report
     assert (tmp_path / "analysis" / "tables" / "uncertainty_actions.csv").exists()
     rp = read_reward_prediction(whole_run / "diagnostics" / "reward_prediction.csv")
     assert set(rp["grad_step"]) == {4} and set(rp["source"]) == {"data", "policy"}
@@ -405,11 +412,19 @@ def test_action_uncertainty_rolls_data_policy_and_random_actions_from_the_same_s
     ep = make_episode(T=7, size=16)
     steps = spy_img_steps(agent)
     out = moto.action_uncertainty(agent.wm, [ep], 2, torch.Generator().manual_seed(0), agent.actor)
-    calls = [action for _, action in steps]
-    assert list(out) == ["data", "policy", "random"] and len(calls) == 6
+    calls = [action for _, action in steps]  # H = 2 steps per source, in the order of ``out``
+    assert list(out) == ["data", "random", "policy", "perturbed_0.1", "perturbed_0.3"] and len(calls) == 10
     assert set(out["data"]) == {"logits", "log_probs", "probs", "sample_log_prob", "meandis"}
     torch.testing.assert_close(calls[0], torch.as_tensor(ep["action"][0:5]))  # the data's own actions
-    assert calls[4].min() >= -1 and calls[4].max() <= 1 and not torch.equal(calls[4], calls[0])
+    assert calls[2].min() >= -1 and calls[2].max() <= 1 and not torch.equal(calls[2], calls[0])
+    # perturbed: the policy's first actions (same states, same draws) plus one noise draw times the std,
+    # clipped to [-1, 1] as the env would
+    policy, p1, p3 = calls[4], calls[6], calls[8]
+    assert all(a.min() >= -1 and a.max() <= 1 for a in (p1, p3))
+    assert 0 < (p1 - policy).abs().max() < 0.1 * 6 and not torch.equal(p3, policy)
+    inside = (policy + 3 * (p1 - policy)).abs() < 1  # where the 0.3 noise is not clipped
+    assert inside.sum() > 0
+    torch.testing.assert_close((p3 - policy)[inside], 3 * (p1 - policy)[inside])
     assert all(v > 0 for by in out.values() for v in by.values())
     # Eq. 12 is the data source of the chosen measure
     eps = moto.expected_uncertainty(agent.wm, [ep], 2, torch.Generator().manual_seed(0), measure="probs")
@@ -418,8 +433,39 @@ def test_action_uncertainty_rolls_data_policy_and_random_actions_from_the_same_s
         out, "probs", {"grad_step": 3, "phase": "offline", "episodes": 0, "env_steps": 0}
     )
     assert [r["selected"] for r in rows_].count(True) == 1
-    r = next(r for r in rows_ if r["measure"] == "meandis")
-    assert r["random_over_data"] == pytest.approx(out["random"]["meandis"] / out["data"]["meandis"])
+    assert all(set(r) == set(DIAGNOSTICS_COLUMNS["uncertainty_actions.csv"]) for r in rows_)
+    for r in rows_:  # every source, by every measure: its u and its u over the data's
+        for source in ("policy", "random", "perturbed_0.1", "perturbed_0.3"):
+            assert r[source] == out[source][r["measure"]]
+            assert r[f"{source}_over_data"] == pytest.approx(r[source] / out["data"][r["measure"]])
+
+
+def test_perturbed_actions_with_noise_std_0_are_the_policy_s_and_draw_only_on_the_generator():
+    agent = smoke_agent()
+    ep = make_episode(T=7, size=16)
+    before = torch.get_rng_state()
+
+    def run(seed, **kw):
+        return moto.action_uncertainty(
+            agent.wm, [ep], 2, torch.Generator().manual_seed(seed), agent.actor, **kw
+        )
+
+    zero = run(0, perturb=(0.0,))
+    assert list(zero) == ["data", "random", "policy", "perturbed_0"]
+    assert zero["perturbed_0"] == zero["policy"]  # the same draws, no noise: the same numbers
+    noisy = run(0, perturb=(0.3,))
+    assert noisy["policy"] == zero["policy"] and noisy["perturbed_0.3"] != noisy["policy"]
+    assert list(run(0, sources=("perturbed",))) == ["perturbed_0.1", "perturbed_0.3"]  # the default stds
+    assert run(1, perturb=(0.0,))["policy"] != zero["policy"]  # the generator's draws, not fixed ones
+    assert torch.equal(torch.get_rng_state(), before)  # the global RNG is never drawn from
+    assert moto.action_uncertainty(agent.wm, [ep], 2, None, None, sources=("policy", "perturbed")) == {}
+    with pytest.raises(ValueError, match="unknown action source"):
+        run(0, sources=("data", "perturbed_0.1"))
+    # rows: the file's columns only (perturbed_0 is not one); a source not measured is left empty
+    base = {"grad_step": 3, "phase": "offline", "episodes": 0, "env_steps": 0}
+    r = moto.action_uncertainty_rows(zero, "probs", base)[0]
+    assert set(r) == set(DIAGNOSTICS_COLUMNS["uncertainty_actions.csv"])
+    assert r["perturbed_0.1"] is None and r["perturbed_0.1_over_data"] is None and r["policy"] is not None
 
 
 def test_the_uncertainty_measure_is_a_config_choice():
@@ -436,5 +482,5 @@ def test_the_uncertainty_measure_is_a_config_choice():
     torch.testing.assert_close(ra["feat"], rb["feat"])
     assert ra["uncertainty"].shape == (3, 5) and not torch.allclose(ra["uncertainty"], rb["uncertainty"])
     torch.testing.assert_close(ra["reward"], ra["model_reward"] - 10.0 * ra["uncertainty"])
-    with pytest.raises(ValueError, match="unknown uncertainty measure"):
-        smoke_agent(uncertainty="nope").rollout(start, 1, 10.0)
+    with pytest.raises(ValueError, match="MOTOConfig.uncertainty must be one of logits"):  # at make_config
+        smoke_agent(uncertainty="nope")

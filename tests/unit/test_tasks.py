@@ -66,3 +66,13 @@ def test_filtered_bc_goal_rule():
     assert not get_task("kitchen/mixed").reaches_goal(ep)  # needs all four
     assert get_task("metaworld/hammer").reaches_goal({"success": np.array([0, 1, 0], bool)})
     assert not get_task("metaworld/hammer").reaches_goal({"success": np.zeros(3, bool)})
+
+
+def test_the_long_cpu_profile_has_time_to_fine_tune_at_the_cpu_sizes():
+    import algorithms
+    from benchmark.tasks.profiles import schedule_for, sizes
+
+    s = schedule_for(get_task("metaworld/drawer-open"), "cpu-long")
+    assert (s.offline_steps, s.online_episodes, s.eval_every_episodes, s.eval_episodes) == (1000, 30, 3, 10)
+    assert sizes("cpu-long") == "cpu" and sizes("paper") == "paper"
+    assert algorithms.make_config("moto", sizes("cpu-long")) == algorithms.make_config("moto", "cpu")
