@@ -17,16 +17,24 @@ only, on the dataset. So by default (``data="offline"``) BC keeps cloning the da
 protocol collects its online episodes: the episodes count as environment steps but are never cloned
 (cloning them, ``data="all"``, teaches the policy its own exploration noise and collapses it).
 ``data="goal"`` is filtered BC: the dataset plus the online episodes that reach the goal.
+
+Diagnostic: at every evaluation, ``diagnostics/action_fit.csv`` (the columns of MOTO's, so the two actors'
+fit to the demonstrations can be read side by side): per step t of the first ``diag_episodes``
+goal-reaching dataset episodes, the mean over action dimensions of |mu(s_t) - a_t|, s_t the frame stack
+ending at frame t (the first frame repeated before the start, as when acting).
 """
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from algorithms import FILTERS, RunContext, register
+from algorithms.contract import DIAGNOSTICS_COLUMNS
 from algorithms.nets.jax_learner import (
     JaxLearner,
     MeanHead,
@@ -54,6 +62,8 @@ class BCConfig:
         "offline"  # which episodes to clone: offline (the fork: no BC fine-tuning) / all / goal (filtered BC)
     )
 
+    diag_episodes: int = 4  # goal-reaching dataset episodes for action_fit.csv (0: none written)
+
     CHOICES = {"data": FILTERS}
 
     PROFILES = {
@@ -79,6 +89,20 @@ class BCAgent(JaxLearner):
         params = self.init_net(self.net, 1)
         self.tx = adam(config.lr, decay_steps(config, context))
         self.state = {"params": params, "opt": self.tx.init(params), "key": self.key}
+        self.diag_episodes: list[dict] = []
+        self.updates = 0  # counted here for the diagnostics' grad_step (the jitted state has no counter)
+
+    def update(self, batches):
+        self.updates += 1
+        return super().update(batches)
+
+    def state_dict(self):
+        return {**super().state_dict(), "updates": np.int64(self.updates)}
+
+    def load_state_dict(self, d):
+        d = dict(d)
+        self.updates = int(d.pop("updates", 0))
+        super().load_state_dict(d)
 
     def _update_fn(self, state, b):
         key, aug_key = jax.random.split(state["key"])
@@ -94,6 +118,39 @@ class BCAgent(JaxLearner):
     def _act_fn(self, state, obs, key, explore):
         mean = self.net.apply(state["params"], fold_frames(obs))
         return mean + jax.random.normal(key, mean.shape) if explore else mean
+
+    # -- diagnostics --------------------------------------------------------------------------------
+    def on_episode(self, episode, online):
+        goal = self.context.reaches_goal or (lambda ep: bool(np.any(ep["success"])))
+        if not online and len(self.diag_episodes) < self.config.diag_episodes and goal(episode):
+            self.diag_episodes.append(episode)
+
+    def action_fit(self) -> list[dict]:
+        """Rows (episode, t, action_error) over the kept demonstrations (see the module docstring)."""
+        k, rows = self.config.framestack, []
+        for e, ep in enumerate(self.diag_episodes):
+            frames = np.asarray(ep["image"])
+            T = len(ep["action"])
+            idx = np.maximum(np.arange(T)[:, None] + np.arange(-k + 1, 1)[None], 0)  # (T, k) stacks
+            mean = np.asarray(self._act(self.state, frames[idx], None, False))
+            err = np.abs(mean - np.asarray(ep["action"], np.float32)).mean(-1)
+            rows += [{"episode": e, "t": t, "action_error": float(x)} for t, x in enumerate(err)]
+        return rows
+
+    def on_eval(self, episodes, eval_episodes=()):
+        run_dir = self.context.run_dir
+        if run_dir is None or not self.diag_episodes:
+            return
+        path = run_dir / "diagnostics" / "action_fit.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        columns = DIAGNOSTICS_COLUMNS["action_fit.csv"]
+        new = not path.exists()
+        with open(path, "a", newline="") as f:  # appended, a header once
+            w = csv.DictWriter(f, fieldnames=columns)
+            if new:
+                w.writeheader()
+            phase = "offline" if episodes == 0 else "online"
+            w.writerows({"grad_step": self.updates, "phase": phase, **r} for r in self.action_fit())
 
 
 register("bc", BCConfig, BCAgent)

@@ -99,6 +99,39 @@ def read_uncertainty(path: str | Path) -> pd.DataFrame:
     return df.dropna(subset=["expected_uncertainty", "performance_gap"]).reset_index(drop=True)
 
 
+def read_action_fit(path: str | Path) -> pd.DataFrame:
+    """One run's ``action_fit.csv``: the actor's error on the demonstrations per (grad_step, episode, t)."""
+    df = _read(path)
+    for c in ("grad_step", "episode", "t", "action_error"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df.dropna(subset=["grad_step", "action_error"]).reset_index(drop=True)
+
+
+def action_fit_summary(df: pd.DataFrame, early: int = 10) -> pd.DataFrame:
+    """Per run: the mean action error over the demonstrations' first ``early`` steps and over the rest,
+    at the end of the offline phase (its last offline grad_step) and at the last measurement."""
+    rows = []
+    for run, g in df.groupby("run", sort=False):
+        off = g[g["phase"] == "offline"]
+        for at, step in (
+            ("offline end", off["grad_step"].max() if len(off) else None),
+            ("last", g["grad_step"].max()),
+        ):
+            if step is None:
+                continue
+            s = g[g["grad_step"] == step]
+            rows.append(
+                dict(
+                    run=run,
+                    at=at,
+                    grad_step=int(step),
+                    error_first_steps=s.loc[s["t"] < early, "action_error"].mean(),
+                    error_later=s.loc[s["t"] >= early, "action_error"].mean(),
+                )
+            )
+    return pd.DataFrame(rows)
+
+
 def read_action_uncertainty(path: str | Path) -> pd.DataFrame:
     """Every row of one run's ``uncertainty_actions.csv`` (numbers as floats, ``selected`` as bool)."""
     df = _read(path)

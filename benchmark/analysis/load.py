@@ -100,6 +100,7 @@ def read_identity(run: Path, root: Path) -> dict:
         "uncertainty_actions": str(diag / "uncertainty_actions.csv")
         if (diag / "uncertainty_actions.csv").is_file()
         else "",
+        "action_fit": str(diag / "action_fit.csv") if (diag / "action_fit.csv").is_file() else "",
     }
 
 
@@ -174,7 +175,7 @@ def load_runs(root: str | Path, progress: bool = True) -> Results:
         "last_eval_success",
         "last_eval_env_steps",
     ]
-    diag_cols = ["reward_prediction", "uncertainty", "uncertainty_actions"]
+    diag_cols = ["reward_prediction", "uncertainty", "uncertainty_actions", "action_fit"]
     runs = pd.DataFrame(idents, columns=ID_COLUMNS + ["path", "error", "last_gif"] + diag_cols)
     m = _read_many(ok_dirs)
     g = m.groupby("_i")

@@ -404,6 +404,7 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
     # ------------------------------------------------------------------ model diagnostics
     _diagnostics(A, runs, ref, fig_dir)
     _action_uncertainty(A, runs, fig_dir, tab_dir)
+    _action_fit(A, runs, tab_dir)
 
     # ------------------------------------------------------------------ runs: missing, gifs
     A.missing = _expected_missing(runs, o)
@@ -482,6 +483,33 @@ def _diagnostics(A: Analysis, runs: pd.DataFrame, ref: pd.DataFrame, fig_dir: Pa
             f"(paper Fig. 6), {g.shape[0]} run(s)",
             png,
         )
+
+
+def _action_fit(A: Analysis, runs: pd.DataFrame, tab_dir: Path) -> None:
+    """The actors' fit to the demonstrations, side by side (MOTO's and BC's write ``action_fit.csv``): per
+    method and task, the mean action error over the first 10 steps and over the rest, at the end of the
+    offline phase and at the last measurement, mean over runs."""
+    with_f = runs[runs["action_fit"] != ""]
+    if with_f.empty:
+        return
+    parts = []
+    for (method, task), g in with_f.groupby(["method", "task"]):
+        df = _read_diagnostic(A, g, "action_fit", diagnostics.read_action_fit)
+        if df.empty:
+            continue
+        summ = diagnostics.action_fit_summary(df)
+        agg = summ.groupby("at", sort=False).agg(
+            runs=("run", "nunique"),
+            grad_step=("grad_step", "max"),
+            error_first_steps=("error_first_steps", "mean"),
+            error_later=("error_later", "mean"),
+        )
+        parts.append(agg.reset_index().assign(method=method, task=task))
+    if parts:
+        t = pd.concat(parts, ignore_index=True)
+        t = t[["method", "task", "at", "runs", "grad_step", "error_first_steps", "error_later"]]
+        t.to_csv(tab_dir / "action_fit.csv", index=False)
+        A.tables["action_fit"] = t
 
 
 def _action_uncertainty(A: Analysis, runs: pd.DataFrame, fig_dir: Path, tab_dir: Path) -> None:

@@ -198,6 +198,14 @@ def write(A) -> None:
             )
             H.append(f"<p>{html.escape(title)}</p>" + html_table(t))
             M += [title, "", md_table(t), ""]
+        if key == "diagnostics" and "action_fit" in A.tables:
+            t = A.tables["action_fit"].round(4)
+            title = (
+                "The actors' fit to the demonstrations: mean |action - demo action| over the first 10 steps "
+                "and over the rest (tables/action_fit.csv)"
+            )
+            H.append(f"<p>{html.escape(title)}</p>" + html_table(t))
+            M += [title, "", md_table(t), ""]
         for caption, png in A.figures.get(key, []):
             pdf = png[:-4] + ".pdf"
             H.append(

@@ -8,6 +8,7 @@
     latent      LOMPO / COMBO updates/s
     run         the whole protocol timed; a full run's hours projected
     gpu-check   the GPU figures in one table, under ten minutes (updates, learners, projected runs)
+    versus      whole runs of this tree against another commit's, side by side, and their time ratio
 
 Each is a module of ``benchmark/perf/`` with its own ``--help``. Figures measured so far: docs/performance.md.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("render", "store", "learners", "worldmodel", "moto", "latent", "run", "gpu-check")
+BENCHMARKS = ("render", "store", "learners", "worldmodel", "moto", "latent", "run", "gpu-check", "versus")
 
 
 def main(argv=None) -> int:

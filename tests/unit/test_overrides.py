@@ -125,3 +125,23 @@ def test_overrides_are_recorded_resumed_and_labelled(tmp_path, drawer_open_data)
     assert read_identity(d, out)["variant"] == "bc[lr=0.002]"
     assert run_cli([*argv, "--set", "lr=0.002", "--no-progress"]) == 0  # done: skipped, same folder
     assert rundir.find_runs(out) == [d]
+
+
+def test_the_screening_and_bc_sweep_files_plan_with_their_overrides(tmp_path, drawer_open_data):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    args = plan_args(
+        out=str(tmp_path), data_dir=str(drawer_open_data), sweep=str(repo / "slurm/moto_screen.yaml")
+    )
+    runs = [r for _, rs in expand(args, []) for r in rs]
+    assert len(runs) == 16 and len({r.dir for r in runs}) == 16
+    assert {r.schedule.online_episodes for r in runs} == {30}
+    assert {tuple(r.overrides) for r in runs} >= {
+        (),
+        ("critic_target",),
+        ("penalty_reference",),
+        ("bc_data",),
+    }
+    args = plan_args(out=str(tmp_path), sweep=str(repo / "slurm/bc_ten_tasks.yaml"), dry_run=True)
+    assert len([r for _, rs in expand(args, []) for r in rs]) == 10
