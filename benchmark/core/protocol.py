@@ -485,6 +485,7 @@ def resolved_config(run: RunSpec, profile: str) -> dict:
         "action_repeat": run.task.action_repeat,
         "device": run.device,
         "imports": list(run.imports),
+        "algorithm_source": algorithms.sources(run.algo),  # not part of the identity: provenance only
         "dataset": {
             "path": str(run.dataset),
             "checksum": manifest["checksum"],
