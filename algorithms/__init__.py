@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -62,6 +63,7 @@ class Entry:
     base: str | None = None  # for a variant: the algorithm it configures
     overrides: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # the module that registered it
+    origin: dict[str, Any] = field(default_factory=dict)  # where it came from (``origin``), for config.json
 
     @property
     def base_algo(self) -> str:
@@ -69,6 +71,12 @@ class Entry:
 
 
 REGISTRY: dict[str, Entry] = {}
+_PLUGINS: dict[str, str] = {}  # module name -> the --import text that imported it
+_LOADING: list[str] = []  # the module a built-in or entry-point name is being loaded from
+
+
+class NameClash(ValueError):
+    """Two sources (built-in, --import, entry point) provide the same algorithm name."""
 
 
 def _caller_module() -> str:
@@ -76,38 +84,116 @@ def _caller_module() -> str:
     return frame.f_globals.get("__name__", "")
 
 
-def register(name: str, config_cls: type, make: Callable[..., Any]) -> None:
+def _group() -> list[importlib.metadata.EntryPoint]:
+    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def origin(module: str) -> dict[str, Any]:
+    """Where the algorithms a module registers come from: the built-in table, an ``--import`` (with the
+    file's sha256), an installed entry point (its distribution and version), or another module."""
+    if module in BUILTIN.values():
+        return {"kind": "built-in", "module": module}
+    file = getattr(sys.modules.get(module), "__file__", None)
+    if module in _PLUGINS:
+        return {"kind": "import", "import": _PLUGINS[module], "file": file, "sha256": file and _sha256(file)}
+    for ep in _group():
+        if ep.module == module:
+            dist = ep.dist
+            return {
+                "kind": "entry-point",
+                "entry_point": f"{ep.name} = {ep.value}",
+                "distribution": dist.name if dist else None,
+                "version": dist.version if dist else None,
+            }
+    return {"kind": "module", "module": module, "file": file}
+
+
+def describe(o: dict[str, Any]) -> str:
+    """An ``origin`` in words: 'the built-in algorithms.bc', '--import clash.py', ..."""
+    if o["kind"] == "built-in":
+        return f"the built-in {o['module']}"
+    if o["kind"] == "import":
+        return f"--import {o['import']}"
+    if o["kind"] == "entry-point":
+        return f"the entry point {o['entry_point']!r} of {o['distribution']} {o['version']}"
+    return f"module {o['module']}"
+
+
+def _providers(name: str) -> dict[str, dict[str, Any]]:
+    """{module: origin} of what declares ``name`` without importing it: the built-in table and installed
+    entry points."""
+    out = {BUILTIN[name]: origin(BUILTIN[name])} if name in BUILTIN else {}
+    for ep in _group():
+        if ep.name == name:
+            out[ep.module] = origin(ep.module)
+    return out
+
+
+def clash(name: str) -> str | None:
+    """One line where more than one source declares ``name`` (a built-in and an entry point, or two entry
+    points), else None."""
+    providers = list(_providers(name).values())
+    if len(providers) < 2:
+        return None
+    return (
+        f"algorithm {name!r} is provided by both {describe(providers[0])} and "
+        f"{' and '.join(map(describe, providers[1:]))}; uninstall or rename one of them"
+    )
+
+
+def _claim(name: str, module: str) -> dict[str, Any]:
+    """The origin of ``module`` registering ``name``; raises ``NameClash`` (one line naming both sources)
+    where another source already registered or declares the name, whoever came first."""
+    mine = {module, *_LOADING[-1:]}
+    here = origin(module)
+    if here["kind"] == "module" and _LOADING:
+        here = origin(_LOADING[-1])
+    others = [o for m, o in _providers(name).items() if m not in mine]
     if name in REGISTRY:
-        raise ValueError(
-            f"algorithm {name!r} is already registered (by {REGISTRY[name].source or 'unknown'})"
+        others.insert(0, REGISTRY[name].origin)
+    if others:
+        raise NameClash(
+            f"algorithm {name!r} from {describe(here)} is already provided by {describe(others[0])}: "
+            f"a name has one source (rename yours)"
         )
+    return here
+
+
+def register(name: str, config_cls: type, make: Callable[..., Any]) -> None:
+    module = _caller_module()
     if not dataclasses.is_dataclass(config_cls):
         raise TypeError(f"algorithm {name!r}: the config class must be a dataclass, got {config_cls!r}")
-    REGISTRY[name] = Entry(name, config_cls, make, source=_caller_module())
+    here = _claim(name, module)
+    REGISTRY[name] = Entry(name, config_cls, make, source=module, origin=here)
 
 
 def register_variant(name: str, base: str, **overrides: Any) -> None:
     """A named config over a registered algorithm (how ablations are registered)."""
+    module = _caller_module()
     entry = get(base)
     known = {f.name for f in dataclasses.fields(entry.config_cls)}
     bad = sorted(set(overrides) - known)
     if bad:
         raise ValueError(f"variant {name!r}: {entry.config_cls.__name__} has no fields {bad}")
     overrides = {k: coerce(entry.config_cls, k, v, where=f"variant {name!r}") for k, v in overrides.items()}
-    if name in REGISTRY:
-        raise ValueError(f"algorithm {name!r} is already registered")
+    here = _claim(name, module)
     REGISTRY[name] = Entry(
         name,
         entry.config_cls,
         entry.make,
         base=entry.base_algo,
         overrides={**entry.overrides, **overrides},
-        source=_caller_module(),
+        source=module,
+        origin=here,
     )
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    return {ep.name: ep for ep in _group()}
 
 
 def names() -> list[str]:
@@ -116,14 +202,25 @@ def names() -> list[str]:
 
 
 def _load(name: str) -> None:
+    problem = clash(name)
+    if problem:
+        raise NameClash(problem)
     if name in BUILTIN:
-        importlib.import_module(BUILTIN[name])
+        _LOADING.append(BUILTIN[name])
+        try:
+            importlib.import_module(BUILTIN[name])
+        finally:
+            _LOADING.pop()
         return
     eps = _entry_points()
     if name in eps:
-        obj = eps[name].load()
-        if callable(obj) and name not in REGISTRY:
-            obj()  # an entry point may name a function that registers
+        _LOADING.append(eps[name].module)
+        try:
+            obj = eps[name].load()
+            if callable(obj) and name not in REGISTRY:
+                obj()  # an entry point may name a function that registers
+        finally:
+            _LOADING.pop()
 
 
 def get(name: str) -> Entry:
@@ -131,9 +228,17 @@ def get(name: str) -> Entry:
         _load(name)
     if name not in REGISTRY:
         raise KeyError(
-            f"unknown algorithm {name!r}; known: {', '.join(names())} (add your own with --import FILE.py)"
+            f"unknown algorithm {name!r}{suggest(name, names())}; known: {', '.join(names())} "
+            f"(add your own with --import FILE.py)"
         )
     return REGISTRY[name]
+
+
+def sources(name: str) -> dict[str, dict[str, Any]]:
+    """{algorithm: origin} for ``name`` and, for a variant, the algorithm it configures (config.json's
+    ``algorithm_source``)."""
+    entry = get(name)
+    return {name: entry.origin, **({entry.base: get(entry.base).origin} if entry.base else {})}
 
 
 def exists(name: str) -> bool:
@@ -153,19 +258,25 @@ def import_plugin(spec: str) -> str:
         module_spec = importlib.util.spec_from_file_location(mod_name, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[mod_name] = module
+        _PLUGINS[mod_name] = spec
         try:
             module_spec.loader.exec_module(module)
         except BaseException:
-            del sys.modules[mod_name]
+            del sys.modules[mod_name], _PLUGINS[mod_name]
             raise
         return mod_name
+    _PLUGINS[spec] = spec
     try:
         importlib.import_module(spec)
     except ModuleNotFoundError as exc:
+        del _PLUGINS[spec]
         raise ModuleNotFoundError(
             f"--import {spec}: no module named {exc.name!r} (give a .py file path or an "
             f"importable module name)"
         ) from exc
+    except BaseException:
+        del _PLUGINS[spec]
+        raise
     return spec
 
 

@@ -192,6 +192,26 @@ def check_agent(agent: Any, name: str) -> None:
         raise TypeError(f"algorithm {name!r}: act_stack must be a positive int, got {agent.act_stack!r}")
 
 
+def check_action(action: Any, action_dim: int, name: str) -> np.ndarray:
+    """An agent's ``act()`` output as a numpy array, or a one-line ``TypeError`` naming the algorithm, the
+    expected and the received shape (the protocol checks an agent's first action)."""
+    try:
+        out = np.asarray(action)
+    except Exception as exc:
+        raise TypeError(
+            f"algorithm {name!r}: act() returned a {type(action).__name__} numpy cannot read ({exc}); "
+            f"expected a float array of shape ({action_dim},)"
+        ) from None
+    if out.shape != (action_dim,) or out.dtype.kind != "f" or not np.isfinite(out).all():
+        raise TypeError(
+            f"algorithm {name!r}: act() returned shape {out.shape}, dtype {out.dtype}"
+            f"{'' if out.dtype.kind != 'f' or np.isfinite(out).all() else ', non-finite values'}; expected "
+            f"shape ({action_dim},) (RunContext.action_dim), a float dtype, finite values "
+            "(algorithms/contract.py)"
+        )
+    return out
+
+
 # What an agent may write under ``<run>/diagnostics/``: each file and its columns, in order (a header
 # line, then rows; ``algorithms/diagnostics.py`` writes them, ``benchmark/analysis/diagnostics.py`` reads
 # them). The one definition of these files' format (plain lists: the analysis reads them without any

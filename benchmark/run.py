@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import algorithms
+from benchmark.core.cli import Parser, entry
 from benchmark.core.livelog import add_cli_arguments as add_live_arguments
 from benchmark.launch import execute, sweeps
 from benchmark.launch.plan import (
@@ -44,9 +45,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmark.run", description=__doc__, formatter_class=_HelpFormatter
-    )
+    p = Parser(prog="python -m benchmark.run", description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument(
         "--algos", default=PLAN_DEFAULTS["algos"], help="comma-separated algorithm names (see --list)"
     )
@@ -175,4 +174,4 @@ def paper_on_cpu_note(args, runs: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry(main)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from benchmark.core.cli import Parser, UsageError, check_out, entry
+
 
 def _csv(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
@@ -32,7 +34,7 @@ def _positive(name: str, minimum: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m benchmark.analysis",
         description="Read every run directory under RESULTS_DIR (any folder holding config.json) and "
         "write the paper's figures, rliable statistics, tables next to the paper's numbers and one "
@@ -128,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             f"error: results directory {args.results_dir} does not exist or is not a folder", file=sys.stderr
         )
         return 2
+    try:
+        check_out(args.out)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.reference is not None and not args.reference.is_file():
         print(f"error: reference file {args.reference} does not exist", file=sys.stderr)
         return 2
@@ -162,4 +169,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry(main)

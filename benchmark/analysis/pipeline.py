@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from algorithms import suggest
 from benchmark.analysis import diagnostics, figures, stats
 from benchmark.analysis.load import Results, load_runs
 
@@ -75,8 +76,20 @@ def _select(res: Results, o: Options) -> Results:
         keep &= runs["profile"] == o.profile
     runs = runs[keep].reset_index(drop=True)
     if runs.empty:
+        found = {
+            "algos": {*res.runs["variant"], *res.runs["algorithm"]},
+            "tasks": {*res.runs["task"], *res.runs["domain"]},
+            "profile": set(res.runs["profile"]),
+        }
+        given = {"algos": o.algos or [], "tasks": o.tasks or [], "profile": [o.profile] if o.profile else []}
+        hints = "".join(
+            f"; --{what} {name}{suggest(name, found[what])}"
+            for what, names in given.items()
+            for name in names
+            if name not in found[what] and suggest(name, found[what])
+        )
         raise InputError(
-            f"no run in {res.root} matches the filters (algos={o.algos}, tasks={o.tasks}, "
+            f"no run in {res.root} matches the filters{hints} (algos={o.algos}, tasks={o.tasks}, "
             f"seeds={o.seeds}, profile={o.profile}); found algos "
             f"{sorted(res.runs['variant'].unique())}, tasks {sorted(res.runs['task'].unique())}, "
             f"profiles {sorted(res.runs['profile'].unique())}"

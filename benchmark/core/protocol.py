@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 import algorithms
-from algorithms.contract import RunContext
+from algorithms.contract import RunContext, check_action
 from benchmark.core import rundir
 from benchmark.core.console import Progress
 from benchmark.core.replay import BatchSampler, EpisodeStore
@@ -145,6 +145,7 @@ class Runner:
             "wall_time": 0.0,
         }
         self.stop_reason: str | None = None
+        self._action_checked = False  # the agent's first action is checked against the contract
 
     @property
     def total_updates(self) -> int:
@@ -168,6 +169,9 @@ class Runner:
         state, done, terminated = None, False, False
         while not done:
             action, state = agent.act(np.stack(frames), state, explore)
+            if not self._action_checked:
+                check_action(action, low.shape[0], self.algo)
+                self._action_checked = True
             # The env executes the clip; the policy's draw is what the episode stores as its action, as the
             # authors' fork did (clipping a regression target would bias it toward 0).
             action = np.asarray(action, np.float32)
@@ -481,6 +485,7 @@ def resolved_config(run: RunSpec, profile: str) -> dict:
         "action_repeat": run.task.action_repeat,
         "device": run.device,
         "imports": list(run.imports),
+        "algorithm_source": algorithms.sources(run.algo),  # not part of the identity: provenance only
         "dataset": {
             "path": str(run.dataset),
             "checksum": manifest["checksum"],

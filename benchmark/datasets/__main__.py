@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.core.cli import Parser, entry
 from benchmark.core.console import print_table
 from benchmark.datasets.format import DatasetError, DatasetWriter, read_manifest, verify_dataset
 from benchmark.tasks import default_data_dir, get_task, resolve_tasks
@@ -369,8 +370,8 @@ def cmd_stats(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmark.datasets", description=__doc__)
-    common = argparse.ArgumentParser(add_help=False)
+    p = Parser(prog="python -m benchmark.datasets", description=__doc__)
+    common = Parser(add_help=False)
     common.add_argument("--data-dir", help="dataset folder (default: $BENCHMARK_DATA_DIR or ./datasets)")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="command", required=True)
@@ -493,4 +494,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry(main)

@@ -8,20 +8,17 @@ Bad input raises ``UsageError`` with what was wrong and how to fix it.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
+import traceback
 from pathlib import Path
 
 import algorithms
 from benchmark.core import rundir
+from benchmark.core.cli import UsageError, check_out
 from benchmark.core.protocol import RunSpec
 from benchmark.datasets.format import DatasetError, verify_dataset
 from benchmark.tasks import default_data_dir, get_task, resolve_tasks
 from benchmark.tasks.profiles import PROFILES, env_overrides_for, schedule_for, sizes
-
-
-class UsageError(Exception):
-    pass
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -57,23 +54,27 @@ def resolve_device(device: str, here: bool = True) -> str:
 
 
 def load_imports(imports: list[str]) -> None:
+    """Imports every ``--import``; any failure is a UsageError naming the file (and the line in it)."""
     for spec in imports:
         try:
             algorithms.import_plugin(spec)
-        except (ImportError, FileNotFoundError) as exc:
-            raise UsageError(str(exc)) from exc
         except SyntaxError as exc:  # the user's file does not parse: where, and what
             raise UsageError(f"--import {spec}: {exc.filename}, line {exc.lineno}: {exc.msg}") from exc
+        except Exception as exc:
+            text = str(exc)
+            if text.startswith("--import "):  # already names it (no such file or module)
+                raise UsageError(text) from exc
+            if not isinstance(exc, (ImportError, algorithms.NameClash)):
+                text = f"{type(exc).__name__}: {text}"
+            lines = [
+                f.lineno for f in traceback.extract_tb(exc.__traceback__) if _same_file(f.filename, spec)
+            ]
+            where = f", line {lines[-1]}" if lines else ""
+            raise UsageError(f"--import {spec}{where}: {text}") from exc
 
 
-def check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: {parent} is not writable")
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve() if b.endswith(".py") else False
 
 
 def parse_set(items) -> dict:
@@ -145,16 +146,21 @@ def plan(args, resolve: bool = True) -> list[RunSpec]:
     """Every run of the sweep, checked. ``resolve=False`` (dry runs) skips building configs, which
     would import the algorithms' frameworks."""
     if args.profile not in PROFILES:
-        raise UsageError(f"unknown profile {args.profile!r}; known: {', '.join(PROFILES)}")
+        raise UsageError(
+            f"unknown profile {args.profile!r}{algorithms.suggest(args.profile, PROFILES)}; "
+            f"known: {', '.join(PROFILES)}"
+        )
     algos = list(dict.fromkeys(a.strip() for a in args.algos.split(",") if a.strip()))
     if not algos:
         raise UsageError("--algos is empty; see --list")
     for a in algos:
         if not algorithms.exists(a):
             raise UsageError(
-                f"unknown algorithm {a!r}; known: {', '.join(algorithms.names())} "
-                f"(add your own with --import FILE.py)"
+                f"unknown algorithm {a!r}{algorithms.suggest(a, algorithms.names())}; known: "
+                f"{', '.join(algorithms.names())} (add your own with --import FILE.py)"
             )
+        if algorithms.clash(a):
+            raise UsageError(algorithms.clash(a))
     overrides = resolve_overrides(
         parse_set(getattr(args, "set", None)), algos, strict=not getattr(args, "sweep", None)
     )

@@ -17,6 +17,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from benchmark.core.cli import Parser, entry
 from benchmark.core.rundir import STATES, STATES_HELP, find_runs, read_json, run_key, run_state
 
 
@@ -40,7 +41,7 @@ def progress(d: Path) -> tuple[int, int]:
 def summarize(out: Path, expected: list[Path] | None = None, queue: dict | None = None) -> dict:
     """{(algo, task, setting): {state: count, "updates": (done, total), "failures": [(dir, error)]}}."""
     out = Path(out)
-    found = find_runs(out)
+    found = find_runs(out) if out.exists() else []  # a sweep's runs before any started: all missing
     if expected is None:  # the grid of every cell seen x every seed seen
         keys = [run_key(d, out) for d in found]
         cells = {(t, a, s) for t, a, s, _ in keys}
@@ -83,7 +84,7 @@ def format_table(table: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m benchmark.status",
         description=__doc__ + "\nstates:\n" + STATES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
-    if not out.is_dir():
+    if not out.is_dir() and (out.exists() or not args.sweep):  # a sweep's folder may not exist yet
         print(f"error: {out} is not a folder", file=sys.stderr)
         return 2
     expected = None
@@ -131,6 +132,9 @@ def main(argv=None) -> int:
 
     queue = None if args.no_squeue else slurm_queue()
     table = summarize(out, expected, queue)
+    if not table:  # nothing found: non-zero, as for the analysis
+        print(f"error: no run directory under {out} (nothing found)", file=sys.stderr)
+        return 2
     if args.json:
         print(
             json.dumps(
@@ -139,9 +143,9 @@ def main(argv=None) -> int:
             )
         )
     else:
-        print(format_table(table) if table else f"no runs under {out}")
+        print(format_table(table))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry(main)

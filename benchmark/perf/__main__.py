@@ -15,22 +15,31 @@ Each is a module of ``benchmark/perf/`` with its own ``--help``. Figures measure
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
+
+from benchmark.core.cli import entry
 
 BENCHMARKS = ("render", "store", "learners", "worldmodel", "moto", "latent", "run", "gpu-check", "versus")
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHMARKS:
+    if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"error: unknown benchmark {argv[0]!r}; one of {', '.join(BENCHMARKS)}", file=sys.stderr)
-            return 2
-        return 0 if argv else 2
+        return 0
+    if not argv or argv[0] not in BENCHMARKS:
+        close = difflib.get_close_matches(argv[0], BENCHMARKS, n=2, cutoff=0.6) if argv else []
+        what = f"unknown benchmark {argv[0]!r}" if argv else "no benchmark named"
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        print(
+            f"error: {what}{hint}; one of {', '.join(BENCHMARKS)} (see python -m benchmark.perf --help)",
+            file=sys.stderr,
+        )
+        return 2
     return importlib.import_module(f"benchmark.perf.{argv[0].replace('-', '_')}").main(argv[1:])
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry(main)

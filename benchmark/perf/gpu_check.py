@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.core.cli import Parser
 from benchmark.perf.common import paper_agent, print_table, random_batch, timed, wm_step
 
 
@@ -236,7 +237,7 @@ def runs(check: Check, device: str, data_dir: str | None, sizes: str, algos: tup
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m benchmark.perf gpu-check",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -14,6 +14,7 @@ import argparse
 import numpy as np
 import torch
 
+from benchmark.core.cli import Parser
 from benchmark.perf.common import paper_agent, print_table, random_batch, timed
 
 
@@ -72,7 +73,7 @@ def algorithms_default_rollout_every(name: str) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m benchmark.perf latent",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

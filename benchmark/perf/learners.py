@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from benchmark.core.cli import Parser
+
 
 def _store(task: str, data_dir: str | None, episodes: int = 10, length: int = 100):
     from pathlib import Path
@@ -109,7 +111,7 @@ def bench(name: str, store, profile: str, batch: int | None, updates: int, repea
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m benchmark.perf learners",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

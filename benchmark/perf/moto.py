@@ -15,6 +15,7 @@ import argparse
 import numpy as np
 import torch
 
+from benchmark.core.cli import Parser
 from benchmark.perf.common import paper_agent, print_table, random_batch, timed
 
 
@@ -80,7 +81,7 @@ def moto_step_ratio(
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m benchmark.perf moto",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 import benchmark.tasks.envs  # noqa: F401  (sets MUJOCO_GL)
+from benchmark.core.cli import Parser
 from benchmark.perf.common import best_rate, print_table
 from benchmark.tasks import get_task
 
@@ -80,7 +81,7 @@ def bench_task(name: str, steps: int) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m benchmark.perf render",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

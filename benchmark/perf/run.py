@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmark.core.cli import Parser
+
 
 def _rows(path: Path) -> list[dict]:
     with open(path, newline="") as f:
@@ -125,7 +127,7 @@ def measure(
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m benchmark.perf run",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -4,12 +4,12 @@ synthetic store of Kitchen's size."""
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmark.core.cli import Parser
 from benchmark.perf.common import best_rate, print_table
 
 
@@ -111,7 +111,7 @@ def store_main(data_dir, task: str) -> int:
 def main(argv=None) -> int:
     from benchmark.tasks import default_data_dir
 
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf store", description=__doc__)
+    p = Parser(prog="python -m benchmark.perf store", description=__doc__)
     p.add_argument(
         "--tasks", default="metaworld/drawer-open", help="the dataset measured (default: %(default)s)"
     )

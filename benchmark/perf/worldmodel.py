@@ -18,6 +18,7 @@ import argparse
 import numpy as np
 import torch
 
+from benchmark.core.cli import Parser
 from benchmark.perf.common import VIEW_OPS, count_ops, paper_agent, print_table, random_batch, timed, wm_step
 
 # measured 2026-11-23 with pydreamer's own WorldModel beside ours, interleaved (docs/performance.md,
@@ -26,7 +27,7 @@ PYDREAMER_SIDE_BY_SIDE = {"pydreamer wm step (s)": 14.0, "ours wm step (s)": 10.
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m benchmark.perf worldmodel",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -6,6 +6,7 @@ Names are ``<domain>/<task>``: ``metaworld/door-open``, ``kitchen/mixed``. Suite
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 from dataclasses import dataclass, field
@@ -86,8 +87,10 @@ def register(spec: TaskSpec) -> TaskSpec:
 
 def get_task(name: str) -> TaskSpec:
     if name not in TASKS:
+        close = difflib.get_close_matches(name, [*TASKS, *suites()], n=2, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise KeyError(
-            f"unknown task {name!r}; known tasks: {', '.join(TASKS)}; suites: {', '.join(suites())}"
+            f"unknown task {name!r}{hint}; known tasks: {', '.join(TASKS)}; suites: {', '.join(suites())}"
         )
     return TASKS[name]
 

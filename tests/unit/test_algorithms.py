@@ -30,11 +30,13 @@ def test_registry_variant_and_unknown_names():
         assert algorithms.make_config("bc", "cpu", lr=1e-3).lr == 1e-3
     finally:
         del algorithms.REGISTRY["bc-noaug-test"], algorithms.REGISTRY["bc-noaug-test2"]
-    with pytest.raises(KeyError, match="unknown algorithm 'bcc'; known: bc"):
+    with pytest.raises(KeyError, match="unknown algorithm 'bcc' \\(did you mean bc\\?\\); known: bc"):
         algorithms.get("bcc")
     with pytest.raises(ValueError, match="has no fields \\['alpha'\\]"):
         algorithms.register_variant("bc-bad", "bc", alpha=1.0)
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(
+        ValueError, match="'bc' from module .* is already provided by the built-in algorithms.bc"
+    ):
         algorithms.register("bc", BCConfig, None)
     with pytest.raises(KeyError, match="no profile 'huge'"):
         algorithms.make_config("bc", "huge")
