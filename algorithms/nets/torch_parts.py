@@ -68,6 +68,10 @@ class ClippedAdam:
         """Backward, clip, decay, step; returns the gradient norm (before clipping), detached."""
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        return self._clip_decay_step()
+
+    def _clip_decay_step(self) -> torch.Tensor:
+        """Clip the gradients' global norm, decay the weights, take Adam's step; the norm before clipping."""
         norm = (
             nn.utils.clip_grad_norm_(self.params, self.clip, foreach=True) if self.clip else torch.zeros(())
         )
@@ -92,14 +96,7 @@ class ClippedAdam:
         flat = [torch.cat([x.reshape(-1) for x in g]) for g in grads]
         norms = [f.norm().detach() for f in flat]
         cos = (flat[0] @ flat[1] / (norms[0] * norms[1]).clamp_min(1e-12)).detach() if len(flat) > 1 else None
-        norm = (
-            nn.utils.clip_grad_norm_(self.params, self.clip, foreach=True) if self.clip else torch.zeros(())
-        )
-        if self.wd:
-            with torch.no_grad():
-                torch._foreach_mul_(self.params, 1.0 - self.wd)
-        self.opt.step()
-        return norm.detach(), norms, cos
+        return self._clip_decay_step(), norms, cos
 
     def state_dict(self):
         return self.opt.state_dict()

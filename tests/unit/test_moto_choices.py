@@ -15,14 +15,7 @@ from benchmark.core.replay import EpisodeStore
 from benchmark.perf.common import paper_agent, random_batch
 from benchmark.perf.moto import with_bc_batch
 from tests.helpers.runs import make_episode
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.unit.test_moto import one_thread  # noqa: F401 (its autouse fixture: one torch thread here too)
 
 
 def _agent(**kw):
