@@ -144,9 +144,15 @@ def data_uncertainty(rssm, post: dict, batch: dict, measure: str) -> torch.Tenso
     a_{t-1}) in imagination; the mean over the frames that do not start an episode (no gradient)."""
     with torch.no_grad():
         keep = ~batch["is_first"].bool()
-        act = batch["action"].float() * keep[..., None]
-        stats = rssm.prior(post["deter"].flatten(0, 1), "all", act.flatten(0, 1).to(post["deter"].dtype))
-        u = rssm.disagreement(stats, measure, post["stoch"].flatten(0, 1)).reshape(keep.shape)
+        act = (batch["action"].float() * keep[..., None]).to(post["deter"].dtype)
+        if rssm.cfg.member_transition:  # each member's own step from s_{t-1}, a_{t-1} (frames t >= 1)
+            prev = {k: post[k][:, :-1].flatten(0, 1) for k in ("deter", "stoch")}
+            _, stats = rssm.next_ensemble(prev, act[:, 1:].flatten(0, 1))
+            keep = keep[:, 1:]
+            u = rssm.disagreement(stats, measure, post["stoch"][:, 1:].flatten(0, 1)).reshape(keep.shape)
+        else:  # a shared transition: the members' heads on the posterior's own h_t
+            stats = rssm.prior(post["deter"].flatten(0, 1), "all", act.flatten(0, 1))
+            u = rssm.disagreement(stats, measure, post["stoch"].flatten(0, 1)).reshape(keep.shape)
         m = keep.float()
         return (m * u).sum() / m.sum().clamp_min(1.0)
 

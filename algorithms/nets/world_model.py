@@ -54,6 +54,8 @@ class WorldModelConfig:
         False  # the prior heads also see the action into the state (p^i(z_t | h_t, a_{t-1})),
     )
     # so that members trained on the data's actions can disagree on others (the lineage's heads see h_t only)
+    member_transition: bool = False  # each member its own input layer into the GRU, so the members' next
+    # deterministic states differ: p^i(s_{t+1} | s_t, a_t) (Eq. 1 read literally); the GRU is shared
     unimix: float = 0.01  # uniform mix of the categorical probabilities
     min_std: float = 0.1  # Gaussian latents: std floor
     act: str = "elu"
@@ -301,7 +303,10 @@ class RSSM(nn.Module):
         self.stats_dim = S * K if self.discrete else 2 * S
         self.deter_dim, self.action_dim, self.members = cfg.deter, action_dim, cfg.ensemble
         self.feat_dim = self.stoch_dim + cfg.deter
-        self.img_in = mlp(self.stoch_dim + action_dim, (cfg.hidden,), None, cfg.act)
+        if cfg.member_transition:  # (M, in, hidden): member m's input layer into the GRU
+            self.img_in = EnsembleLinear(cfg.ensemble, self.stoch_dim + action_dim, cfg.hidden)
+        else:
+            self.img_in = mlp(self.stoch_dim + action_dim, (cfg.hidden,), None, cfg.act)
         self.gru = LayerNormGRU(cfg.hidden, cfg.deter)
         nn.init.xavier_uniform_(self.gru.linear.weight)
         nn.init.zeros_(self.gru.linear.bias)
@@ -373,6 +378,41 @@ class RSSM(nn.Module):
 
     def random_member(self, generator: torch.Generator | None, n: int = 1, device=None) -> torch.Tensor:
         return torch.randint(0, self.members, (n,), generator=generator, device=device)
+
+    # -- the transition -------------------------------------------------------------------------------
+    def transition(self, stoch, action, deter, member=None) -> torch.Tensor:
+        """h_t = f(h_{t-1}, z_{t-1}, a_{t-1}): the GRU on the input layer of [z, a] (N, ...) -> (N, D).
+        With ``member_transition`` each member has its own input layer: ``member`` a (1,) long tensor (one
+        member for the whole batch) or an int picks it -> (N, D); "all" gives every member's (M, N, D),
+        the M input layers in one batched matmul and the GRU on the M x N inputs at once."""
+        x = torch.cat([stoch, action.to(stoch.dtype)], -1)
+        if not self.cfg.member_transition:
+            return self.gru(self.img_in(x), deter)
+        if isinstance(member, str):
+            h = self.act_fn(self.img_in(x.unsqueeze(0).expand(self.members, *x.shape)))  # (M, N, hidden)
+            out = self.gru(h.flatten(0, 1), deter.repeat(self.members, 1))
+            return out.unflatten(0, (self.members, x.shape[0]))
+        if isinstance(member, int):
+            member = torch.full((1,), member, dtype=torch.long, device=x.device)
+        return self.gru(self.act_fn(self.img_in(x[None], member))[0], deter)
+
+    def members_prior(self, deter_all: torch.Tensor, action: torch.Tensor | None = None) -> torch.Tensor:
+        """Member m's prior head on member m's deterministic state: deter_all (M, N, D) -> (M, N, P)."""
+        if self.cfg.prior_action:
+            if action is None:
+                raise ValueError("prior_action: the prior heads need the action into the state (action=)")
+            a = action.to(deter_all.dtype)
+            deter_all = torch.cat([deter_all, a.unsqueeze(0).expand(self.members, *a.shape)], -1)
+        return self.prior_out(self.act_fn(self.prior_hidden(deter_all)))
+
+    def next_ensemble(self, state: dict, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's next deterministic state and prior statistics from (s_{t-1}, a_{t-1}):
+        (M, N, D) and (M, N, P); with a shared transition the M deterministic states are one."""
+        if self.cfg.member_transition:
+            deter_all = self.transition(state["stoch"], action, state["deter"], "all")
+            return deter_all, self.members_prior(deter_all, action)
+        deter = self.transition(state["stoch"], action, state["deter"])
+        return deter.unsqueeze(0).expand(self.members, *deter.shape), self.prior(deter, "all", action)
 
     # -- the prior ensemble ---------------------------------------------------------------------------
     def prior(self, deter: torch.Tensor, member=None, action: torch.Tensor | None = None) -> torch.Tensor:
@@ -464,9 +504,11 @@ class RSSM(nn.Module):
         """One prior step s_{t-1}, a_{t-1} -> s_t. ``member``: None draws one uniformly for this step
         (DreamerV2), an int fixes it, a (N,) long tensor picks one per sample. With
         ``return_ensemble`` every member's statistics are computed (one bmm) and returned too:
-        (state, stats_all (M, N, P))."""
-        x = self.img_in(torch.cat([state["stoch"], action.to(state["stoch"].dtype)], -1))
-        deter = self.gru(x, state["deter"])
+        (state, stats_all (M, N, P)). With ``member_transition`` the member also picks the next
+        deterministic state (``img_step_members``)."""
+        if self.cfg.member_transition:
+            return self.img_step_members(state, action, generator, member, sample, return_ensemble)
+        deter = self.transition(state["stoch"], action, state["deter"])
         stats_all = None
         if return_ensemble or isinstance(member, torch.Tensor):
             stats_all = self.prior(deter, "all", action)
@@ -484,6 +526,34 @@ class RSSM(nn.Module):
         out = {"deter": deter, "stoch": self.sample(stats, generator, sample), "stats": stats}
         return (out, stats_all) if return_ensemble else out
 
+    def img_step_members(
+        self, state, action, generator=None, member=None, sample=True, return_ensemble=False
+    ):
+        """``img_step`` with member-specific transitions: member k's next deterministic state and its prior
+        head on it. Every member's (``return_ensemble``, or a member per sample) in one batched call,
+        else only the drawn member's."""
+        n, device = state["deter"].shape[0], state["deter"].device
+        if return_ensemble or isinstance(member, torch.Tensor):
+            deter_all, stats_all = self.next_ensemble(state, action)
+            if isinstance(member, torch.Tensor):  # a member per sample
+                pick = (member.to(device), torch.arange(n, device=device))
+                deter, stats = deter_all[pick], stats_all[pick]
+            else:
+                k = (
+                    self.random_member(generator, device=device)
+                    if member is None
+                    else torch.full((1,), member, dtype=torch.long, device=device)
+                )
+                deter, stats = deter_all.index_select(0, k)[0], stats_all.index_select(0, k)[0]
+        else:
+            k = self.random_member(generator, device=device) if member is None else member
+            deter = self.transition(state["stoch"], action, state["deter"], k)
+            k = k if isinstance(k, torch.Tensor) else torch.full((1,), k, dtype=torch.long, device=device)
+            stats = self.prior(deter[None], k, None if action is None else action[None])[0]
+            stats_all = None
+        out = {"deter": deter, "stoch": self.sample(stats, generator, sample), "stats": stats}
+        return (out, stats_all) if return_ensemble else out
+
     def obs_step(
         self,
         prev_state: dict,
@@ -497,15 +567,14 @@ class RSSM(nn.Module):
         state): the recurrent state resets at episode starts."""
         keep = (~is_first.bool()).to(prev_state["deter"].dtype)[:, None]
         action = prev_action * keep.to(prev_action.dtype)
-        return self._obs_step(prev_state, action, embed, keep, generator, sample)
+        member = self.random_member(generator, device=keep.device) if self.cfg.member_transition else None
+        return self._obs_step(prev_state, action, embed, keep, generator, sample, member)
 
-    def _obs_step(self, prev_state, kept_action, embed, keep, generator, sample) -> dict:
+    def _obs_step(self, prev_state, kept_action, embed, keep, generator, sample, member=None) -> dict:
         """``obs_step`` given the action already zeroed where a start is (``kept_action``) and ``keep`` (N, 1)
-        = 1 - is_first (``observe`` computes both once per window)."""
-        deter = self.gru(
-            self.img_in(torch.cat([prev_state["stoch"] * keep, kept_action], -1)),
-            prev_state["deter"] * keep,
-        )
+        = 1 - is_first (``observe`` computes both once per window); ``member`` (1,): whose transition
+        (``member_transition``)."""
+        deter = self.transition(prev_state["stoch"] * keep, kept_action, prev_state["deter"] * keep, member)
         stats = self.post_net(torch.cat([deter, embed.to(deter.dtype)], -1))
         return {"deter": deter, "stoch": self.sample(stats, generator, sample), "stats": stats}
 
@@ -535,9 +604,13 @@ class RSSM(nn.Module):
         # what obs_step would compute at every step, computed once for the whole window (same numbers)
         keep = (~is_first.bool()).to(state["deter"].dtype)[..., None]  # (B, L, 1)
         kept_action = action * keep.to(action.dtype)
+        # with member-specific transitions step t's member makes h_t too: drawn before the scan
+        if members is None and self.cfg.member_transition:
+            members = torch.randint(0, self.members, (L,), generator=generator, device=embed.device)
         posts = []
         for t in range(L):
-            state = self._obs_step(state, kept_action[:, t], embed[:, t], keep[:, t], generator, sample)
+            m = members[t : t + 1].to(embed.device) if self.cfg.member_transition else None
+            state = self._obs_step(state, kept_action[:, t], embed[:, t], keep[:, t], generator, sample, m)
             posts.append(state)
         post = {k: torch.stack([p[k] for p in posts], 1) for k in posts[0]}
         if members is None:
