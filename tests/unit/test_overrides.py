@@ -135,7 +135,7 @@ def test_the_screening_and_bc_sweep_files_plan_with_their_overrides(tmp_path, dr
         out=str(tmp_path), data_dir=str(drawer_open_data), sweep=str(repo / "slurm/moto_screen.yaml")
     )
     runs = [r for _, rs in expand(args, []) for r in rs]
-    assert len(runs) == 16 and len({r.dir for r in runs}) == 16
+    assert len(runs) == 18 and len({r.dir for r in runs}) == 18
     assert {r.schedule.online_episodes for r in runs} == {30}
     assert {tuple(r.overrides) for r in runs} >= {
         (),
