@@ -6,9 +6,10 @@ a fresh results folder each): one with the code of ``--base`` (a ``git worktree`
 temporary folder unless ``--base-dir`` names a checkout), one with this tree's. The two runs of a pair run
 at the same time, each pinned to its own core (``taskset``; on one core, one after the other), and swap
 cores from one pair to the next, so both sides see the same machine. Each run has one torch thread
-(``OMP_NUM_THREADS=1``). Prints every pair's wall seconds, its ratio base / new (above 1: this tree is
-faster), the median ratio per algorithm, and each side's evaluation successes (the same seed and code
-paths should give the same or, where floats are summed in another order, close results).
+(``OMP_NUM_THREADS=1``). Prints every pair's wall seconds (the process's, and the run's own from
+metrics.csv), its ratios base / new (above 1: this tree is faster), the median ratio per algorithm, and
+each side's evaluation successes (the same where the two trees compute the same numbers; where floats are
+summed in another order a whole run's learning diverges, so these differ by seed-to-seed noise).
 """
 
 from __future__ import annotations
@@ -64,6 +65,16 @@ def _evals(out: Path) -> list[float]:
     return rows
 
 
+def _wall(out: Path) -> float:
+    """The run's own wall time (metrics.csv's last ``wall_time``: the loop, without the process start)."""
+    last = 0.0
+    for path in out.rglob("metrics.csv"):
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                last = max(last, float(r["wall_time"] or 0.0))
+    return last
+
+
 def run_pair(trees: dict, algo: str, task: str, profile: str, root: Path, data_dir: Path, i: int) -> dict:
     """The two runs of pair ``i`` at once (cores swapped on odd pairs); wall seconds and evaluations."""
     cores = _cores()
@@ -81,15 +92,24 @@ def run_pair(trees: dict, algo: str, task: str, profile: str, root: Path, data_d
         )
         if len(cores) < 2:  # one core: one run after the other
             procs[side][0].wait()
+    ended: dict[str, float] = {}
+    while len(ended) < len(procs):  # each side's own end time (they rarely end together)
+        for side, (proc, t0, _, _) in procs.items():
+            if side not in ended and proc.poll() is not None:
+                ended[side] = time.time() - t0
+        time.sleep(0.5)
     row = {"algo": algo, "pair": i}
     for side, (proc, t0, out, log) in procs.items():
-        code = proc.wait()
         log.close()
-        if code != 0:
-            raise RuntimeError(f"{side} run of {algo} exited {code}; see {root / f'{algo}-{side}-{i}.log'}")
-        row[f"{side} s"] = round(time.time() - t0, 1)
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"{side} run of {algo} exited {proc.returncode}; see {root / f'{algo}-{side}-{i}.log'}"
+            )
+        row[f"{side} s"] = round(ended[side], 1)
+        row[f"{side} run s"] = round(_wall(out), 1)
         row[f"{side} evals"] = " ".join(f"{v:.1f}" for v in _evals(out))
     row["base / new"] = round(row["base s"] / row["new s"], 3)
+    row["base / new (run)"] = round(row["base run s"] / row["new run s"], 3)
     return row
 
 
