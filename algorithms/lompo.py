@@ -7,33 +7,45 @@ no balancing); conv encoder (32, 64, 128, 256) k4 s2 whose flattened output (32 
 embedding; decoder Dense(1024) -> 1x1 -> transposed convs (128, 64, 32, 3) k (5, 5, 6, 6) s2; reward
 head 2 x 256; critics 3 x 256, actor 4 x 256; model lr 6e-4, actor and critic lr 3e-4, grad clip 100;
 model batch 64 x 50; agent batch 256; tau 5e-3; gamma 0.99; rollout horizon 5; lambda 5;
-``penalty_type = 'log_prob'``. Real data is encoded episode by episode into the 'real' buffer
-(``_process_data_to_latent``: posterior features of the episode; rows (s_t, a_t, r_t, s_{t+1})), once,
-after the model is fitted, and each new online episode when it arrives; model data comes from
-rollouts started at the posteriors of one model batch (``_generate_latent_data``), a random member per
-step for the whole batch.
+``penalty_type = 'log_prob'``. The model is fitted (``model_train_steps``) and then never trained
+again; real data is encoded episode by episode into the 'real' buffer by that final model
+(``_process_data_to_latent``: sampled posterior features of the episode; rows (s_t, a_t, r_t, s_{t+1}));
+model data comes from rollouts started at the posteriors of one model batch (``_generate_latent_data``),
+a random member per step for the whole batch.
 
 Per update (one protocol gradient step), on a batch of 64 x 50 sequences:
-1. World model: minimise the ELBO, Adam 6e-4 (always, offline and online: the model keeps training).
-2. After ``model_warmup`` updates (the reference fits the model first): encode the episodes not yet
-   encoded (all of the dataset at once; later each new online episode) with the current model's
-   posterior means into the real buffer. Those latents are never re-encoded: ``latent_drift`` shows how
-   far they drift from what the current model would say for the same frames.
+1. World model: minimise the ELBO, Adam 6e-4, during the first ``model_warmup`` updates and in the whole
+   online phase; offline after the warm-up the model is frozen (``freeze_offline``, LOMPO's code: fit the
+   model, then train the agent on it; no model step). Online the model is fine-tuned (the MOTO authors'
+   modification: LOMPO's public code collects no online data).
+2. After the warm-up: episodes not yet encoded go into the real buffer as posterior features
+   (``sample_posterior``: sampled, as the code; else means). The dataset is encoded at the first agent
+   update, by the final (frozen) model. Online (``reencode = "episode"``) every real latent is encoded
+   again by the current model at the first update after each online episode, so the real latents are
+   at most one episode (G updates) older than the model; ``reencode = "never"`` encodes each episode once.
+   ``latent_drift`` shows how far the stored latents are from what the current model says for the same
+   frames (0 while the model is frozen).
 3. Every ``rollout_every`` updates: MBPO-style rollouts of ``horizon`` steps from (up to
-   ``rollout_starts``) posterior states of this batch, a_t ~ pi(s_t), one random member m_t per step:
+   ``rollout_starts``) sampled posterior states of this batch, a_t ~ pi(s_t), one random member m_t per step:
        s_{t+1} ~ p^{m_t}(s | s_t, a_t),   r~_t = rew(s_{t+1}) - lambda u(s_t, a_t)
    with u LOMPO's ``log_prob`` disagreement: the population std over members i of log p^i(z_{t+1}),
    z_{t+1} the sampled next latent (``latent_sac.disagreement``); rows go into the model buffer.
 4. The actor-critic (a deterministic actor, or SAC) on a batch of ``agent_batch`` rows, ``real_fraction``
    real and the rest model-generated (``latent_sac.LatentSAC``); COMBO adds cql_alpha x the CQL regulariser.
+   The actor's gradient is taken at the critics before their update (``actor_critic = "pre_update"``, as
+   the code's two tapes).
 
 The actor is the reference's by default: a deterministic tanh policy with additive N(0, 0.2)
 exploration (acting and model rollouts) and actor loss -min Q, no entropy term; ``actor="sac"`` gives the
-tanh-Gaussian SAC actor with a learned temperature (target entropy -|A|) that the paper names.
-Deviations, stated: the reference draws agent_batch rows from each buffer
-(2 x 256); here agent_batch = 256 in total, half and half. Real latents are posterior means (the
-reference samples them) so that re-encoding the same frames with an unchanged model gives drift 0.
+tanh-Gaussian SAC actor with a learned temperature (target entropy -|A|) that the paper names. Acting
+filters with sampled posteriors (``sample_posterior``), evaluation too, as the code's ``policy``.
+Deviations, stated: the reference draws agent_batch rows from each buffer (2 x 256); here agent_batch =
+256 in total, half and half. The reference re-encodes one dataset episode per 200 agent updates into a
+real ring the size of the dataset; here (online) all of them at once per online episode.
 Activations: ELU everywhere (the reference's convs use ReLU).
+
+Checkpoints: with ``reencode = "episode"`` the real buffer is one encoding pass, not saved but rebuilt
+on load by the model that made it (its weights go into the checkpoint when the model has stepped since).
 """
 
 from __future__ import annotations
@@ -95,6 +107,16 @@ class LompoConfig(WorldModelConfig):
     encode_batch: int = 16  # episodes encoded together (same length)
     drift_every: int = 100  # updates between latent-drift measurements (0: off)
     drift_episodes: int = 2  # the first encoded episodes, re-encoded to measure drift
+    # The model's schedule and the real latents (LOMPO's code offline; the online phase is a reading)
+    freeze_offline: bool = True  # LOMPO's code: the model fitted for model_warmup updates, then frozen for
+    # the rest of the offline phase (no model step); False: a model step at every update (before issue 30)
+    reencode: str = "episode"  # online, where the model is fine-tuned: "episode" re-encodes every real
+    # latent with the current model at the first update after each online episode; "never" encodes each
+    # episode once, on arrival (stored latents go stale as the model changes: the paper's explanation)
+    sample_posterior: bool = True  # LOMPO's code: act on, and store in the real buffer, sampled posterior
+    # latents (False: posterior means)
+    actor_critic: str = "pre_update"  # LOMPO's code: the actor's gradient against the critics before their
+    # update in the same step; "post_update": against the updated critics
     # Penalty (LOMPO) and conservative term (COMBO)
     penalty: str = "log_prob"  # LOMPO's penalty_type: log_prob (default) | max_var | mean
     lmbd: float = 5.0
@@ -115,7 +137,12 @@ class LompoConfig(WorldModelConfig):
     init_temperature: float = 1.0  # actor = "sac" only
     target_entropy: float | None = None  # actor = "sac" only; None: -|A|
 
-    CHOICES = {"penalty": ("log_prob", "max_var", "mean"), "actor": ("deterministic", "sac")}
+    CHOICES = {
+        "penalty": ("log_prob", "max_var", "mean"),
+        "actor": ("deterministic", "sac"),
+        "reencode": ("episode", "never"),
+        "actor_critic": ("pre_update", "post_update"),
+    }
 
     PROFILES = {
         "cpu": dict(
@@ -173,10 +200,17 @@ class LompoAgent(WorldModelAgent):
         self.real = LatentBuffer("real", c.real_capacity, F_, A)
         self.model = LatentBuffer("model", c.model_capacity, F_, A)
         self.committed = {"real": 0, "model": 0}
-        # every episode seen by on_episode (None once encoded, unless kept for drift)
+        self.phase = "offline"  # on_phase: the model is frozen after the warm-up offline only
+        # every episode seen by on_episode, in order (None once no longer needed)
         self.episodes: list = []
         self.encoded = 0  # episodes encoded into the real buffer, in on_episode order
-        self.drift_rows: list[tuple[int, int, int]] = []  # (episode ordinal, first row, end row)
+        self.encodes = 0  # encoding passes so far (pass k samples its posteriors from seed (seed, 3, k))
+        self.pass_first = 0  # reencode = "episode": the first episode of the last pass (older: evicted)
+        self.model_steps = 0  # world-model steps so far
+        self.encoded_at = 0  # model_steps at the last pass; encoded_by: the world model's state then
+        self.encoded_by: dict | None = None
+        self.drift_ref: dict[int, np.ndarray] = {}  # the drift episodes' posterior-mean features (T+1, F)
+        # at their last encoding
 
     def build_heads(self, feat_dim: int) -> None:
         """The actor-critic on latent features (its optimisers are its own)."""
@@ -193,10 +227,21 @@ class LompoAgent(WorldModelAgent):
             }
         )
 
+    def on_phase(self, phase):
+        self.phase = phase
+
     # -- encoding real data -----------------------------------------------------------------------------
+    def _encode_gen(self, k: int) -> torch.Generator:
+        seed = int(np.random.SeedSequence([self.context.seed, 3, k]).generate_state(1)[0])
+        return torch.Generator(device=self.device).manual_seed(seed)
+
     @torch.no_grad()
-    def encode_episodes(self, episodes: list[dict]) -> list[torch.Tensor]:
-        """Posterior-mean features (T+1, F) of whole episodes under the current model (batched by length)."""
+    def encode_episodes(
+        self, episodes: list[dict], sample: bool = False, generator: torch.Generator | None = None
+    ) -> list[torch.Tensor]:
+        """Posterior features (T+1, F) of whole episodes under the current model (batched by length):
+        posterior means, or (``sample``) the posterior filtered on its own samples, drawn from
+        ``generator``."""
         rssm = self.wm.rssm
         out: list = [None] * len(episodes)
         by_len: dict[int, list[int]] = {}
@@ -214,8 +259,8 @@ class LompoAgent(WorldModelAgent):
                     self.wm.encode(image),
                     torch.as_tensor(act, device=self.device),
                     first,
-                    generator=self.gen,
-                    sample=False,
+                    generator=generator,
+                    sample=sample,
                     members=torch.zeros(T1, dtype=torch.long, device=self.device),
                 )
                 feat = rssm.feat(post)
@@ -223,39 +268,72 @@ class LompoAgent(WorldModelAgent):
                     out[i] = feat[k]
         return out
 
-    def _encode_pending(self) -> None:
-        pending = list(range(self.encoded, len(self.episodes)))
-        if not pending:
+    def _add_real(self, i: int, feat: torch.Tensor) -> tuple[int, int]:
+        ep, feat = self.episodes[i], feat.cpu().numpy()
+        return self.real.add(
+            obs=feat[:-1],
+            action=ep["action"],
+            reward=ep["reward"],
+            next_obs=feat[1:],
+            discount=1.0 - ep["terminal"].astype(np.float32),
+        )
+
+    def _fill_real(self, k: int) -> None:
+        """reencode = "episode": the real buffer anew, episodes ``pass_first`` .. ``encoded`` encoded by the
+        current model with pass k's draws; episodes left with no stored row are dropped."""
+        self.real.clear()
+        kept = list(range(self.pass_first, self.encoded))
+        feats = self.encode_episodes(
+            [self.episodes[i] for i in kept], self.config.sample_posterior, self._encode_gen(k)
+        )
+        for i, feat in zip(kept, feats):
+            _, end = self._add_real(i, feat)
+            if not self.real.live(end - 1):  # evicted by newer rows (FIFO): the oldest episodes
+                self.episodes[i] = None
+                self.drift_ref.pop(i, None)
+
+    def _refresh_real(self) -> None:
+        """Episodes not yet encoded go into the real buffer: with reencode = "episode" every kept episode
+        is encoded again by the current model (a new pass), with "never" only the new ones."""
+        c = self.config
+        if self.encoded == len(self.episodes):
             return
-        feats = self.encode_episodes([self.episodes[i] for i in pending])
-        for i, feat in zip(pending, feats):
-            ep = self.episodes[i]
-            feat = feat.cpu().numpy()
-            start, end = self.real.add(
-                obs=feat[:-1],
-                action=ep["action"],
-                reward=ep["reward"],
-                next_obs=feat[1:],
-                discount=1.0 - ep["terminal"].astype(np.float32),
+        pending = range(self.encoded, len(self.episodes))  # the new episodes
+        self.encoded, k = len(self.episodes), self.encodes
+        self.encodes += 1
+        if c.reencode == "episode":
+            self.pass_first = next(i for i, ep in enumerate(self.episodes) if ep is not None)
+            self._fill_real(k)
+            self.encoded_at = self.model_steps
+            self.encoded_by = {n: v.detach().clone() for n, v in self.wm.state_dict().items()}
+            refs = range(min(c.drift_episodes, self.encoded))
+        else:
+            feats = self.encode_episodes(
+                [self.episodes[i] for i in pending], c.sample_posterior, self._encode_gen(k)
             )
-            if len(self.drift_rows) < self.config.drift_episodes:
-                self.drift_rows.append((i, start, end))
-            else:
-                self.episodes[i] = None  # its frames are in the protocol's store; we need no copy
-        self.encoded = len(self.episodes)
+            for i, feat in zip(pending, feats):
+                self._add_real(i, feat)
+            refs = [i for i in pending if i < c.drift_episodes]
+            for i in pending:
+                if i >= c.drift_episodes:
+                    self.episodes[i] = None  # its frames are in the protocol's store; we need no copy
+        refs = [i for i in refs if self.episodes[i] is not None]
+        for i, feat in zip(refs, self.encode_episodes([self.episodes[i] for i in refs])):
+            self.drift_ref[i] = feat.cpu().numpy()
 
     @torch.no_grad()
     def latent_drift(self) -> torch.Tensor | None:
-        """Mean ||s_stored - s_now||_2 over the real-buffer rows of the drift episodes (still stored):
-        stored posterior features against the current model's re-encoding of the same frames."""
-        live = [(i, s, e) for i, s, e in self.drift_rows if self.real.live(s)]
+        """Mean ||s_then - s_now||_2 over the frames of the drift episodes (the first ``drift_episodes``):
+        their posterior-mean features when last encoded into the real buffer against the current model's.
+        0 while the model is unchanged (also with sampled posteriors in the buffer)."""
+        live = [i for i in sorted(self.drift_ref) if self.episodes[i] is not None]
         if not live:
             return None
-        now = self.encode_episodes([self.episodes[i] for i, _, _ in live])
-        dist = []
-        for (i, s, e), feat in zip(live, now):
-            stored = torch.as_tensor(self.real.rows(s, e)["obs"], device=self.device)
-            dist.append((stored - feat[:-1]).norm(dim=-1))
+        now = self.encode_episodes([self.episodes[i] for i in live])
+        dist = [
+            (torch.as_tensor(self.drift_ref[i], device=self.device) - f).norm(dim=-1)
+            for i, f in zip(live, now)
+        ]
         return torch.cat(dist).mean()
 
     # -- rollouts -------------------------------------------------------------------------------------------
@@ -305,6 +383,19 @@ class LompoAgent(WorldModelAgent):
         return {"rollout_penalty": r["penalty"].mean(), "rollout_reward": r["reward"].mean()}
 
     # -- training -----------------------------------------------------------------------------------------
+    def model_trains(self) -> bool:
+        """Whether the next update takes a world-model step: during the warm-up, in the online phase, and
+        offline only without ``freeze_offline`` (LOMPO's code trains the agent on a frozen model)."""
+        c = self.config
+        return self.updates < c.model_warmup or self.phase == "online" or not c.freeze_offline
+
+    def update(self, batches) -> dict:
+        if self.model_trains():
+            self.model_steps += 1
+            return super().update(batches)  # train_step (captured as a CUDA graph), then after_step
+        self.updates += 1  # the model frozen: no model step; the batch's posterior only for rollouts
+        return self._agent_update({}, lambda: self._posterior(batches))
+
     def step_inputs(self, batches) -> dict:
         keys = ("image", "action", "reward", "is_first", "is_terminal")
         return batch_to_device(batches["model"], self.device, keys=keys)
@@ -315,21 +406,33 @@ class LompoAgent(WorldModelAgent):
         metrics["model_grad_norm"] = self.wm_opt.step(wm_loss)
         return {"metrics": metrics, "post": post}
 
+    @torch.no_grad()
+    def _posterior(self, batches) -> dict:
+        """The sampled posterior states of a model batch (as ``wm.loss`` filters them), no model step."""
+        b = self.step_inputs(batches)
+        post, _ = self.wm.rssm.observe(
+            self.wm.encode(b["image"]), b["action"].float(), b["is_first"], generator=self.gen
+        )
+        return post
+
     def after_step(self, outputs: dict) -> dict:
-        """Rollouts into the model buffer, then the latent SAC (host-side buffers: never captured)."""
+        return self._agent_update(outputs["metrics"], lambda: outputs["post"])
+
+    def _agent_update(self, metrics: dict, posterior) -> dict:
+        """The real buffer brought up to date, rollouts into the model buffer (from ``posterior()``), then
+        the latent SAC (host-side buffers: never captured)."""
         c = self.config
-        metrics, post = outputs["metrics"], outputs["post"]
         if self.updates <= c.model_warmup:
             return metrics
-        fresh = self.encoded < len(self.episodes)
-        self._encode_pending()
         agent_step = self.updates - c.model_warmup - 1  # 0 at the first agent update
-        if agent_step % c.rollout_every == 0 or len(self.model) == 0:
-            metrics.update(self._generate(post))
+        fresh = self.encoded < len(self.episodes)
         if c.drift_every and (fresh or agent_step % c.drift_every == 0):
-            drift = self.latent_drift()
+            drift = self.latent_drift()  # before a new pass: how far the stored latents have drifted
             if drift is not None:
                 metrics["latent_drift"] = drift
+        self._refresh_real()
+        if agent_step % c.rollout_every == 0 or len(self.model) == 0:
+            metrics.update(self._generate(posterior()))
         batch = mixed_batch(self.real, self.model, c.agent_batch, c.real_fraction, self.cpu_gen)
         tb = {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
         metrics.update(self.sac.update(tb, self.gen, c.cql_alpha, c.cql_samples))
@@ -340,7 +443,8 @@ class LompoAgent(WorldModelAgent):
     # -- acting -------------------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs, state, explore: bool):
-        latent = self.wm.observe_step(obs, state, self.device, self.gen, sample=False)
+        # LOMPO's policy filters with sampled posteriors, evaluation included (only the noise is off)
+        latent = self.wm.observe_step(obs, state, self.device, self.gen, sample=self.config.sample_posterior)
         action = self.sac.policy(self.wm.rssm.feat(latent), self.gen, explore)
         return action[0].cpu().numpy().astype(np.float32), (latent, action)
 
@@ -362,31 +466,54 @@ class LompoAgent(WorldModelAgent):
         return super().state_dict()
 
     def _extra_state(self) -> dict:
+        changed = self.model_steps != self.encoded_at  # the real latents' model is not the current one
         return {
             "sac_opt": self.sac.opt_state(),
             "committed": dict(self.committed),
             "encoded": self.encoded,
-            "drift_rows": list(self.drift_rows),
+            "encodes": self.encodes,
+            "pass_first": self.pass_first,
+            "model_steps": self.model_steps,
+            "encoded_at": self.encoded_at,
+            "encoded_by": self.encoded_by if changed and self.config.reencode == "episode" else None,
+            "drift_ref": dict(self.drift_ref),
         }
 
     def _load_extra_state(self, d: dict) -> None:
         self.sac.load_opt_state(d["sac_opt"])
-        self.encoded = d["encoded"]
         self.committed = dict(d["committed"])
-        self.drift_rows = [tuple(x) for x in d["drift_rows"]]
-        keep = {i for i, _, _ in self.drift_rows}
+        self.encoded, self.encodes, self.pass_first = d["encoded"], d["encodes"], d["pass_first"]
+        self.model_steps, self.encoded_at, self.encoded_by = (
+            d["model_steps"],
+            d["encoded_at"],
+            d["encoded_by"],
+        )
+        self.drift_ref = dict(d["drift_ref"])
         for i in range(min(self.encoded, len(self.episodes))):
-            if i not in keep:
+            if self.config.reencode == "episode":
+                dropped = i < self.pass_first  # evicted before the last pass
+            else:
+                dropped = i >= self.config.drift_episodes  # encoded once: only the drift episodes are kept
+            if dropped:
                 self.episodes[i] = None
 
     def save(self, directory):
         directory = Path(directory)
-        self.real.save(directory, self.committed["real"])
+        if self.config.reencode == "never":  # with "episode" the real buffer is one pass, rebuilt on load
+            self.real.save(directory, self.committed["real"])
         self.model.save(directory, self.committed["model"])
 
     def load(self, directory):
         directory = Path(directory)
-        self.real.load(directory, self.committed["real"])
+        if self.config.reencode == "never":
+            self.real.load(directory, self.committed["real"])
+        elif self.encodes:  # the last pass again, by the model that made it
+            current = {n: v.detach().clone() for n, v in self.wm.state_dict().items()}
+            if self.encoded_by is None:  # the model has not changed since the pass
+                self.encoded_by = current
+            self.wm.load_state_dict(self.encoded_by)
+            self._fill_real(self.encodes - 1)
+            self.wm.load_state_dict(current)
         self.model.load(directory, self.committed["model"])
 
 

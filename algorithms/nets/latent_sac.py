@@ -70,6 +70,10 @@ class LatentBuffer:
         self.total += n
         return start, self.total
 
+    def clear(self) -> None:
+        """Empty (rows are counted from 0 again; the arrays keep their memory)."""
+        self.total = self.saved = 0
+
     def live(self, row: int) -> bool:
         return self.total - self.capacity <= row < self.total
 
@@ -251,7 +255,9 @@ class LatentSAC(nn.Module):
         y = r + gamma d (min_k Q'_k(s', a') - alpha log pi(a' | s')),   a' ~ pi(s')
         L_pi = mean (alpha log pi(a~ | s) - min_k Q_k(s, a~));  L_alpha = -mean log alpha (log pi + H_target)
     Both: L_Q = sum_k mean (Q_k(s, a) - y)^2  [+ cql_alpha sum_k R_k, see cql_regulariser];
-    Q'_k <- tau Q_k + (1 - tau) Q'_k after every update.
+    Q'_k <- tau Q_k + (1 - tau) Q'_k after every update. ``cfg.actor_critic``: L_pi's gradient at the
+    critics before this update's critic step (``pre_update``, LOMPO's code: both tapes are taken before
+    either optimiser applies) or after it (``post_update``).
     """
 
     def __init__(self, feat_dim: int, action_dim: int, cfg):
@@ -260,6 +266,9 @@ class LatentSAC(nn.Module):
         if cfg.actor not in ("deterministic", "sac"):
             raise ValueError(f"actor must be 'deterministic' (LOMPO's code) or 'sac', got {cfg.actor!r}")
         self.deterministic = cfg.actor == "deterministic"
+        if cfg.actor_critic not in ("pre_update", "post_update"):
+            raise ValueError(f"actor_critic must be 'pre_update' or 'post_update', got {cfg.actor_critic!r}")
+        self.actor_first = cfg.actor_critic == "pre_update"
         actor_cls = DeterministicActor if self.deterministic else TanhGaussianActor
         self.actor = actor_cls(feat_dim, action_dim, cfg.actor_mlp, cfg.act)
         self.q = nn.ModuleList(
@@ -313,15 +322,12 @@ class LatentSAC(nn.Module):
             reg = sum(cql_regulariser(q_sampled[k], q[k][real]) for k in range(2))
             critic_loss = critic_loss + cql_alpha * reg
             metrics["cql_reg"] = reg.detach() / 2
-        critic_norm = self.critic_opt.step(critic_loss)
-        a, logp = self.actor(obs, generator)
-        for p in self.q.parameters():
-            p.requires_grad_(False)
-        q_pi = self.qs(self.q, obs, a).min(0).values
-        for p in self.q.parameters():
-            p.requires_grad_(True)
-        actor_loss = (alpha * logp - q_pi).mean()
-        actor_norm = self.actor_opt.step(actor_loss)
+        if self.actor_first:  # LOMPO's code: both gradients at the critics before their update
+            actor_loss, logp, actor_norm = self._actor_step(obs, generator, alpha)
+            critic_norm = self.critic_opt.step(critic_loss)  # its graph holds no actor weight
+        else:
+            critic_norm = self.critic_opt.step(critic_loss)
+            actor_loss, logp, actor_norm = self._actor_step(obs, generator, alpha)
         if not self.deterministic:
             alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
             self.alpha_opt.step(alpha_loss)
@@ -341,6 +347,17 @@ class LatentSAC(nn.Module):
         if not self.deterministic:
             metrics.update({"temperature": alpha, "actor_entropy": -logp.mean().detach()})
         return metrics
+
+    def _actor_step(self, obs, generator, alpha):
+        """L_pi at the critics as they are now (their weights take no gradient); Adam's step on the actor."""
+        a, logp = self.actor(obs, generator)
+        for p in self.q.parameters():
+            p.requires_grad_(False)
+        q_pi = self.qs(self.q, obs, a).min(0).values
+        for p in self.q.parameters():
+            p.requires_grad_(True)
+        actor_loss = (alpha * logp - q_pi).mean()
+        return actor_loss, logp, self.actor_opt.step(actor_loss)
 
     def opt_state(self) -> dict:
         return {

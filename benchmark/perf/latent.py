@@ -1,7 +1,7 @@
 """``python -m benchmark.perf latent``: LOMPO and COMBO update speed at the paper's sizes.
 
 Batches of 64 x 50 random 64x64 frames (LOMPO's model batch) on this machine's device. Per agent:
-the update without rollouts (world-model step + SAC step on 256 latent rows, half real, half model;
+the online update without rollouts (world-model step + SAC step on 256 latent rows, half real, half model;
 COMBO adds its 17 CQL actions per state), the rollout batch alone (horizon 5 from 3200 posterior
 states, 7 prior heads), and updates/s with the rollout amortised over ``rollout_every`` updates
 (20: once per MetaWorld online episode). Median of ``--steps`` after one warm-up update.
@@ -32,6 +32,7 @@ def rows(steps: int = 2, device: str = "cpu", batch: int = 64, length: int = 50)
             rollout_every=10**9,
             rollout_starts=min(3200, batch * length),
         )
+        agent.on_phase("online")  # the update with its model step (offline: frozen after the warm-up)
         T = 100
         agent.on_episode(
             {

@@ -5,7 +5,8 @@ A graph records one step's kernels and replays them for every later update, so t
 every update, build no tensor from host data, draw random numbers only from a given generator (the
 agent's) and
 return tensors only. One step of each world-model agent is recorded under a dispatch hook at updates 1, 2
-and 3 (the target critics are copied at update 2, outside the step) and compared.
+and 3 (the target critics are copied at update 2, outside the step) and compared (LOMPO / COMBO in their
+online phase: offline after the warm-up their model is frozen and no step runs).
 
 Left out of the comparison: profiler markers, and the scalar arguments of torch's optimisers (without
 ``capturable``, which needs CUDA, Adam computes its bias corrections on the host; with it they are
@@ -89,6 +90,8 @@ def recorded_steps(algo: str, updates: int = 4):
     )
     rng = np.random.default_rng(0)
     agent.on_episode(episode(rng), False)
+    if hasattr(agent, "on_phase"):  # LOMPO / COMBO: offline after the warm-up the model is frozen and
+        agent.on_phase("online")  # no step runs (nor a graph); online every update steps the model
     records, outputs = [], []
     step = agent.train_step
 
@@ -160,6 +163,8 @@ def test_graph_equals_eager_on_cuda(algo):
         agent = paper_agent(algo, "cuda", profile="smoke", cuda_graph=setting)
         rng = np.random.default_rng(0)
         agent.on_episode(episode(rng), False)
+        if hasattr(agent, "on_phase"):
+            agent.on_phase("online")  # LOMPO: a model step (the graphed part) at every update
         metrics = [agent.update(batches_for(agent, rng)) for _ in range(7)]  # 3 warm-up, capture, 3 replays
         runs[setting] = ([{k: float(v) for k, v in m.items()} for m in metrics], agent.gen.get_state())
         if setting == "on":

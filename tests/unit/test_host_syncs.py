@@ -81,17 +81,34 @@ def test_the_hook_sees_a_read():  # the check below would pass vacuously on a ho
     assert len(hook.reads) == 2
 
 
-@pytest.mark.parametrize("algo", ["dreamerv2", "moto", "lompo", "combo"])
-def test_an_update_reads_no_device_value_on_the_host(algo):
+@pytest.mark.parametrize(
+    "algo, phase",
+    [
+        ("dreamerv2", None),
+        ("moto", None),
+        ("lompo", "offline"),
+        ("lompo", "online"),
+        ("combo", "offline"),
+        ("combo", "online"),
+    ],
+)
+def test_an_update_reads_no_device_value_on_the_host(algo, phase):
     cfg = algorithms.make_config(algo, "smoke")
     agent = algorithms.make_agent(
         algo, cfg, RunContext(obs_shape=(64, 64, 3), action_dim=4, seed=0, total_updates=100)
     )
     rng = np.random.default_rng(0)
     agent.on_episode(episode(rng), False)
+    if phase:
+        agent.on_phase(phase)
     batches = batches_for(agent, rng)
-    agent.update(batches)  # the first update: buffers filled, rollouts generated
+    agent.update(batches)  # the first update (LOMPO / COMBO: the model's warm-up)
+    if phase == "online":
+        agent.on_episode(episode(rng), True)  # the next update re-encodes the real buffer
     with HostReads() as hook:
-        metrics = agent.update(batches)
+        metrics = agent.update(batches)  # LOMPO / COMBO: the real buffer encoded, rollouts, the agent
+    if phase:
+        assert agent.encoded == len(agent.episodes) and len(agent.model) > 0
+        assert ("model_loss" in metrics) == (phase == "online")  # offline: the frozen model
     assert not hook.reads, f"{algo}: host reads inside an update:\n" + "\n".join(hook.reads)
     assert metrics  # the update ran (its metrics stay device tensors until the protocol logs them)

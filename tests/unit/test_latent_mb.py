@@ -191,9 +191,9 @@ def test_latent_drift_is_zero_after_encoding_and_grows_when_the_encoder_changes(
     agent = make_agent("lompo", model_warmup=0)
     agent.on_episode(episode(0), False)
     agent.on_episode(episode(1), False)
-    agent._encode_pending()
+    agent._refresh_real()
     assert len(agent.real) == 12 and agent.encoded == 2
-    assert agent.latent_drift().item() == pytest.approx(0.0, abs=1e-6)
+    assert agent.latent_drift().item() == pytest.approx(0.0, abs=1e-6)  # sampled rows stored, drift 0
     with torch.no_grad():
         for p in agent.wm.encoder.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
@@ -202,6 +202,125 @@ def test_latent_drift_is_zero_after_encoding_and_grows_when_the_encoder_changes(
         for p in agent.wm.encoder.parameters():
             p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
     assert 0 < small < agent.latent_drift().item()
+
+
+# -- the model's schedule: LOMPO's frozen offline model, the online re-encoding ---------------------
+
+
+def _params(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_the_model_is_frozen_after_the_warmup_offline_and_trains_online(freeze):
+    agent = make_agent("lompo", model_warmup=2, freeze_offline=freeze)
+    agent.on_episode(episode(0), False)
+    batch = _seq_batch(agent)
+    for _ in range(2):
+        assert "model_loss" in agent.update(batch)  # the warm-up: model steps only
+    wm, opt, sac = _params(agent.wm), copy.deepcopy(agent.wm_opt.state_dict()), _params(agent.sac)
+    offline = [agent.update(_seq_batch(agent, seed)) for seed in (1, 2, 3)]  # the agent phase, offline
+    assert not _same(sac, _params(agent.sac))  # the agent trained
+    if freeze:  # LOMPO's code: no model step while the agent trains offline
+        assert _same(wm, _params(agent.wm)) and agent.model_steps == 2
+        assert agent.wm_opt.state_dict()["state"][0]["step"] == opt["state"][0]["step"]
+        assert all("model_loss" not in m for m in offline)
+        assert all(m["latent_drift"].item() == 0.0 for m in offline[1:])  # (measured before the encoding)
+    else:
+        assert not _same(wm, _params(agent.wm)) and agent.model_steps == 5
+        assert offline[-1]["latent_drift"].item() > 0
+    assert len(agent.model) > 0  # rollouts ran from the (frozen) model's posteriors
+    agent.on_phase("online")
+    wm = _params(agent.wm)
+    assert "model_loss" in agent.update(batch)  # online the model is fine-tuned
+    assert not _same(wm, _params(agent.wm))
+
+
+def _stored_obs(agent):
+    return torch.as_tensor(agent.real.rows(0, agent.real.total)["obs"])
+
+
+def _encoding(agent, episodes, sample, k):
+    gen = agent._encode_gen(k) if sample else None
+    return torch.cat([f[:-1].cpu() for f in agent.encode_episodes(episodes, sample, gen)])
+
+
+@pytest.mark.parametrize("sample", [True, False])
+def test_after_a_reencode_the_real_latents_are_the_current_models_encoding(sample):
+    agent = make_agent("lompo", model_warmup=1, sample_posterior=sample)
+    eps = [episode(0), episode(1)]
+    for ep in eps:
+        agent.on_episode(ep, False)
+    agent.update(_seq_batch(agent))  # warm-up
+    agent.update(_seq_batch(agent, 1))  # the dataset encoded by the final (frozen) model
+    torch.testing.assert_close(_stored_obs(agent), _encoding(agent, eps, sample, 0), rtol=0, atol=0)
+    agent.on_phase("online")
+    agent.update(_seq_batch(agent, 2))  # a model step: the stored latents are now stale
+    assert not torch.allclose(_stored_obs(agent), _encoding(agent, eps, sample, 0))
+    eps.append(episode(2, T=8))
+    agent.on_episode(eps[-1], True)
+    m = agent.update(_seq_batch(agent, 3))  # the first update after an online episode: a new pass
+    assert m["latent_drift"].item() > 0  # measured before the pass: the drift over one episode
+    assert agent.encodes == 2 and len(agent.real) == 6 + 6 + 8
+    torch.testing.assert_close(_stored_obs(agent), _encoding(agent, eps, sample, 1), rtol=0, atol=0)
+    mean = _encoding(agent, eps, False, 0)
+    assert torch.equal(_stored_obs(agent), mean) != sample  # sampled posteriors differ from the means
+    assert agent.latent_drift().item() == 0.0
+    # reencode = "never": the old rows keep the frozen model's latents, the new episode the current model's
+    never = make_agent("lompo", model_warmup=1, sample_posterior=sample, reencode="never")
+    for ep in eps[:2]:
+        never.on_episode(ep, False)
+    never.update(_seq_batch(never))
+    never.update(_seq_batch(never, 1))
+    frozen = _stored_obs(never)
+    never.on_phase("online")
+    never.update(_seq_batch(never, 2))
+    never.on_episode(eps[-1], True)
+    never.update(_seq_batch(never, 3))
+    torch.testing.assert_close(_stored_obs(never)[:12], frozen, rtol=0, atol=0)
+    assert not torch.allclose(_stored_obs(never)[:12], _encoding(never, eps[:2], sample, 1))
+
+
+def test_a_reencoded_real_buffer_is_rebuilt_exactly_on_load(tmp_path):
+    def fresh():
+        agent = make_agent("lompo", model_warmup=1)
+        for i in range(2):
+            agent.on_episode(episode(i), False)
+        return agent
+
+    a = fresh()
+    a.update(_seq_batch(a))
+    a.update(_seq_batch(a, 1))
+    a.on_phase("online")
+    online = episode(2, T=8)
+    a.on_episode(online, True)
+    a.update(_seq_batch(a, 2))  # a pass by this update's model
+    a.update(_seq_batch(a, 3))  # a model step since: the checkpoint carries the pass's model
+    a.save(tmp_path)
+    state = copy.deepcopy(a.state_dict())  # as a checkpoint file would (CPU tensors are not copied)
+    assert state["encoded_by"] is not None and not list(tmp_path.glob("real-*"))
+    b = fresh()
+    b.on_episode(online, True)
+    b.load_state_dict(state)
+    b.load(tmp_path)
+    torch.testing.assert_close(_stored_obs(b), _stored_obs(a), rtol=0, atol=0)
+    assert _same(_params(a.wm), _params(b.wm))  # the current model is back after the rebuild
+    b.on_phase("online")
+    ma, mb = a.update(_seq_batch(a, 4)), b.update(_seq_batch(b, 4))
+    assert {k: v.item() for k, v in ma.items()} == {k: v.item() for k, v in mb.items()}
+
+
+def test_acting_filters_with_sampled_posteriors():
+    obs = episode(0)["image"][:1]
+    for sample in (True, False):
+        agent = make_agent("lompo", sample_posterior=sample)
+        _, (latent, _) = agent.act(obs, None, explore=False)
+        mean, _ = agent.wm.rssm.mean_std(latent["stats"])
+        assert torch.equal(latent["stoch"], mean) != sample
 
 
 # -- the protocol: runs end to end and resumes exactly ------------------------------------------
@@ -291,13 +410,20 @@ def test_lompos_actor_is_deterministic_on_minus_min_q_with_gaussian_exploration(
         )
         q = sac.qs(sac.q, obs, b["action"].float())
         critic_loss = ((q - y[None]) ** 2).mean(1).sum()
-    actor_before = copy.deepcopy(sac.actor)
+        # the actor loss: -mean min_k Q_k(s, pi(s)) at the critics before their update (LOMPO's code)
+        actor_loss = -sac.qs(sac.q, obs, sac.actor(obs)[0]).min(0).values.mean()
+    assert sac.cfg.actor_critic == "pre_update"
+    post = make_agent("lompo", actor_critic="post_update").sac  # the same initial nets
     m = sac.update(b, torch.Generator().manual_seed(1))
     assert m["critic_loss"].item() == pytest.approx(critic_loss.item(), rel=1e-5)
     assert "temperature" not in m and "actor_entropy" not in m  # no entropy term
-    with torch.no_grad():  # the actor loss: -mean min_k Q_k(s, pi(s)), critics already updated
-        actor_loss = -sac.qs(sac.q, obs, actor_before(obs)[0]).min(0).values.mean()
-    assert m["actor_loss"].item() == pytest.approx(actor_loss.item(), rel=1e-5)
+    assert m["actor_loss"].item() == pytest.approx(actor_loss.item(), rel=1e-6)
+    actor_before = copy.deepcopy(post.actor)
+    m_post = post.update(b, torch.Generator().manual_seed(1))
+    with torch.no_grad():  # post_update: at the critics already updated
+        updated = -post.qs(post.q, obs, actor_before(obs)[0]).min(0).values.mean()
+    assert m_post["actor_loss"].item() == pytest.approx(updated.item(), rel=1e-6)
+    assert abs(updated.item() - actor_loss.item()) > 1e-5  # the two orders differ on this batch
     feat = obs[:3]
     g = torch.Generator().manual_seed(5)
     mode = sac.policy(feat, g, explore=False)
