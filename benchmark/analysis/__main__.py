@@ -40,10 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
         "write the paper's figures, rliable statistics, tables next to the paper's numbers and one "
         "report (report.html, opens from disk; report.md) into --out.",
         epilog="Outputs: OUT/report.html, OUT/report.md, OUT/figures/*.png|pdf (curves_<domain>, "
-        "ablations_<domain>, datasize, aggregates_<domain>, profiles_<domain>, poi_<domain>, "
-        "sample_efficiency_<domain>, reward_prediction_*, uncertainty_*), OUT/tables/*.csv (runs, "
-        "metrics_tidy.csv.gz, curves, final_per_run, final_success, aggregates_<domain>, poi_<domain>, "
-        "profiles_<domain>, sample_efficiency_<domain>, missing), OUT/gifs/ (last evaluation GIF per run).",
+        "ablations_<domain>, datasize, aggregates_<domain>[_<dataset family>], profiles_<domain>, "
+        "poi_<domain>, sample_efficiency_<domain>, reward_prediction_*, uncertainty_*), OUT/tables/*.csv "
+        "(runs, datasets, metrics_tidy.csv.gz, curves, curves_datasize, final_per_run, final_success, "
+        "aggregates_<domain>, poi_<domain>, profiles_<domain>, sample_efficiency_<domain>, missing), "
+        "OUT/gifs/ (last evaluation GIF per run).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("results_dir", type=Path, help="folder holding run directories (searched recursively)")
@@ -64,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv,
         default=None,
         help="comma-separated tasks or domains to keep (e.g. kitchen,metaworld/door-open); default: all",
+    )
+    p.add_argument(
+        "--dataset",
+        type=_csv,
+        default=None,
+        help="comma-separated datasets to keep: a dataset's name (kitchen/scripted-mixed), the source of "
+        "subsets (kitchen/mixed: it and its subsets) or the --dataset a run was launched with "
+        "(kitchen/scripted); the report lists the datasets found; default: all",
     )
     p.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds to keep; default: all")
     p.add_argument(
@@ -148,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         reference_method=args.reference_method,
         algos=args.algos,
         tasks=args.tasks,
+        datasets=args.dataset,
         seeds=args.seeds,
         profile=args.profile,
         reference_file=args.reference,
@@ -164,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(runs)} runs ({', '.join(f'{k} {v}' for k, v in runs['status'].value_counts().items())}), "
         f"{nfig} figures, {len(A.flags.items)} flags, {len(A.missing)} missing, in {A.seconds:.1f} s"
     )
+    ds = A.tables["datasets"]
+    print(f"datasets: {', '.join(f'{r.dataset} ({r.kind}, {r.runs} runs)' for r in ds.itertuples())}")
     print(f"report: {(A.out / 'report.html').resolve()}")
     return 0
 

@@ -11,6 +11,11 @@ Identity comes from ``config.json``, never from the path:
     profile, seed
     status      status.json's ``status`` (running / done / failed / interrupted), ``unknown`` without one
 
+Each run's dataset also gets a role (``dataset_role``): ``source`` (the dataset a subset was drawn from by
+``python -m benchmark.datasets subset``, named ``<source>-<N>ep-seed<S>``; else the dataset itself),
+``subset`` (whether it is one) and ``family`` (the ``--dataset`` the run was launched with: ``""`` for the
+task's own data, ``kitchen/scripted`` for ``kitchen/scripted-mixed`` on ``kitchen/mixed``, else the source).
+
 ``metrics.csv`` is read by its header (columns may be added during a run); a truncated last line of a
 run that is still writing is ignored.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +36,22 @@ from benchmark.core.rundir import METRICS_COLUMNS, dataset_name, find_runs, over
 METRIC_COLUMNS = [c for c in METRICS_COLUMNS if c not in ("steps_per_s", "wall_time")]  # what curves need
 ID_COLUMNS = ["run", "algorithm", "variant", "task", "domain", "dataset", "profile", "seed", "status"]
 STATUSES = ("done", "running", "failed", "interrupted", "unknown")
+ROLE_COLUMNS = ["source", "subset", "family"]
+SUBSET_NAME = re.compile(r"^(?P<source>.+)-(?P<episodes>\d+)ep-seed\d+$")  # benchmark.datasets subset's
+
+
+def dataset_role(task: str, dataset: str) -> dict:
+    """``source``, ``subset`` and ``family`` of a run's dataset (see the module doc)."""
+    m = SUBSET_NAME.match(dataset)
+    source = m["source"] if m else dataset
+    short = "-" + task.split("/", 1)[-1]
+    if source == task:
+        family = ""
+    elif source.endswith(short) and len(source) > len(short):
+        family = source[: -len(short)]  # kitchen/scripted-mixed on kitchen/mixed: --dataset kitchen/scripted
+    else:
+        family = source
+    return {"source": source, "subset": bool(m), "family": family}
 
 
 @dataclass
@@ -202,7 +224,11 @@ def load_runs(root: str | Path, progress: bool = True) -> Results:
     summ = summ.reindex(range(len(runs)))
     summ[["rows", "evals"]] = summ[["rows", "evals"]].fillna(0).astype(int)
     runs = pd.concat([runs, summ[summary_cols].reset_index(drop=True)], axis=1)
-    runs = runs[ID_COLUMNS + ["path", "error", "last_gif"] + diag_cols + summary_cols]
+    roles = pd.DataFrame(
+        [dataset_role(t, d) for t, d in zip(runs["task"], runs["dataset"])], columns=ROLE_COLUMNS
+    )
+    runs = pd.concat([runs, roles.astype({"subset": bool})], axis=1)
+    runs = runs[ID_COLUMNS + ROLE_COLUMNS + ["path", "error", "last_gif"] + diag_cols + summary_cols]
     metrics = m.join(runs[ID_COLUMNS], on="_i").drop(columns="_i")
     metrics = metrics[ID_COLUMNS + METRIC_COLUMNS].reset_index(drop=True)
     for c in ("run", "algorithm", "variant", "task", "domain", "dataset", "profile", "status", "phase"):

@@ -34,6 +34,7 @@ class Options:
     reference_method: str = "moto"  # X in the probability of improvement P(X > Y)
     algos: list[str] | None = None  # keep these variants (or base algorithms) only
     tasks: list[str] | None = None  # keep these tasks (or domains) only
+    datasets: list[str] | None = None  # keep runs on these datasets (a name, a subset's source, a family)
     seeds: list[int] | None = None
     profile: str | None = None
     reference_file: Path | None = None
@@ -49,7 +50,9 @@ class Analysis:
     options: Options
     flags: stats.Flags = field(default_factory=stats.Flags)
     figures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # section -> [(caption, png)]
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # what the report shows
+    csv: dict[str, pd.DataFrame] = field(default_factory=dict)  # tables/<name> to write
+    reference: pd.DataFrame | None = None  # the paper's numbers
     notes: dict[str, list[str]] = field(default_factory=dict)  # section -> sentences
     missing: pd.DataFrame | None = None
     seconds: float = 0.0
@@ -70,32 +73,49 @@ def _select(res: Results, o: Options) -> Results:
         keep &= runs["variant"].isin(o.algos) | runs["algorithm"].isin(o.algos)
     if o.tasks:
         keep &= runs["task"].isin(o.tasks) | runs["domain"].isin(o.tasks)
+    if o.datasets:  # a dataset, the source of subsets, or a --dataset family (kitchen/scripted)
+        keep &= (
+            runs["dataset"].isin(o.datasets)
+            | runs["source"].isin(o.datasets)
+            | runs["family"].isin(o.datasets)
+        )
     if o.seeds is not None:
         keep &= runs["seed"].isin(o.seeds)
     if o.profile:
         keep &= runs["profile"] == o.profile
     runs = runs[keep].reset_index(drop=True)
     if runs.empty:
-        found = {
-            "algos": {*res.runs["variant"], *res.runs["algorithm"]},
-            "tasks": {*res.runs["task"], *res.runs["domain"]},
-            "profile": set(res.runs["profile"]),
-        }
-        given = {"algos": o.algos or [], "tasks": o.tasks or [], "profile": [o.profile] if o.profile else []}
-        hints = "".join(
-            f"; --{what} {name}{suggest(name, found[what])}"
-            for what, names in given.items()
-            for name in names
-            if name not in found[what] and suggest(name, found[what])
-        )
-        raise InputError(
-            f"no run in {res.root} matches the filters{hints} (algos={o.algos}, tasks={o.tasks}, "
-            f"seeds={o.seeds}, profile={o.profile}); found algos "
-            f"{sorted(res.runs['variant'].unique())}, tasks {sorted(res.runs['task'].unique())}, "
-            f"profiles {sorted(res.runs['profile'].unique())}"
-        )
+        raise InputError(_no_match(res, o))
     metrics = res.metrics[res.metrics["run"].isin(set(runs["run"]))]
     return Results(root=res.root, metrics=metrics, runs=runs, problems=res.problems)
+
+
+def _no_match(res: Results, o: Options) -> str:
+    r = res.runs
+    found = {
+        "algos": {*r["variant"], *r["algorithm"]},
+        "tasks": {*r["task"], *r["domain"]},
+        "dataset": {*r["dataset"], *r["source"], *r["family"]} - {""},
+        "profile": set(r["profile"]),
+    }
+    given = {
+        "algos": o.algos or [],
+        "tasks": o.tasks or [],
+        "dataset": o.datasets or [],
+        "profile": [o.profile] if o.profile else [],
+    }
+    hints = "".join(
+        f"; --{what} {name}{suggest(name, found[what])}"
+        for what, names in given.items()
+        for name in names
+        if name not in found[what] and suggest(name, found[what])
+    )
+    return (
+        f"no run in {res.root} matches the filters{hints} (algos={o.algos}, tasks={o.tasks}, "
+        f"datasets={o.datasets}, seeds={o.seeds}, profile={o.profile}); found algos "
+        f"{sorted(r['variant'].unique())}, tasks {sorted(r['task'].unique())}, datasets "
+        f"{sorted(r['dataset'].unique())}, profiles {sorted(r['profile'].unique())}"
+    )
 
 
 def _label_methods(res: Results) -> None:
@@ -118,35 +138,285 @@ def read_reference(path: Path | None) -> pd.DataFrame:
     return ref
 
 
-def _expected_missing(runs: pd.DataFrame, o: Options) -> pd.DataFrame:
-    """Runs the grid implies but no directory holds: per domain and profile, every variant x task x seed
-    seen."""
+def setting_label(task: str, dataset: str, short: bool = False) -> str:
+    """A task and its dataset as tables and panels name them: ``kitchen/mixed`` on its own data,
+    ``kitchen/mixed · kitchen/scripted-mixed`` on another; ``short``: without the domain
+    (``mixed · scripted-mixed``)."""
+    if not short:
+        return task if dataset == task else f"{task} · {dataset}"
+    domain = task.split("/")[0] + "/"
+    name = task.split("/", 1)[-1]
+    return name if dataset == task else f"{name} · {dataset.removeprefix(domain)}"
+
+
+def family_label(domain: str, family: str) -> tuple[str, str]:
+    """(label, file stem) of the aggregates over a domain's tasks on one dataset family: ``kitchen`` and
+    ``kitchen`` for the tasks' own data, ``kitchen (kitchen/scripted data)`` and ``kitchen_scripted`` else."""
+    if not family:
+        return domain, domain
+    return f"{domain} ({family} data)", f"{domain}_" + family.removeprefix(domain + "/").replace("/", "-")
+
+
+@dataclass
+class Groups:
+    """The runs grouped: each run's setting (task and dataset) and role. The per-domain curves and the
+    aggregates hold the runs on whole datasets (``main``); the data-size panels one method on one task with
+    subsets of one source, and that source (``datasize``, panel ``method on task · source``)."""
+
+    runs: pd.DataFrame
+    evals: pd.DataFrame  # every evaluation row, with its run's setting, panel, source, subset, family
+    main: pd.DataFrame
+    datasize: pd.DataFrame
+    datasize_runs: pd.DataFrame
+    families: list[tuple[str, str]]  # (domain, family) of the aggregates
+    curves: pd.DataFrame | None = None
+    curves_drawn: pd.DataFrame | None = None  # curves with each setting's panel label
+    datasize_curves: pd.DataFrame | None = None
+    final: pd.DataFrame | None = None
+    aggregates: list[dict] = field(default_factory=list)
+    diag: dict[str, list] = field(default_factory=dict)  # file -> [(method, task, dataset, runs, frame)]
+
+
+def analyze(results_dir: str | Path, out: str | Path, options: Options | None = None) -> Analysis:
+    """Reads ``results_dir`` and writes tables/, figures/, gifs/, report.html and report.md into ``out``."""
+    o = options or Options()
+    if o.reps < 10:
+        raise InputError(f"reps must be >= 10 bootstrap replications, got {o.reps}")
+    t0 = time.perf_counter()
+    A = load(results_dir, Path(out), o)
+    G = group(A)
+    tabulate(A, G)
+    draw(A, G)
+    write(A, G, t0)
+    return A
+
+
+def load(results_dir: str | Path, out: Path, o: Options) -> Analysis:
+    """The runs that pass the filters, their methods labelled, and the paper's numbers."""
+    res = _select(load_runs(results_dir, progress=o.progress), o)
+    if res.runs.empty:
+        raise InputError(
+            f"no run directory (a folder holding config.json) under {results_dir}"
+            + (f"; unreadable: {res.problems}" if res.problems else "")
+        )
+    _label_methods(res)
+    A = Analysis(out=out, results=res, options=o)
+    A.reference = read_reference(o.reference_file if o.reference_file is not None else DEFAULT_REFERENCE)
+    if A.reference.empty:
+        A.note("tables", "No paper reference file was found: the table has no paper column.")
+    return A
+
+
+def group(A: Analysis) -> Groups:
+    runs = A.results.runs
+    runs["setting"] = [setting_label(t, d) for t, d in zip(runs["task"], runs["dataset"])]
+    runs["panel"] = [setting_label(t, d, short=True) for t, d in zip(runs["task"], runs["dataset"])]
+    ev = A.results.evals
+    by_run = runs.set_index("run")
+    evals = ev.assign(**{c: ev["run"].astype(str).map(by_run[c]) for c in ("setting", "panel", "source")})
+    evals["subset"] = ev["run"].astype(str).map(by_run["subset"]).astype(bool)
+    for c in ("method", "task", "domain", "dataset"):  # categoricals of different categories do not compare
+        evals[c] = evals[c].astype(str)
+    subsets = runs[runs["subset"]]
+    keys = set(zip(subsets["method"], subsets["task"], subsets["source"]))
+    in_ds = pd.Series(
+        [k in keys for k in zip(runs["method"], runs["task"], runs["source"])], index=runs.index
+    )
+    ds_runs = runs[in_ds].assign(
+        datasize_panel=lambda r: (
+            r["method"] + " on " + [setting_label(t, s) for t, s in zip(r["task"], r["source"])]
+        )
+    )
+    ds = evals[evals["run"].astype(str).isin(set(ds_runs["run"]))]
+    ds = ds.assign(panel=ds["run"].astype(str).map(ds_runs.set_index("run")["datasize_panel"]))
+    whole = runs[~runs["subset"]]
+    families = sorted(set(zip(whole["domain"], whole["family"])), key=lambda k: (k[0], k[1] != "", k[1]))
+    if len(subsets):
+        A.note(
+            "curves",
+            f"{len(subsets)} run(s) on subsets of a dataset (the data-size study: "
+            f"{', '.join(sorted(subsets['dataset'].unique()))}) are drawn in the data-size figure, not in "
+            "the per-domain curves; the tables list them by dataset.",
+        )
+    return Groups(
+        runs=runs,
+        evals=evals,
+        main=evals[~evals["subset"]],
+        datasize=ds,
+        datasize_runs=ds_runs,
+        families=families,
+    )
+
+
+def tabulate(A: Analysis, G: Groups) -> None:
+    """Every table: datasets, curves, finals, aggregates, the diagnostics' and the missing runs."""
+    o, runs = A.options, G.runs
+    A.csv["metrics_tidy.csv.gz"] = A.results.metrics
+    A.csv["runs.csv"] = runs.drop(columns=["path"])
+    A.tables["datasets"] = A.csv["datasets.csv"] = datasets_table(runs)
+    G.curves = stats.learning_curves(G.evals, ["method", "task", "dataset"], o.max_points, o.reps, o.seed)
+    A.csv["curves.csv"] = G.curves
+    _flag_thin_curves(A, G.curves)
+    if len(G.datasize):
+        G.datasize_curves = stats.learning_curves(
+            G.datasize, ["panel", "dataset"], o.max_points, o.reps, o.seed
+        )
+        A.csv["curves_datasize.csv"] = G.datasize_curves
+    final = stats.final_scores(G.evals, runs, o.final_window, o.include_unfinished, A.flags)
+    G.final = final = final.join(stats.regret(A.results.metrics), on="run")
+    A.csv["final_per_run.csv"] = final.drop(columns=["path"])
+    table = _final_table(final, A.reference, o)
+    A.tables["final"] = A.csv["final_success.csv"] = table
+    if len(table):
+        wide = table.assign(setting=[setting_label(t, d) for t, d in zip(table["task"], table["dataset"])])
+        wide = wide.pivot(index="method", columns="setting", values="final_success")
+        A.tables["final_wide"] = wide.loc[figures.method_order(wide.index)]
+    if (table["dataset"] != table["task"]).any() and not A.reference.empty:
+        A.note(
+            "tables",
+            "The paper's numbers are for its own datasets: rows on other datasets have no paper column.",
+        )
+    whole = final[~final["subset"]] if len(final) else final
+    for domain, family in G.families:
+        fd = whole[(whole["domain"] == domain) & (whole["family"] == family)] if len(whole) else whole
+        if len(fd):
+            agg = _aggregate(A, G, fd, *family_label(domain, family))
+            if agg:
+                G.aggregates.append(agg)
+    if final.empty:
+        A.note("aggregates", _why_no_finals(runs))
+    _read_diagnostics(A, G)
+    _action_uncertainty_table(A, G)
+    _action_fit_table(A, G)
+    A.missing = A.csv["missing.csv"] = _expected_missing(runs, o)
+
+
+def datasets_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The datasets found: per dataset its kind, tasks, runs (done) and methods."""
     rows = []
-    for (domain, profile), g in runs.groupby(["domain", "profile"]):
+    for dataset, g in runs.groupby("dataset", sort=True):
+        r = g.iloc[0]
+        if r.subset:
+            kind = f"subset of {r.source}"
+        elif r.family == "":
+            kind = "the task's own"
+        else:
+            kind = "other" + (f" (--dataset {r.family})" if r.family != dataset else "")
+        rows.append(
+            dict(
+                dataset=dataset,
+                kind=kind,
+                tasks=", ".join(sorted(g["task"].unique())),
+                runs=len(g),
+                done=int((g["status"] == "done").sum()),
+                methods=", ".join(figures.method_order(g["method"].unique())),
+            )
+        )
+    return pd.DataFrame(rows, columns=["dataset", "kind", "tasks", "runs", "done", "methods"])
+
+
+def _flag_thin_curves(A: Analysis, curves: pd.DataFrame) -> None:
+    for r in (
+        curves[curves["n_runs"] < curves["of_runs"]]
+        .groupby(["method", "task", "dataset"])
+        .agg(first=("step", "min"), n=("n_runs", "min"), of=("of_runs", "first"))
+        .reset_index()
+        .itertuples()
+    ):
+        A.flags.add(
+            f"{r.method} on {setting_label(r.task, r.dataset)}: from {r.first:,.0f} env steps the curve "
+            f"rests on fewer runs (down to {r.n} of {r.of}); drawn dashed"
+        )
+
+
+def _why_no_finals(runs: pd.DataFrame) -> str:
+    """What the runs found are, when none gives a final score."""
+    counts = ", ".join(f"{s} {n}" for s, n in runs["status"].value_counts().items())
+    evaluated = runs[runs["evals"] > 0]
+    if evaluated.empty:
+        why = f"none of the {len(runs)} run(s) ({counts}) has an evaluation yet"
+    else:
+        ecounts = ", ".join(f"{s} {n}" for s, n in evaluated["status"].value_counts().items())
+        why = (
+            f"of the {len(runs)} run(s) ({counts}), the {len(evaluated)} with an evaluation are unfinished "
+            f"({ecounts}; --include-unfinished counts them)"
+        )
+    return f"No final scores, tables or aggregates: {why}."
+
+
+def _aggregate(A: Analysis, G: Groups, fd: pd.DataFrame, label: str, stem: str) -> dict | None:
+    """rliable's aggregates, performance profiles, probability of improvement and IQM over steps of the
+    finished runs ``fd`` over the tasks of one domain on one dataset family."""
+    o = A.options
+    score_dict, tasks = stats.score_matrices(fd, flags=A.flags)
+    if not score_dict:
+        A.note("aggregates", f"{label}: no method has a finished run on every task: no aggregates.")
+        return None
+    agg = stats.aggregates(score_dict, o.reps, o.seed)
+    agg.insert(0, "domain", label)
+    A.tables[f"aggregates_{stem}"] = A.csv[f"aggregates_{stem}.csv"] = agg
+    taus = np.linspace(0.0, 1.0, 21)
+    prof, prof_ci = stats.performance_profiles(score_dict, taus, o.reps, o.seed)
+    A.csv[f"profiles_{stem}.csv"] = pd.DataFrame({"tau": taus, **{m: p for m, p in prof.items()}})
+    out = dict(label=label, stem=stem, tasks=tasks, agg=agg, taus=taus, prof=prof, prof_ci=prof_ci, poi=None)
+    ref_methods = [m for m in score_dict if m.split(" [")[0] == o.reference_method]
+    if ref_methods and len(score_dict) > 1:
+        pois = [stats.probability_of_improvement(score_dict, rm, o.reps, o.seed) for rm in ref_methods]
+        poi = pd.concat(pois, ignore_index=True)
+        poi.insert(0, "domain", label)
+        A.tables[f"poi_{stem}"] = A.csv[f"poi_{stem}.csv"] = out["poi"] = poi
+    else:
+        A.note(
+            "aggregates",
+            f"{label}: probability of improvement needs {o.reference_method} and another "
+            f"method with finished runs on every task.",
+        )
+    grid, se_scores = stats.sample_efficiency_scores(G.evals, fd, tasks, o.sample_points, A.flags)
+    out["sample_efficiency"] = None
+    if se_scores:
+        pe, ie = stats.iqm_over_steps(se_scores, o.reps, o.seed)
+        out["sample_efficiency"] = (grid, pe, ie)
+        A.csv[f"sample_efficiency_{stem}.csv"] = pd.DataFrame(
+            [
+                dict(method=m, env_steps=s, iqm=pe[m][j], lo=ie[m][0, j], hi=ie[m][1, j])
+                for m in pe
+                for j, s in enumerate(grid)
+            ]
+        )
+    return out
+
+
+def _expected_missing(runs: pd.DataFrame, o: Options) -> pd.DataFrame:
+    """Runs the grid implies but no directory holds: per domain, profile and dataset family (each subset
+    its own), every variant x task x seed seen."""
+    rows = []
+    grid = runs.assign(_grid=runs["dataset"].where(runs["subset"], runs["family"]))
+    for (domain, profile, _), g in grid.groupby(["domain", "profile", "_grid"]):
         variants = o.algos if o.algos else sorted(g["variant"].unique())
         variants = [v for v in variants if v in set(runs["variant"])] or variants
-        tasks = sorted(g["task"].unique())
+        data = dict(zip(g["task"], g["dataset"]))
         seeds = o.seeds if o.seeds is not None else sorted(g["seed"].unique())
         have = set(zip(g["variant"], g["task"], g["seed"]))
         for v in variants:
-            for t in tasks:
+            for t in sorted(data):
                 for s in seeds:
                     if (v, t, s) not in have:
-                        rows.append(dict(variant=v, task=t, seed=s, profile=profile))
-    return pd.DataFrame(rows, columns=["variant", "task", "seed", "profile"])
+                        rows.append(dict(variant=v, task=t, dataset=data[t], seed=s, profile=profile))
+    return pd.DataFrame(rows, columns=["variant", "task", "dataset", "seed", "profile"])
 
 
 def _final_table(final: pd.DataFrame, ref: pd.DataFrame, o: Options) -> pd.DataFrame:
-    """Final success (%) per method x task with a 95% CI, the mean over the last third of the online
-    evaluations (mean, IQM over runs and a 95% CI of the mean) and the mean regret (CORL's: mean over
-    online episodes of 1 - success), next to the paper's number and the difference."""
+    """Final success (%) per task x dataset x method with a 95% CI, the mean over the last third of the
+    online evaluations (mean, IQM over runs and a 95% CI of the mean) and the mean regret (CORL's: mean over
+    online episodes of 1 - success), next to the paper's number (on the task's own data) and the
+    difference."""
     rows = []
     rs = ref[ref["metric"] == "final_success"]
-    for (task, method), g in final.groupby(["task", "method"], sort=True):
+    for (task, dataset, method), g in final.groupby(["task", "dataset", "method"], sort=True):
         scores = 100.0 * g["final"].to_numpy(float)[:, None]
         pe, ie = stats._interval_estimates({"m": scores}, lambda x: np.array([np.mean(x)]), o.reps, o.seed)
         variant = g["variant"].iloc[0]
-        paper = rs[(rs["task"] == task) & (rs["variant"] == variant)]
+        paper = rs[(rs["task"] == task) & (rs["variant"] == variant)] if dataset == task else rs.iloc[:0]
         pv = float(paper["value"].iloc[0]) if len(paper) else np.nan
         third = 100.0 * g["last_third"].dropna().to_numpy(float)[:, None]
         if len(third):
@@ -166,6 +436,7 @@ def _final_table(final: pd.DataFrame, ref: pd.DataFrame, o: Options) -> pd.DataF
         rows.append(
             dict(
                 task=task,
+                dataset=dataset,
                 method=method,
                 runs=len(g),
                 final_success=float(pe["m"][0]),
@@ -178,254 +449,206 @@ def _final_table(final: pd.DataFrame, ref: pd.DataFrame, o: Options) -> pd.DataF
                 paper_source=paper["source"].iloc[0] if len(paper) else "",
             )
         )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "task",
-            "method",
-            "runs",
-            "final_success",
-            "ci_low",
-            "ci_high",
-            "last_third",
-            "last_third_iqm",
-            "last_third_low",
-            "last_third_high",
-            "regret",
-            "paper",
-            "difference",
-            "paper_source",
-        ],
-    )
+    return pd.DataFrame(rows, columns=FINAL_COLUMNS)
 
 
-def analyze(results_dir: str | Path, out: str | Path, options: Options | None = None) -> Analysis:
-    """Reads ``results_dir`` and writes tables/, figures/, gifs/, report.html and report.md into ``out``."""
-    o = options or Options()
-    if o.reps < 10:
-        raise InputError(f"reps must be >= 10 bootstrap replications, got {o.reps}")
-    t0 = time.perf_counter()
-    out = Path(out)
-    res = _select(load_runs(results_dir, progress=o.progress), o)
-    if res.runs.empty:
-        raise InputError(
-            f"no run directory (a folder holding config.json) under {results_dir}"
-            + (f"; unreadable: {res.problems}" if res.problems else "")
-        )
-    _label_methods(res)
+FINAL_COLUMNS = [
+    "task",
+    "dataset",
+    "method",
+    "runs",
+    "final_success",
+    "ci_low",
+    "ci_high",
+    "last_third",
+    "last_third_iqm",
+    "last_third_low",
+    "last_third_high",
+    "regret",
+    "paper",
+    "difference",
+    "paper_source",
+]
+
+
+def draw(A: Analysis, G: Groups) -> None:
+    """Every figure: the per-domain curves, ablations, data-size study, aggregates, model diagnostics."""
     figures.set_style()
-    fig_dir, tab_dir = out / "figures", out / "tables"
-    for d in (fig_dir, tab_dir):
-        d.mkdir(parents=True, exist_ok=True)
-    A = Analysis(out=out, results=res, options=o)
-    colors = figures.method_colors(res.runs["method"])
-    ref = read_reference(o.reference_file if o.reference_file is not None else DEFAULT_REFERENCE)
-    if ref.empty:
-        A.note("tables", "No paper reference file was found: the table has no paper column.")
+    fig_dir = A.out / "figures"
+    colors = figures.method_colors(G.runs["method"])
+    _draw_curves(A, G, colors, fig_dir)
+    _draw_ablations(A, G, colors, fig_dir)
+    _draw_datasize(A, G, fig_dir)
+    for agg in G.aggregates:
+        _draw_aggregates(A, agg, colors, fig_dir)
+    _draw_diagnostics(A, G, fig_dir)
 
-    runs = res.runs
-    res.metrics.to_csv(tab_dir / "metrics_tidy.csv.gz", index=False)
-    runs.drop(columns=["path"]).to_csv(tab_dir / "runs.csv", index=False)
-    evals = res.evals
-    own = evals[evals["dataset"].astype(str) == evals["task"].astype(str)]
-    for r in (
-        runs[runs["dataset"] != runs["task"]].drop_duplicates(["method", "task", "dataset"]).itertuples()
-    ):
-        A.flags.add(
-            f"{r.method} on {r.task} with dataset {r.dataset}: data-size study only (not in the main "
-            f"curves, tables and aggregates)"
-        )
 
-    # ------------------------------------------------------------------ learning curves
-    curves = stats.learning_curves(own, ["method", "task"], o.max_points, o.reps, o.seed)
-    curves.to_csv(tab_dir / "curves.csv", index=False)
-    for r in (
-        curves[curves["n_runs"] < curves["of_runs"]]
-        .groupby(["method", "task"])
-        .agg(first=("step", "min"), n=("n_runs", "min"), of=("of_runs", "first"))
-        .reset_index()
-        .itertuples()
-    ):
-        A.flags.add(
-            f"{r.method} on {r.task}: from {r.first:,.0f} env steps the curve rests on fewer runs "
-            f"(down to {r.n} of {r.of}); drawn dashed"
-        )
+def _panels(evals: pd.DataFrame) -> list[str]:
+    """The panels of ``evals``' settings: the tasks on their own data first, then by task and dataset."""
+    keys = evals[["panel", "task", "dataset"]].drop_duplicates()
+    keys = keys.assign(other=keys["dataset"] != keys["task"]).sort_values(["other", "task", "dataset"])
+    return list(keys["panel"])
+
+
+def _draw_curves(A: Analysis, G: Groups, colors: dict, fig_dir: Path) -> None:
+    runs = G.runs
+    curves = G.curves.assign(
+        panel=[setting_label(t, d, short=True) for t, d in zip(G.curves["task"], G.curves["dataset"])]
+    )
+    G.curves_drawn = curves
     # main figures: base methods; variants (ablations) have their own figure
     main_methods = set(runs[runs["variant"] == runs["algorithm"]]["method"]) or set(runs["method"])
-    for domain in sorted(own["domain"].unique()):
-        tasks = sorted(own[own["domain"] == domain]["task"].unique())
+    for domain in sorted(G.main["domain"].unique()):
+        dm = G.main[G.main["domain"] == domain]
+        panels = _panels(dm)
+        keys = set(zip(dm["task"], dm["dataset"]))
+        sel = curves[
+            np.array([k in keys for k in zip(curves["task"], curves["dataset"])], bool)
+            & curves["method"].isin(main_methods)
+        ]
+        title = DOMAIN_TITLES.get(domain, domain)
         png = figures.curves_figure(
-            curves[curves["task"].isin(tasks) & curves["method"].isin(main_methods)],
-            tasks,
+            sel,
+            panels,
             colors,
             fig_dir,
             f"curves_{domain}",
-            DOMAIN_TITLES.get(domain, domain) + ": evaluation success",
-            ncols=5 if len(tasks) > 4 else len(tasks),
+            title + ": evaluation success",
+            panel_col="panel",
+            ncols=5 if len(panels) > 4 else len(panels),
         )
+        on = sorted({d for t, d in keys if d != t})
         A.fig(
             "curves",
-            f"{DOMAIN_TITLES.get(domain, domain)}: mean evaluation success over seeds, "
-            f"95% stratified-bootstrap CIs; dashed where fewer runs than the group holds remain",
+            f"{title}: mean evaluation success over seeds, 95% stratified-bootstrap CIs; dashed where fewer "
+            f"runs than the group holds remain"
+            + (f"; panels on other data name it ({', '.join(on)})" if on else ""),
             png,
         )
-    # ablations (paper Fig. 3 right): the reference method's variants next to DreamerV2
-    base = o.reference_method
+
+
+def _draw_ablations(A: Analysis, G: Groups, colors: dict, fig_dir: Path) -> None:
+    """Paper Fig. 3 right: the reference method's variants next to DreamerV2, per domain."""
+    runs, base, curves = G.runs, A.options.reference_method, G.curves_drawn
     abl_methods = runs[(runs["algorithm"] == base) | (runs["variant"] == "dreamerv2")]["method"].unique()
-    variant_runs = runs[(runs["algorithm"] == base) & (runs["variant"] != base)]
-    if len(variant_runs):
-        for domain in sorted(variant_runs["domain"].unique()):
-            tasks = sorted(own[(own["domain"] == domain) & own["method"].isin(abl_methods)]["task"].unique())
-            sub = curves[curves["task"].isin(tasks) & curves["method"].isin(abl_methods)]
-            if len(sub):
-                png = figures.curves_figure(
-                    sub,
-                    tasks,
-                    colors,
-                    fig_dir,
-                    f"ablations_{domain}",
-                    f"Ablations of {base} on {domain} (paper Fig. 3, right)",
-                    ncols=4,
-                )
-                A.fig("curves", f"Ablations: {base}, its variants and DreamerV2 on {domain}", png)
-    else:
+    variant_runs = runs[(runs["algorithm"] == base) & (runs["variant"] != base) & ~runs["subset"]]
+    if variant_runs.empty:
         A.note("curves", f"No ablation runs (variants of {base}) were found: no ablation figure.")
-    # data-size study (paper Fig. 5): a method on one task with several datasets
-    multi = runs.groupby(["method", "task"])["dataset"].nunique()
-    multi = multi[multi > 1]
-    keys = set(multi.index)
-    ev = evals[[(m, t) in keys for m, t in zip(evals["method"], evals["task"])]].copy()
-    if len(multi) and ev.empty:  # mid-sweep or after failures: the groups exist, no run has evaluated yet
-        waiting = runs[[(m, t) in keys for m, t in zip(runs["method"], runs["task"])]]
+        return
+    for domain in sorted(variant_runs["domain"].unique()):
+        dm = G.main[(G.main["domain"] == domain) & G.main["method"].isin(abl_methods)]
+        panels = _panels(dm)
+        sub = curves[curves["panel"].isin(panels) & curves["method"].isin(abl_methods)]
+        sub = sub[[k in set(zip(dm["task"], dm["dataset"])) for k in zip(sub["task"], sub["dataset"])]]
+        if len(sub):
+            png = figures.curves_figure(
+                sub,
+                panels,
+                colors,
+                fig_dir,
+                f"ablations_{domain}",
+                f"Ablations of {base} on {domain} (paper Fig. 3, right)",
+                panel_col="panel",
+                ncols=4,
+            )
+            A.fig("curves", f"Ablations: {base}, its variants and DreamerV2 on {domain}", png)
+
+
+def _draw_datasize(A: Analysis, G: Groups, fig_dir: Path) -> None:
+    """Paper Fig. 5: per method, task and source, one line per subset (and the source itself)."""
+    if G.datasize_runs.empty:
+        A.note(
+            "curves",
+            "No data-size runs (a method on one task with subsets of one dataset, made by "
+            "`python -m benchmark.datasets subset`) were found: no data-size figure.",
+        )
+        return
+    if G.datasize.empty:  # mid-sweep or after failures: the groups exist, no run has evaluated yet
         A.note(
             "curves",
             "Data-size runs exist but none has an evaluation yet, so no data-size figure: "
             + "; ".join(
-                f"{r.method} on {r.task} with {r.dataset} ({r.status})" for r in waiting.itertuples()
+                f"{r.method} on {r.task} with {r.dataset} ({r.status})" for r in G.datasize_runs.itertuples()
             ),
         )
-    elif len(multi):
-        ev["panel"] = ev["method"].astype(str) + " on " + ev["task"].astype(str)
-        ds_curves = stats.learning_curves(ev, ["panel", "dataset"], o.max_points, o.reps, o.seed)
-        ds_curves.to_csv(tab_dir / "curves_datasize.csv", index=False)
-        ds_colors = dict(
-            zip(sorted(ev["dataset"].unique()), figures.sns.color_palette("viridis", ev["dataset"].nunique()))
-        )
-        png = figures.curves_figure(
-            ds_curves,
-            sorted(ev["panel"].unique()),
-            ds_colors,
-            fig_dir,
-            "datasize",
-            "Offline data size (paper Fig. 5)",
-            panel_col="panel",
-            line_col="dataset",
-            ncols=3,
-        )
-        A.fig("curves", "Data-size study: one line per offline dataset", png)
-    else:
-        A.note("curves", "No data-size runs (one method on one task with several datasets) were found.")
-
-    # ------------------------------------------------------------------ final scores and aggregates
-    final = stats.final_scores(
-        own, runs[runs["dataset"] == runs["task"]], o.final_window, o.include_unfinished, A.flags
+        return
+    ev = G.datasize
+    names = sorted(ev["dataset"].unique())
+    colors = dict(zip(names, figures.sns.color_palette("viridis", len(names))))
+    png = figures.curves_figure(
+        G.datasize_curves,
+        sorted(ev["panel"].unique()),
+        colors,
+        fig_dir,
+        "datasize",
+        "Offline data size (paper Fig. 5)",
+        panel_col="panel",
+        line_col="dataset",
+        ncols=3,
     )
-    final = final.join(stats.regret(res.metrics), on="run")
-    final.drop(columns=["path"]).to_csv(tab_dir / "final_per_run.csv", index=False)
-    table = _final_table(final, ref, o)
-    A.tables["final"] = table
-    table.to_csv(tab_dir / "final_success.csv", index=False)
-    if len(table):
-        wide = table.pivot(index="method", columns="task", values="final_success")
-        A.tables["final_wide"] = wide.loc[figures.method_order(wide.index)]
-    for domain in sorted(final["domain"].unique()) if len(final) else []:
-        fd = final[final["domain"] == domain]
-        score_dict, tasks = stats.score_matrices(fd, flags=A.flags)
-        if not score_dict:
-            A.note("aggregates", f"{domain}: no method has a finished run on every task: no aggregates.")
-            continue
-        agg = stats.aggregates(score_dict, o.reps, o.seed)
-        agg.insert(0, "domain", domain)
-        A.tables[f"aggregates_{domain}"] = agg
-        agg.to_csv(tab_dir / f"aggregates_{domain}.csv", index=False)
-        ntask = len(tasks)
+    A.fig(
+        "curves", "Data-size study: one line per offline dataset (subsets of one source, and the source)", png
+    )
+
+
+def _draw_aggregates(A: Analysis, agg: dict, colors: dict, fig_dir: Path) -> None:
+    label, stem, ntask = agg["label"], agg["stem"], len(agg["tasks"])
+    A.fig(
+        "aggregates",
+        f"{label}: IQM, mean, median and optimality gap of final success over runs x "
+        f"{ntask} task(s), 95% stratified-bootstrap CIs",
+        figures.aggregates_figure(
+            agg["agg"], colors, fig_dir, f"aggregates_{stem}", f"{label}: final success"
+        ),
+    )
+    A.fig(
+        "aggregates",
+        f"{label}: performance profiles (fraction of runs above each success threshold)",
+        figures.profiles_figure(
+            agg["prof"],
+            agg["prof_ci"],
+            agg["taus"],
+            colors,
+            fig_dir,
+            f"profiles_{stem}",
+            f"{label}: performance profiles",
+        ),
+    )
+    if agg["poi"] is not None:
         A.fig(
             "aggregates",
-            f"{domain}: IQM, mean, median and optimality gap of final success over runs x "
-            f"{ntask} task(s), 95% stratified-bootstrap CIs",
-            figures.aggregates_figure(
-                agg, colors, fig_dir, f"aggregates_{domain}", f"{domain}: final success"
-            ),
+            f"{label}: probability that {A.options.reference_method} beats each baseline on a task",
+            figures.poi_figure(agg["poi"], colors, fig_dir, f"poi_{stem}", label),
         )
-        taus = np.linspace(0.0, 1.0, 21)
-        prof, prof_ci = stats.performance_profiles(score_dict, taus, o.reps, o.seed)
-        pd.DataFrame({"tau": taus, **{m: p for m, p in prof.items()}}).to_csv(
-            tab_dir / f"profiles_{domain}.csv", index=False
-        )
+    if agg["sample_efficiency"] is not None:
+        grid, pe, ie = agg["sample_efficiency"]
         A.fig(
             "aggregates",
-            f"{domain}: performance profiles (fraction of runs above each success threshold)",
-            figures.profiles_figure(
-                prof, prof_ci, taus, colors, fig_dir, f"profiles_{domain}", f"{domain}: performance profiles"
+            f"{label}: sample efficiency, IQM of evaluation success over runs x tasks "
+            f"against environment steps, 95% CIs",
+            figures.sample_efficiency_figure(
+                grid,
+                pe,
+                ie,
+                colors,
+                fig_dir,
+                f"sample_efficiency_{stem}",
+                f"{label}: IQM vs environment steps",
             ),
         )
-        ref_methods = [m for m in score_dict if m.split(" [")[0] == o.reference_method]
-        if ref_methods and len(score_dict) > 1:
-            pois = [stats.probability_of_improvement(score_dict, rm, o.reps, o.seed) for rm in ref_methods]
-            poi = pd.concat(pois, ignore_index=True)
-            poi.insert(0, "domain", domain)
-            A.tables[f"poi_{domain}"] = poi
-            poi.to_csv(tab_dir / f"poi_{domain}.csv", index=False)
-            A.fig(
-                "aggregates",
-                f"{domain}: probability that {o.reference_method} beats each baseline on a task",
-                figures.poi_figure(poi, colors, fig_dir, f"poi_{domain}", f"{domain}"),
-            )
-        else:
-            A.note(
-                "aggregates",
-                f"{domain}: probability of improvement needs {o.reference_method} and another "
-                f"method with finished runs on every task.",
-            )
-        grid, se_scores = stats.sample_efficiency_scores(own, fd, tasks, o.sample_points, A.flags)
-        if se_scores:
-            pe, ie = stats.iqm_over_steps(se_scores, o.reps, o.seed)
-            pd.DataFrame(
-                [
-                    dict(method=m, env_steps=s, iqm=pe[m][j], lo=ie[m][0, j], hi=ie[m][1, j])
-                    for m in pe
-                    for j, s in enumerate(grid)
-                ]
-            ).to_csv(tab_dir / f"sample_efficiency_{domain}.csv", index=False)
-            A.fig(
-                "aggregates",
-                f"{domain}: sample efficiency, IQM of evaluation success over runs x tasks "
-                f"against environment steps, 95% CIs",
-                figures.sample_efficiency_figure(
-                    grid,
-                    pe,
-                    ie,
-                    colors,
-                    fig_dir,
-                    f"sample_efficiency_{domain}",
-                    f"{domain}: IQM vs environment steps",
-                ),
-            )
-    if final.empty:
-        A.note("aggregates", "No finished run with an evaluation: no final scores, tables or aggregates.")
 
-    # ------------------------------------------------------------------ model diagnostics
-    _diagnostics(A, runs, ref, fig_dir)
-    _action_uncertainty(A, runs, fig_dir, tab_dir)
-    _action_fit(A, runs, tab_dir)
 
-    # ------------------------------------------------------------------ runs: missing, gifs
-    A.missing = _expected_missing(runs, o)
-    A.missing.to_csv(tab_dir / "missing.csv", index=False)
-    gif_dir = out / "gifs"
+def write(A: Analysis, G: Groups, t0: float) -> None:
+    """The tables as CSV, the runs' last evaluation GIFs, then the report."""
+    tab_dir = A.out / "tables"
+    tab_dir.mkdir(parents=True, exist_ok=True)
+    for name, df in A.csv.items():
+        df.to_csv(tab_dir / name, index=False)
+    gif_dir = A.out / "gifs"
     if gif_dir.exists():
         shutil.rmtree(gif_dir)
-    for r in runs[runs["last_gif"] != ""].itertuples():
+    for r in G.runs[G.runs["last_gif"] != ""].itertuples():
         dst = gif_dir / (r.run.replace("/", "__") + ".gif")
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(r.last_gif, dst)
@@ -433,7 +656,21 @@ def analyze(results_dir: str | Path, out: str | Path, options: Options | None = 
     from benchmark.analysis import report
 
     report.write(A)
-    return A
+
+
+DIAGNOSTIC_FILES = {
+    "reward_prediction": diagnostics.read_reward_prediction,
+    "uncertainty": diagnostics.read_uncertainty,
+    "uncertainty_actions": diagnostics.read_action_uncertainty,
+    "action_fit": diagnostics.read_action_fit,
+}
+DIAGNOSTIC_ABSENT = {
+    "reward_prediction": "No run wrote diagnostics/reward_prediction.csv: no model-generalisation figure "
+    "(paper Fig. 4). World-model agents write it; the format is in docs/analysis.md.",
+    "uncertainty": "No run wrote diagnostics/uncertainty.csv: no performance-gap figure (paper Fig. 6).",
+    "uncertainty_actions": "No run wrote diagnostics/uncertainty_actions.csv: no table of u by action "
+    "source.",
+}
 
 
 def _read_diagnostic(A: Analysis, g: pd.DataFrame, column: str, read) -> pd.DataFrame:
@@ -448,68 +685,25 @@ def _read_diagnostic(A: Analysis, g: pd.DataFrame, column: str, read) -> pd.Data
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def _diagnostics(A: Analysis, runs: pd.DataFrame, ref: pd.DataFrame, fig_dir: Path) -> None:
-    with_rp = runs[runs["reward_prediction"] != ""]
-    if with_rp.empty:
-        A.note(
-            "diagnostics",
-            "No run wrote diagnostics/reward_prediction.csv: no model-generalisation figure "
-            "(paper Fig. 4). World-model agents write it; the format is in docs/analysis.md.",
-        )
-    for (method, task), g in with_rp.groupby(["method", "task"]):
-        df = _read_diagnostic(A, g, "reward_prediction", diagnostics.read_reward_prediction)
-        if df.empty:
-            continue
-        rr = ref[(ref["task"] == task) & (ref["variant"] == g["variant"].iloc[0]) & (ref["figure"] == "fig4")]
-        png = figures.reward_prediction_figure(
-            df,
-            fig_dir,
-            f"reward_prediction_{method}_{task}".replace("/", "-").replace(" ", ""),
-            f"{method} on {task}: model-predicted reward (grad step {int(df['grad_step'].max()):,})",
-            dict(zip(rr["metric"], rr["value"])),
-        )
-        A.fig(
-            "diagnostics",
-            f"{method} on {task}: reward predicted by the model vs recorded (paper Fig. 4), "
-            f"{g.shape[0]} run(s)",
-            png,
-        )
-    with_u = runs[runs["uncertainty"] != ""]
-    if with_u.empty:
-        A.note(
-            "diagnostics",
-            "No run wrote diagnostics/uncertainty.csv: no performance-gap figure (paper Fig. 6).",
-        )
-    for (method, task), g in with_u.groupby(["method", "task"]):
-        df = _read_diagnostic(A, g, "uncertainty", diagnostics.read_uncertainty)
-        if df.empty:
-            continue
-        png = figures.uncertainty_figure(
-            df,
-            fig_dir,
-            f"uncertainty_{method}_{task}".replace("/", "-").replace(" ", ""),
-            f"{method} on {task}: performance gap vs expected model uncertainty (Eq. 12)",
-        )
-        A.fig(
-            "diagnostics",
-            f"{method} on {task}: performance gap against expected model uncertainty "
-            f"(paper Fig. 6), {g.shape[0]} run(s)",
-            png,
-        )
+def _read_diagnostics(A: Analysis, G: Groups) -> None:
+    """Every run's diagnostics files, stacked per method, task and dataset, into ``G.diag``."""
+    for kind, read in DIAGNOSTIC_FILES.items():
+        with_f = G.runs[G.runs[kind] != ""]
+        if with_f.empty and kind in DIAGNOSTIC_ABSENT:
+            A.note("diagnostics", DIAGNOSTIC_ABSENT[kind])
+        G.diag[kind] = []
+        for (method, task, dataset), g in with_f.groupby(["method", "task", "dataset"]):
+            df = _read_diagnostic(A, g, kind, read)
+            if not df.empty:
+                G.diag[kind].append((method, task, dataset, g, df))
 
 
-def _action_fit(A: Analysis, runs: pd.DataFrame, tab_dir: Path) -> None:
+def _action_fit_table(A: Analysis, G: Groups) -> None:
     """The actors' fit to the demonstrations, side by side (MOTO's and BC's write ``action_fit.csv``): per
-    method and task, the mean action error over the first 10 steps and over the rest, at the end of the
-    offline phase and at the last measurement, mean over runs."""
-    with_f = runs[runs["action_fit"] != ""]
-    if with_f.empty:
-        return
+    method, task and dataset, the mean action error over the first 10 steps and over the rest, at the end
+    of the offline phase and at the last measurement, mean over runs."""
     parts = []
-    for (method, task), g in with_f.groupby(["method", "task"]):
-        df = _read_diagnostic(A, g, "action_fit", diagnostics.read_action_fit)
-        if df.empty:
-            continue
+    for method, task, dataset, _, df in G.diag["action_fit"]:
         summ = diagnostics.action_fit_summary(df)
         agg = summ.groupby("at", sort=False).agg(
             runs=("run", "nunique"),
@@ -517,32 +711,21 @@ def _action_fit(A: Analysis, runs: pd.DataFrame, tab_dir: Path) -> None:
             error_first_steps=("error_first_steps", "mean"),
             error_later=("error_later", "mean"),
         )
-        parts.append(agg.reset_index().assign(method=method, task=task))
+        parts.append(agg.reset_index().assign(method=method, task=task, dataset=dataset))
     if parts:
         t = pd.concat(parts, ignore_index=True)
-        t = t[["method", "task", "at", "runs", "grad_step", "error_first_steps", "error_later"]]
-        t.to_csv(tab_dir / "action_fit.csv", index=False)
-        A.tables["action_fit"] = t
+        t = t[["method", "task", "dataset", "at", "runs", "grad_step", "error_first_steps", "error_later"]]
+        A.tables["action_fit"] = A.csv["action_fit.csv"] = t
 
 
-def _action_uncertainty(A: Analysis, runs: pd.DataFrame, fig_dir: Path, tab_dir: Path) -> None:
-    """Does u tell the data's actions from others? Per method and task: the mean u along rollouts of the
-    data's, the policy's, the perturbed policy's and random actions by measure (``uncertainty_actions.csv``),
-    as a table at the end of the offline phase and at the last measurement, and the ratios over gradient
-    steps as a figure."""
-    with_a = runs[runs["uncertainty_actions"] != ""]
-    if with_a.empty:
-        A.note(
-            "diagnostics", "No run wrote diagnostics/uncertainty_actions.csv: no table of u by action source."
-        )
-        return
+def _action_uncertainty_table(A: Analysis, G: Groups) -> None:
+    """Does u tell the data's actions from others? Per method, task and dataset: the mean u along rollouts
+    of the data's, the policy's, the perturbed policy's and random actions by measure
+    (``uncertainty_actions.csv``), at the end of the offline phase and at the last measurement."""
     sources = diagnostics.ACTION_SOURCES  # policy, random, perturbed_0.1, perturbed_0.3
     ratios = [f"{s}_over_data" for s in sources]
     parts = []
-    for (method, task), g in with_a.groupby(["method", "task"]):
-        df = _read_diagnostic(A, g, "uncertainty_actions", diagnostics.read_action_uncertainty)
-        if df.empty:
-            continue
+    for method, task, dataset, _, df in G.diag["uncertainty_actions"]:
         summ = diagnostics.action_uncertainty_summary(df)
         means = {c: (c, "mean") for c in ["data", *sources, *ratios]}  # perturbed_0.1: not a keyword
         agg = (
@@ -556,23 +739,64 @@ def _action_uncertainty(A: Analysis, runs: pd.DataFrame, fig_dir: Path, tab_dir:
             )
             .reset_index()
         )
-        parts.append(agg.assign(method=method, task=task))
-        png = figures.action_uncertainty_figure(
+        parts.append(agg.assign(method=method, task=task, dataset=dataset))
+    if parts:
+        t = pd.concat(parts, ignore_index=True)
+        head = ["method", "task", "dataset", "at", "measure", "selected", "runs", "data"]
+        t = t[[*head, *sources, *ratios, "random_over_data_min", "random_over_data_max"]]
+        A.tables["uncertainty_actions"] = A.csv["uncertainty_actions.csv"] = t
+
+
+def _diag_name(kind: str, method: str, task: str, dataset: str) -> str:
+    name = f"{kind}_{method}_{task}" + ("" if dataset == task else f"_{dataset}")
+    return name.replace("/", "-").replace(" ", "")
+
+
+def _draw_diagnostics(A: Analysis, G: Groups, fig_dir: Path) -> None:
+    """Paper Fig. 4 (reward prediction), Fig. 6 (performance gap vs u) and u by action source, per method,
+    task and dataset."""
+    ref = A.reference
+    for method, task, dataset, g, df in G.diag["reward_prediction"]:
+        on = setting_label(task, dataset)
+        rr = ref[(ref["task"] == task) & (ref["variant"] == g["variant"].iloc[0]) & (ref["figure"] == "fig4")]
+        png = figures.reward_prediction_figure(
             df,
             fig_dir,
-            f"uncertainty_actions_{method}_{task}".replace("/", "-").replace(" ", ""),
-            f"{method} on {task}: does u tell the data's actions from others?",
+            _diag_name("reward_prediction", method, task, dataset),
+            f"{method} on {on}: model-predicted reward (grad step {int(df['grad_step'].max()):,})",
+            dict(zip(rr["metric"], rr["value"])),
         )
         A.fig(
             "diagnostics",
-            f"{method} on {task}: mean u along model rollouts of random, policy and perturbed policy "
-            f"actions over that along the data's actions, per measure (1.0: no separation), "
-            f"{g.shape[0]} run(s)",
+            f"{method} on {on}: reward predicted by the model vs recorded (paper Fig. 4), {len(g)} run(s)"
+            + ("" if dataset == task or rr.empty else "; the paper's numbers are on its own data"),
             png,
         )
-    if parts:
-        t = pd.concat(parts, ignore_index=True)
-        head = ["method", "task", "at", "measure", "selected", "runs", "data"]
-        t = t[[*head, *sources, *ratios, "random_over_data_min", "random_over_data_max"]]
-        t.to_csv(tab_dir / "uncertainty_actions.csv", index=False)
-        A.tables["uncertainty_actions"] = t
+    for method, task, dataset, g, df in G.diag["uncertainty"]:
+        on = setting_label(task, dataset)
+        png = figures.uncertainty_figure(
+            df,
+            fig_dir,
+            _diag_name("uncertainty", method, task, dataset),
+            f"{method} on {on}: performance gap vs expected model uncertainty (Eq. 12)",
+        )
+        A.fig(
+            "diagnostics",
+            f"{method} on {on}: performance gap against expected model uncertainty (paper Fig. 6), "
+            f"{len(g)} run(s)",
+            png,
+        )
+    for method, task, dataset, g, df in G.diag["uncertainty_actions"]:
+        on = setting_label(task, dataset)
+        png = figures.action_uncertainty_figure(
+            df,
+            fig_dir,
+            _diag_name("uncertainty_actions", method, task, dataset),
+            f"{method} on {on}: does u tell the data's actions from others?",
+        )
+        A.fig(
+            "diagnostics",
+            f"{method} on {on}: mean u along model rollouts of random, policy and perturbed policy "
+            f"actions over that along the data's actions, per measure (1.0: no separation), {len(g)} run(s)",
+            png,
+        )

@@ -85,145 +85,166 @@ border:1px solid #eee}figcaption{font-size:.9em;color:#444}.muted{color:#888}.fl
 )
 
 
+class Doc:
+    """The report as HTML (``H``) and Markdown (``M``) lines, written side by side."""
+
+    def __init__(self):
+        self.H: list[str] = []
+        self.M: list[str] = []
+
+    def heading(self, key: str, title: str) -> None:
+        self.H.append(f"<h2 id='{key}'>{title}</h2>")
+        self.M += [f"## {title}", ""]
+
+    def para(self, text: str, cls: str = "") -> None:
+        self.H.append(f"<p class='{cls}'>{html.escape(text)}</p>" if cls else f"<p>{html.escape(text)}</p>")
+        self.M += [text, ""]
+
+    def table(self, title: str, df: pd.DataFrame, index: bool = False, cls: str = "") -> None:
+        tag = f"<p class='{cls}'>" if cls else "<p>"
+        self.H.append(f"{tag}{html.escape(title)}</p>" + html_table(df, index=index))
+        self.M += [title, "", md_table(df, index=index), ""]
+
+    def figure(self, caption: str, png: str) -> None:
+        pdf = png[:-4] + ".pdf"
+        self.H.append(
+            f"<figure><img src='{html.escape(png)}' alt='{html.escape(caption)}'><figcaption>"
+            f"{html.escape(caption)} (<a href='{html.escape(pdf)}'>PDF</a>)</figcaption></figure>"
+        )
+        self.M += [f"![{caption}]({png})", "", f"*{caption}* ([PDF]({pdf}))", ""]
+
+
 def write(A) -> None:
-    out, res, o = A.out, A.results, A.options
-    runs = res.runs
-    counts = runs["status"].value_counts()
-    summary = pd.DataFrame({"status": counts.index, "runs": counts.values})
-    cover = runs.assign(
-        method=runs["method"] + np.where(runs["dataset"] != runs["task"], " · " + runs["dataset"], "")
-    ).pivot_table(index="method", columns="task", values="run", aggfunc="count", fill_value=0)
+    """report.html and report.md: the header, coverage, flags, each section and the runs."""
+    D = Doc()
+    _header(A, D)
+    _coverage(A, D)
+    _flags(A, D)
+    for key, title in SECTIONS:
+        _section(A, D, key, title)
+    _runs(A, D)
+    D.H.append("</body></html>")
+    (A.out / "report.html").write_text("\n".join(D.H))
+    (A.out / "report.md").write_text("\n".join(D.M) + "\n")
+
+
+def _header(A, D: Doc) -> None:
+    res, o, runs = A.results, A.options, A.results.runs
     when = time.strftime("%Y-%m-%d %H:%M:%S")
     intro = (
         f"Results: <code>{html.escape(str(res.root))}</code> &middot; {len(runs)} run(s), "
-        f"{runs['method'].nunique()} method(s), {runs['task'].nunique()} task(s), profiles "
+        f"{runs['method'].nunique()} method(s), {runs['task'].nunique()} task(s), "
+        f"{runs['dataset'].nunique()} dataset(s), profiles "
         f"{', '.join(sorted(runs['profile'].unique()))} &middot; generated {when} in {A.seconds:.1f} s "
         f"&middot; bootstrap reps {o.reps}, final success = mean of the last {o.final_window} evaluation(s)"
         + (", unfinished runs included" if o.include_unfinished else ", finished runs only")
     )
-
-    H = [
+    D.H.append(
         f"<!doctype html><html><head><meta charset='utf-8'><title>MOTO benchmark report</title>"
         f"<style>{CSS}</style></head><body><h1>MOTO benchmark report</h1><p>{intro}</p>"
-    ]
-    M = [
-        "# MOTO benchmark report",
-        "",
-        intro.replace("<code>", "`").replace("</code>", "`").replace("&middot;", "·"),
-        "",
-    ]
-    H.append(
-        "<nav>"
-        + "".join(
-            f"<a href='#{k}'>{t}</a>" for k, t in [("coverage", "Coverage"), *SECTIONS, ("runs", "Runs")]
-        )
-        + "</nav>"
     )
+    D.M += ["# MOTO benchmark report", "", intro.replace("<code>", "`").replace("</code>", "`")]
+    D.M[-1] = D.M[-1].replace("&middot;", "·")
+    D.M.append("")
+    links = [("coverage", "Coverage"), *SECTIONS, ("runs", "Runs")]
+    D.H.append("<nav>" + "".join(f"<a href='#{k}'>{t}</a>" for k, t in links) + "</nav>")
 
-    # coverage ---------------------------------------------------------------
-    H.append("<h2 id='coverage'>Coverage</h2>" + html_table(summary))
-    H.append("<p>Runs per method and task:</p>" + html_table(cover, index=True))
-    M += [
-        "## Coverage",
-        "",
-        md_table(summary),
-        "",
-        "Runs per method and task:",
-        "",
-        md_table(cover, index=True),
-        "",
-    ]
+
+def _coverage(A, D: Doc) -> None:
+    """Runs by status, the datasets found, runs per method and task (and dataset), the missing, unfinished
+    and unreadable runs."""
+    res, runs = A.results, A.results.runs
+    counts = runs["status"].value_counts()
+    D.heading("coverage", "Coverage")
+    D.table("Runs by status:", pd.DataFrame({"status": counts.index, "runs": counts.values}))
+    if "datasets" in A.tables:
+        D.table(
+            "Datasets found (--dataset keeps a dataset, a subset's source or a family):", A.tables["datasets"]
+        )
+    setting = runs["setting"] if "setting" in runs else runs["task"]
+    cover = runs.assign(setting=setting).pivot_table(
+        index="method", columns="setting", values="run", aggfunc="count", fill_value=0
+    )
+    D.table("Runs per method and task (· dataset, where not the task's own):", cover, index=True)
     missing = A.missing if A.missing is not None else pd.DataFrame()
     if len(missing):
-        txt = (
-            f"{len(missing)} run(s) missing from the grid (every variant x task x seed seen in a domain and "
-            f"profile):"
+        D.table(
+            f"{len(missing)} run(s) missing from the grid (every variant x task x seed seen in a domain, "
+            f"profile and dataset family):",
+            missing,
+            cls="flag",
         )
-        H.append(f"<p class='flag'>{txt}</p>" + html_table(missing))
-        M += [txt, "", md_table(missing), ""]
     else:
-        H.append("<p>No run missing from the grid of variants x tasks x seeds.</p>")
-        M += ["No run missing from the grid of variants x tasks x seeds.", ""]
+        D.para("No run missing from the grid of variants x tasks x seeds.")
     notdone = runs[runs["status"] != "done"][["run", "status", "last_env_steps", "evals", "error"]]
     if len(notdone):
-        H.append("<p>Runs not finished:</p>" + html_table(notdone))
-        M += ["Runs not finished:", "", md_table(notdone), ""]
+        D.table("Runs not finished:", notdone)
     if res.problems:
-        pr = pd.DataFrame(res.problems, columns=["directory", "problem"])
-        H.append("<p class='flag'>Unreadable run directories:</p>" + html_table(pr))
-        M += ["Unreadable run directories:", "", md_table(pr), ""]
-    if A.flags.items:
-        H.append(
-            "<p><b>Flags</b> (what the numbers below leave out or rest on):</p><ul>"
-            + "".join(f"<li class='flag'>{html.escape(f)}</li>" for f in A.flags.items)
-            + "</ul>"
+        D.table(
+            "Unreadable run directories:",
+            pd.DataFrame(res.problems, columns=["directory", "problem"]),
+            cls="flag",
         )
-        M += ["**Flags**:", "", *[f"- {f}" for f in A.flags.items], ""]
 
-    # sections ---------------------------------------------------------------
-    for key, title in SECTIONS:
-        H.append(f"<h2 id='{key}'>{title}</h2>")
-        M += [f"## {title}", ""]
-        for n in A.notes.get(key, []):
-            H.append(f"<p class='muted'>{html.escape(n)}</p>")
-            M += [n, ""]
-        if key == "tables":
-            _tables(A, H, M)
-        if key == "aggregates":
-            for name, t in A.tables.items():
-                if name.startswith(("aggregates_", "poi_")):
-                    t = (
-                        _wide_aggregates(t)
-                        if name.startswith("aggregates_")
-                        else t.assign(
-                            **{
-                                "P(X > Y) [95% CI]": [
-                                    f"{r.value:.3g} [{r.lo:.3g}, {r.hi:.3g}]" for r in t.itertuples()
-                                ]
-                            }
-                        )[["domain", "x", "y", "P(X > Y) [95% CI]"]]
-                    )
-                    title = (f"{t['domain'].iloc[0]}: " if len(t) else "") + (
-                        "final success, value [95% CI]"
-                        if name.startswith("aggregates_")
-                        else "probability of improvement"
-                    )
-                    H.append(f"<p>{html.escape(title)}</p>" + html_table(t.drop(columns=["domain"])))
-                    M += [title, "", md_table(t.drop(columns=["domain"])), ""]
-        if key == "diagnostics" and "uncertainty_actions" in A.tables:
-            t = A.tables["uncertainty_actions"].round(4)
-            title = (
+
+def _flags(A, D: Doc) -> None:
+    if not A.flags.items:
+        return
+    D.H.append(
+        "<p><b>Flags</b> (what the numbers below leave out or rest on):</p><ul>"
+        + "".join(f"<li class='flag'>{html.escape(f)}</li>" for f in A.flags.items)
+        + "</ul>"
+    )
+    D.M += ["**Flags**:", "", *[f"- {f}" for f in A.flags.items], ""]
+
+
+def _section(A, D: Doc, key: str, title: str) -> None:
+    """One section: its notes, its tables, its figures."""
+    D.heading(key, title)
+    for n in A.notes.get(key, []):
+        D.para(n, "muted")
+    if key == "tables":
+        _tables(A, D)
+    if key == "aggregates":
+        for name, t in A.tables.items():
+            if name.startswith("aggregates_"):
+                D.table(
+                    f"{t['domain'].iloc[0]}: final success, value [95% CI]",
+                    _wide_aggregates(t).drop(columns=["domain"]),
+                )
+            elif name.startswith("poi_"):
+                ci = [f"{r.value:.3g} [{r.lo:.3g}, {r.hi:.3g}]" for r in t.itertuples()]
+                t = t.assign(**{"P(X > Y) [95% CI]": ci})[["domain", "x", "y", "P(X > Y) [95% CI]"]]
+                title = (f"{t['domain'].iloc[0]}: " if len(t) else "") + "probability of improvement"
+                D.table(title, t.drop(columns=["domain"]))
+    if key == "diagnostics":
+        if "uncertainty_actions" in A.tables:
+            D.table(
                 "Mean u along model rollouts from dataset states, by action source and measure (ratios "
-                "near 1: the measure cannot tell random, perturbed policy or policy actions from the data's)"
+                "near 1: the measure cannot tell random, perturbed policy or policy actions from the data's)",
+                A.tables["uncertainty_actions"].round(4),
             )
-            H.append(f"<p>{html.escape(title)}</p>" + html_table(t))
-            M += [title, "", md_table(t), ""]
-        if key == "diagnostics" and "action_fit" in A.tables:
-            t = A.tables["action_fit"].round(4)
-            title = (
+        if "action_fit" in A.tables:
+            D.table(
                 "The actors' fit to the demonstrations: mean |action - demo action| over the first 10 steps "
-                "and over the rest (tables/action_fit.csv)"
+                "and over the rest (tables/action_fit.csv)",
+                A.tables["action_fit"].round(4),
             )
-            H.append(f"<p>{html.escape(title)}</p>" + html_table(t))
-            M += [title, "", md_table(t), ""]
-        for caption, png in A.figures.get(key, []):
-            pdf = png[:-4] + ".pdf"
-            H.append(
-                f"<figure><img src='{html.escape(png)}' alt='{html.escape(caption)}'><figcaption>"
-                f"{html.escape(caption)} (<a href='{html.escape(pdf)}'>PDF</a>)</figcaption></figure>"
-            )
-            M += [f"![{caption}]({png})", "", f"*{caption}* ([PDF]({pdf}))", ""]
+    for caption, png in A.figures.get(key, []):
+        D.figure(caption, png)
 
-    # runs ---------------------------------------------------------------------
-    H.append(
+
+def _runs(A, D: Doc) -> None:
+    """Per run: its evaluation success against env steps (one x-scale per task), its last GIF, identity."""
+    runs = A.results.runs
+    D.H.append(
         "<h2 id='runs'>Runs</h2><p>Each run's evaluation success against environment steps (same x-scale "
         "within a task) and the first episode of its last evaluation.</p>"
     )
-    M += ["## Runs", ""]
-    ev = res.evals
-    by_run = {r: g for r, g in ev.groupby("run", observed=True)}
+    D.M += ["## Runs", ""]
+    by_run = {r: g for r, g in A.results.evals.groupby("run", observed=True)}
     rows = []
-    for task, g in runs.sort_values(["task", "method", "seed"]).groupby("task", sort=True):
+    for task, g in runs.sort_values(["task", "dataset", "method", "seed"]).groupby("task", sort=True):
         xmax = float(g["last_env_steps"].max()) if g["last_env_steps"].notna().any() else 1.0
         for r in g.itertuples():
             e = by_run.get(r.run)
@@ -254,27 +275,19 @@ def write(A) -> None:
                 )
             )
     rt = pd.DataFrame(rows)
-    H.append(html_table(rt, raw=set(rt.columns)))
-    M.append(
-        md_table(
-            runs[
-                [
-                    "run",
-                    "method",
-                    "task",
-                    "dataset",
-                    "seed",
-                    "status",
-                    "last_env_steps",
-                    "evals",
-                    "last_eval_success",
-                ]
-            ]
-        )
-    )
-    H.append("</body></html>")
-    (out / "report.html").write_text("\n".join(H))
-    (out / "report.md").write_text("\n".join(M) + "\n")
+    D.H.append(html_table(rt, raw=set(rt.columns)))
+    cols = [
+        "run",
+        "method",
+        "task",
+        "dataset",
+        "seed",
+        "status",
+        "last_env_steps",
+        "evals",
+        "last_eval_success",
+    ]
+    D.M.append(md_table(runs[cols]))
 
 
 def _wide_aggregates(t: pd.DataFrame) -> pd.DataFrame:
@@ -291,11 +304,11 @@ def _wide_aggregates(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _tables(A, H: list, M: list) -> None:
+def _tables(A, D: Doc) -> None:
+    """The final success table next to the paper's, its sources, and method x task."""
     t = A.tables.get("final")
     if t is None or t.empty:
-        H.append("<p class='muted'>No final scores.</p>")
-        M += ["No final scores.", ""]
+        D.para("No final scores.", "muted")
         return
     show = t.drop(columns=["paper_source"]).rename(
         columns={
@@ -311,28 +324,19 @@ def _tables(A, H: list, M: list) -> None:
             "regret": "regret",
         }
     )
-    H.append(
-        "<p>Final success rate (%) per method and task, mean over runs with a 95% bootstrap CI; regret is "
-        "CORL's fine-tuning regret (mean over the online training episodes of 1 - success, averaged over "
-        "runs); next to the paper's reported number where it gives one (tables/final_success.csv):</p>"
-        + html_table(show)
+    D.table(
+        "Final success rate (%) per task, dataset and method, mean over runs with a 95% bootstrap CI; regret "
+        "is CORL's fine-tuning regret (mean over the online training episodes of 1 - success, averaged over "
+        "runs); next to the paper's reported number where it gives one (tables/final_success.csv):",
+        show,
     )
-    M += [
-        "Final success rate (%) per method and task, mean over runs with a 95% bootstrap CI; regret is "
-        "CORL's fine-tuning regret (mean over the online training episodes of 1 - success, averaged over "
-        "runs); next to the paper's number where it gives one:",
-        "",
-        md_table(show),
-        "",
-    ]
     src = t[t["paper_source"] != ""][["task", "method", "paper_source"]]
     if len(src):
-        H.append(
+        D.H.append(
             "<p class='muted'>Sources: "
             + "; ".join(html.escape(f"{r.task} {r.method}: {r.paper_source}") for r in src.itertuples())
             + "</p>"
         )
     w = A.tables.get("final_wide")
     if w is not None:
-        H.append("<p>Method x task (final success %):</p>" + html_table(w, index=True))
-        M += ["Method x task (final success %):", "", md_table(w, index=True), ""]
+        D.table("Method x task (· dataset, where not the task's own; final success %):", w, index=True)

@@ -189,6 +189,7 @@ def cmd_generate_kitchen(args) -> None:
                 workers=args.workers,
                 steps=steps,
                 progress=bar,
+                warn=lambda text: tqdm.write(f"warning: {text}", file=sys.stderr),
             )
         manifests = {t: w.commit(**extra) for t, w in writers.items()}
     except BaseException:

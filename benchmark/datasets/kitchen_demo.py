@@ -527,11 +527,14 @@ def episode_plan(
     }
 
 
-def run_episode(plan: dict[str, Any], env=None, *, render: bool = True) -> dict[str, np.ndarray]:
+def run_episode(
+    plan: dict[str, Any], env=None, *, render: bool = True, on_frame: Callable[[], None] | None = None
+) -> dict[str, np.ndarray]:
     """Run one planned episode: ``qpos`` (T+1, 30), ``action`` (T, 9) and, rendering, ``image``
     (T+1, 64, 64, 3).
 
     ``env`` is a ``KitchenPixelEnv`` (made here if not given); without rendering only its physics is stepped.
+    ``on_frame`` is called after each rendered frame (progress within an episode).
     """
     own = env is None
     env = env or KitchenPixelEnv()
@@ -543,7 +546,7 @@ def run_episode(plan: dict[str, Any], env=None, *, render: bool = True) -> dict[
             steps=plan["steps"],
             seed=plan["reset_seed"],
             noise=plan["noise"],
-            on_step=(lambda: images.append(env.render())) if render else None,
+            on_step=(lambda: _frame(images, env, on_frame)) if render else None,
         )
     finally:
         if own:
@@ -553,35 +556,114 @@ def run_episode(plan: dict[str, Any], env=None, *, render: bool = True) -> dict[
     return out
 
 
+def _frame(images: list, env, on_frame) -> None:
+    images.append(env.render())
+    if on_frame is not None:
+        on_frame()
+
+
 def objects_completed(qpos_last: np.ndarray) -> int:
     """How many of the seven objects are in their goal configuration in a state."""
     return int(objects_done(qpos_last, OBJECTS).sum())
 
 
+def import_quietly() -> list[str]:
+    """Imports gymnasium-robotics with what it prints to stderr on import (its Adroit notice) and any
+    Python warning captured; returns them, for the caller to print once however many processes import it."""
+    import contextlib
+    import io
+    import warnings
+
+    buf = io.StringIO()
+    with contextlib.redirect_stderr(buf), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import gymnasium_robotics  # noqa: F401
+        from gymnasium_robotics.envs.franka_kitchen import kitchen_env  # noqa: F401
+    return [line for line in buf.getvalue().splitlines() if line.strip()] + [str(w.message) for w in caught]
+
+
+def _recording(fn, *args):
+    """``fn(*args)`` and the distinct Python warnings it raised (as text)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn(*args)
+    return out, list(dict.fromkeys(str(w.message) for w in caught))
+
+
 _WORKER_ENV = None
+_WORKER_FRAMES = None  # a shared counter of the frames rendered by every worker
+_WORKER_NOTES: list[str] = []  # what the worker's imports printed, sent back with its first episode
 
 
-def _worker_episode(plan: dict[str, Any]) -> dict[str, np.ndarray]:
-    global _WORKER_ENV
+def _init_worker(frames) -> None:
+    global _WORKER_FRAMES, _WORKER_NOTES
+    _WORKER_FRAMES = frames
+    _WORKER_NOTES = import_quietly()
+
+
+def _count_frame() -> None:
+    with _WORKER_FRAMES.get_lock():
+        _WORKER_FRAMES.value += 1
+
+
+def _worker_episode(plan: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str]]:
+    global _WORKER_ENV, _WORKER_NOTES
     if _WORKER_ENV is None:
-        _WORKER_ENV = KitchenPixelEnv()
-    return run_episode(plan, _WORKER_ENV)
+        _WORKER_ENV, notes = _recording(KitchenPixelEnv)
+        _WORKER_NOTES += notes
+    raw, notes = _recording(lambda: run_episode(plan, _WORKER_ENV, on_frame=_count_frame))
+    notes, _WORKER_NOTES = _WORKER_NOTES + notes, []
+    return raw, notes
 
 
-def generate_episodes(plans: list[dict[str, Any]], workers: int = 1) -> Iterator[dict[str, np.ndarray]]:
-    """Rendered episodes in plan order, from ``workers`` processes (the order never depends on them)."""
+def generate_episodes(
+    plans: list[dict[str, Any]],
+    workers: int = 1,
+    on_frames: Callable[[int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Rendered episodes in plan order, from ``workers`` processes (the order never depends on them).
+    ``on_frames(n)``: n more frames rendered (within episodes, every half second from workers);
+    ``on_note(text)``: a warning or notice printed by the simulator's imports or raised while stepping
+    (each process's; the caller prints each distinct one once)."""
+    frames = on_frames or (lambda n: None)
+    note = on_note or (lambda text: None)
     if workers <= 1:
-        env = KitchenPixelEnv()
+        env, notes = _recording(KitchenPixelEnv)
+        for text in notes:
+            note(text)
         try:
             for plan in plans:
-                yield run_episode(plan, env)
+                raw, notes = _recording(lambda: run_episode(plan, env, on_frame=lambda: frames(1)))
+                for text in notes:
+                    note(text)
+                yield raw
         finally:
             env.close()
         return
     import multiprocessing as mp
 
-    with mp.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_worker_episode, plans)
+    ctx = mp.get_context("spawn")
+    counter, reported = ctx.Value("q", 0), 0
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(counter,)) as pool:
+        results = pool.imap(_worker_episode, plans)
+        for _ in plans:
+            while True:
+                try:
+                    raw, notes = results.next(timeout=0.5)
+                    break
+                except mp.TimeoutError:
+                    pass
+                finally:
+                    done = counter.value
+                    if done > reported:
+                        frames(done - reported)
+                        reported = done
+            for text in notes:
+                note(text)
+            yield raw
 
 
 def generate(
@@ -593,20 +675,34 @@ def generate(
     workers: int = 1,
     steps: int = EPISODE_LENGTH,
     progress=None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Write ``episodes`` scripted episodes to every task's writer; returns manifest extras.
+    """Write ``episodes`` scripted episodes to every task's writer; returns manifest extras. ``progress``
+    (a tqdm bar) is updated per rendered frame; ``warn`` gets each distinct warning or notice of the
+    simulator once, whichever process raised it (default: printed to stderr).
     (``steps`` shortens episodes, for tests only: the datasets' episodes are 280 steps.)"""
+    import sys
+
     from benchmark.datasets.kitchen import task_episode
 
+    seen: set[str] = set()
+    warn = warn or (lambda text: print(text, file=sys.stderr))
+
+    def note(text: str) -> None:
+        if text not in seen:
+            seen.add(text)
+            warn(text)
+
+    for text in import_quietly():
+        note(text)
     plans = [episode_plan(seed, i, noise, steps) for i in range(episodes)]
     completed, planned_done = [], []
-    for plan, raw in zip(plans, generate_episodes(plans, workers)):
+    on_frames = progress.update if progress is not None else None
+    for plan, raw in zip(plans, generate_episodes(plans, workers, on_frames=on_frames, on_note=note)):
         for task, writer in writers.items():
             writer.add(task_episode(raw, raw["image"], KITCHEN_TASKS[task]))
         completed.append(objects_completed(raw["qpos"][-1]))
         planned_done.append(bool(objects_done(raw["qpos"][-1], plan["order"]).all()))
-        if progress is not None:
-            progress.update(len(raw["image"]))
     return {
         "action_noise": noise,
         "objects_per_episode": float(np.mean(completed)),

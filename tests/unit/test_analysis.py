@@ -256,9 +256,19 @@ def test_analyze_writes_every_figure_table_and_the_report(tmp_path):
     assert row.runs == 2 and row.final_success == pytest.approx(90.0)
     assert row.paper == 100.0 and row.difference == pytest.approx(-10.0)
     assert "100" in md and "-10" in md
-    # the running run is in the curves (dashed) but not the finals; the data-size runs only in their figure
+    # the running run is in the curves (dashed) but not the finals; the data-size runs are drawn in their
+    # figure (not the per-domain curves) and are rows of the tables, by dataset
     assert any("kitchen/partial/moto/seed_2 is running" in f for f in A.flags.items)
-    assert any("data-size study only" in f for f in A.flags.items)
+    assert any("2 run(s) on subsets of a dataset" in n for n in A.notes["curves"])
+    sub = table[table.dataset == "kitchen/mixed-100ep-seed0"]
+    assert list(sub.method) == ["moto"] and sub.final_success.iloc[0] == pytest.approx(90.0)
+    assert sub.paper.isna().all()  # the paper's numbers are for its own data
+    ds = pd.read_csv(out / "tables" / "curves_datasize.csv")
+    assert set(ds.dataset) == {"kitchen/mixed", "kitchen/mixed-100ep-seed0", "kitchen/mixed-250ep-seed0"}
+    assert set(ds.panel) == {"moto on kitchen/mixed"}
+    listed = pd.read_csv(out / "tables" / "datasets.csv").set_index("dataset")
+    assert listed.loc["kitchen/mixed-100ep-seed0", "kind"] == "subset of kitchen/mixed"
+    assert listed.loc["metaworld/hammer", "kind"] == "the task's own"
     curves = pd.read_csv(out / "tables" / "curves.csv")
     part = curves[(curves.method == "moto") & (curves.task == "kitchen/partial")]
     assert part["of_runs"].iloc[0] == 3 and part["n_runs"].min() == 2
@@ -309,6 +319,7 @@ def test_cli_help_and_bad_input(tmp_path, capsys):
         "--out",
         "--algos",
         "--tasks",
+        "--dataset",
         "--seeds",
         "--profile",
         "--reps",
@@ -463,3 +474,131 @@ def test_last_third_averages_the_online_evaluations_after_two_thirds_of_the_epis
     got = last_third(evals)
     assert got["a"] == pytest.approx((0.5 + 0.7 + 0.3) / 3)  # episodes >= 20 of 30; the offline eval out
     assert got["b"] == pytest.approx(0.4)
+
+
+def test_dataset_roles_source_subset_and_family():
+    role = load.dataset_role
+    assert role("kitchen/mixed", "kitchen/mixed") == {
+        "source": "kitchen/mixed",
+        "subset": False,
+        "family": "",
+    }
+    assert role("kitchen/mixed", "kitchen/scripted-mixed") == {
+        "source": "kitchen/scripted-mixed",
+        "subset": False,
+        "family": "kitchen/scripted",
+    }
+    assert role("kitchen/mixed", "kitchen/scripted-mixed-25ep-seed1") == {
+        "source": "kitchen/scripted-mixed",
+        "subset": True,
+        "family": "kitchen/scripted",
+    }
+    assert role("kitchen/mixed", "kitchen/mixed-100ep-seed0")["family"] == ""
+    assert role("kitchen/partial", "kitchen/mine") == {
+        "source": "kitchen/mine",
+        "subset": False,
+        "family": "kitchen/mine",
+    }
+
+
+def _scripted_kitchen(root, algos=("moto", "bc"), status="done"):
+    """Finished smoke runs as ``--tasks kitchen/mixed,kitchen/partial --dataset kitchen/scripted`` writes
+    them: 3 evaluations each, final success seed / 10 + 0.2 (moto) or seed / 10 (bc)."""
+    for algo in algos:
+        for task in ("kitchen/mixed", "kitchen/partial"):
+            short = task.split("/")[1]
+            for s in (0, 1):
+                final = s / 10 + (0.2 if algo == "moto" else 0.0)
+                write_run(
+                    root,
+                    algo,
+                    task,
+                    s,
+                    [(0, 0.0), (2, 0.1), (4, final)],
+                    status=status,
+                    episode_steps=280,
+                    dataset=f"kitchen/scripted-{short}",
+                    subdir=f"{task}/{algo}/smoke@kitchen-scripted-{short}/seed_{s}",
+                )
+
+
+@pytest.mark.slow
+def test_finished_scripted_kitchen_runs_are_in_every_curve_table_and_aggregate(tmp_path, capsys):
+    res = tmp_path / "res"
+    _scripted_kitchen(res)
+    assert cli.main([str(res), "--out", str(tmp_path / "o"), "--reps", "20", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "datasets: kitchen/scripted-mixed (other (--dataset kitchen/scripted), 4 runs)" in printed
+    t = pd.read_csv(tmp_path / "o" / "tables" / "final_success.csv")
+    assert len(t) == 4 and set(t.dataset) == {"kitchen/scripted-mixed", "kitchen/scripted-partial"}
+    row = t[(t.task == "kitchen/mixed") & (t.method == "moto")].iloc[0]
+    assert row.dataset == "kitchen/scripted-mixed" and row.runs == 2
+    assert row.final_success == pytest.approx(25.0) and np.isnan(row.paper)  # not the paper's data
+    curves = pd.read_csv(tmp_path / "o" / "tables" / "curves.csv")
+    assert set(zip(curves.method, curves.task, curves.dataset)) == {
+        (a, f"kitchen/{t}", f"kitchen/scripted-{t}") for a in ("moto", "bc") for t in ("mixed", "partial")
+    }
+    agg = pd.read_csv(tmp_path / "o" / "tables" / "aggregates_kitchen_scripted.csv")
+    mean = agg[(agg.method == "bc") & (agg.metric == "Mean")].iloc[0]
+    assert (
+        mean.value == pytest.approx(0.05)
+        and mean.tasks == 2
+        and mean.domain == "kitchen (kitchen/scripted data)"
+    )
+    poi = pd.read_csv(tmp_path / "o" / "tables" / "poi_kitchen_scripted.csv")
+    assert poi.iloc[0].value == pytest.approx(1.0)  # moto's every run beats bc's
+    figs = {p.name for p in (tmp_path / "o" / "figures").glob("*.png")}
+    assert {"curves_kitchen.png", "aggregates_kitchen_scripted.png", "poi_kitchen_scripted.png"} <= figs
+    assert "datasize.png" not in figs
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "data-size study only" not in md and "No final scores" not in md
+    assert "No data-size runs (a method on one task with subsets of one dataset" in md
+    row = (
+        "| kitchen/scripted-partial | other (--dataset kitchen/scripted) | kitchen/partial | 4 | 4 | moto, bc"
+    )
+    assert row in md
+    assert "kitchen/mixed · kitchen/scripted-mixed" in md  # the coverage and method x task columns
+
+
+@pytest.mark.slow
+def test_two_sources_on_one_task_are_two_settings_not_a_data_size_study_and_dataset_filters(tmp_path):
+    res = tmp_path / "res"
+    _scripted_kitchen(res, algos=("bc",))
+    for s in (0, 1):  # bc on the paper's kitchen/mixed data too
+        write_run(res, "bc", "kitchen/mixed", s, [(0, 0.0), (4, 0.5)], episode_steps=280)
+    A = analyze(res, tmp_path / "o", Options(reps=20, progress=False))
+    t = A.tables["final"].set_index(["task", "dataset"])["final_success"]
+    assert t[("kitchen/mixed", "kitchen/mixed")] == pytest.approx(50.0)
+    assert t[("kitchen/mixed", "kitchen/scripted-mixed")] == pytest.approx(5.0)
+    assert "curves_datasize.csv" not in A.csv and not (tmp_path / "o" / "figures" / "datasize.png").exists()
+    assert {"aggregates_kitchen", "aggregates_kitchen_scripted"} <= set(A.tables)
+    assert A.tables["aggregates_kitchen"]["tasks"].iloc[0] == 1  # the own data: kitchen/mixed only
+    assert list(A.tables["final_wide"].columns) == [
+        "kitchen/mixed",
+        "kitchen/mixed · kitchen/scripted-mixed",
+        "kitchen/partial · kitchen/scripted-partial",
+    ]
+    # the grid of missing runs is per dataset family: no bc on kitchen/partial's own data is implied
+    assert A.missing.empty
+    # --dataset: a family, a dataset, and a mistake that names what was found
+    for given, kept in (
+        (["kitchen/scripted"], {"kitchen/scripted-mixed", "kitchen/scripted-partial"}),
+        (["kitchen/scripted-partial"], {"kitchen/scripted-partial"}),
+        (["kitchen/mixed"], {"kitchen/mixed"}),
+    ):
+        A = analyze(res, tmp_path / "f", Options(reps=20, progress=False, datasets=given))
+        assert set(A.results.runs["dataset"]) == kept, given
+    with pytest.raises(ValueError, match=r"--dataset kitchen/scripted-mix \(did you mean .*found .*datasets"):
+        analyze(res, tmp_path / "f", Options(reps=20, progress=False, datasets=["kitchen/scripted-mix"]))
+
+
+def test_no_final_scores_says_what_the_runs_are(tmp_path):
+    res = tmp_path / "res"
+    _scripted_kitchen(res, algos=("bc",), status="running")
+    A = analyze(res, tmp_path / "o", Options(reps=20, progress=False))
+    assert A.tables["final"].empty
+    note = " ".join(A.notes["aggregates"])
+    assert "of the 4 run(s) (running 4), the 4 with an evaluation are unfinished" in note
+    assert "--include-unfinished counts them" in note
+    A = analyze(res, tmp_path / "o", Options(reps=20, progress=False, include_unfinished=True))
+    assert len(A.tables["final"]) == 2

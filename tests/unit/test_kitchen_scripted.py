@@ -172,3 +172,70 @@ def test_success_table(capsys):
     for obj in ke.OBJECTS:
         assert f"{obj:15s} alone:   1 / 1" in out, out
     assert "chained, all four: 1 / 1; by position in the chain: 1st 1, 2nd 1, 3rd 1, 4th 1" in out, out
+
+
+def test_the_missing_data_error_sees_the_scripted_data_on_disk(generated, tmp_path):
+    from benchmark.core.cli import UsageError
+    from benchmark.launch.plan import missing_datasets_message, plan, plan_args
+
+    args = plan_args(
+        algos="bc", tasks="kitchen", profile="smoke", data_dir=str(generated), out=str(tmp_path / "o")
+    )
+    with pytest.raises(UsageError) as e:
+        plan(args, resolve=False)
+    msg = str(e.value)
+    assert "kitchen/mixed at" in msg and "kitchen/partial at" in msg
+    assert (
+        "already on disk: kitchen/scripted-mixed (for kitchen/mixed), kitchen/scripted-partial (for "
+        "kitchen/partial); run with `--dataset kitchen/scripted`" in msg
+    )
+    assert "--episodes N" in msg and "generate kitchen" in msg
+    assert len(plan(plan_args(**{**vars(args), "dataset": "kitchen/scripted"}), resolve=False)) == 2
+    # one task's data only: that task is named with its option; nothing on disk: no such clause
+    missing = {
+        "kitchen": {
+            "kitchen/mixed": tmp_path / "kitchen/mixed",
+            "kitchen/partial": tmp_path / "kitchen/partial",
+        }
+    }
+    (tmp_path / "kitchen/mine").mkdir(parents=True)
+    (tmp_path / "kitchen/mine/manifest.json").write_text(json.dumps({"task": "kitchen/partial"}))
+    msg = missing_datasets_message(missing, tmp_path)
+    assert (
+        "already on disk: kitchen/mine (for kitchen/partial); run kitchen/partial with "
+        "`--dataset kitchen/mine`" in msg
+    )
+    assert "already on disk" not in missing_datasets_message(missing, tmp_path / "empty")
+
+
+@pytest.mark.slow
+def test_generation_reports_frames_within_an_episode_and_each_warning_once(monkeypatch):
+    import warnings
+
+    class Writer:
+        def __init__(self):
+            self.episodes = []
+
+        def add(self, ep):
+            self.episodes.append(ep)
+
+    class Bar:
+        def __init__(self):
+            self.updates = []
+
+        def update(self, n):
+            self.updates.append(n)
+
+    run = ke.run_episode
+
+    def noisy(plan, env=None, **kw):  # a warning in every episode, as a simulator may raise
+        warnings.warn("a warning every episode raises")
+        return run(plan, env, **kw)
+
+    monkeypatch.setattr(ke, "run_episode", noisy)
+    monkeypatch.setattr(ke, "import_quietly", lambda: ["the import notice"])
+    writer, bar, warned = Writer(), Bar(), []
+    ke.generate({"mixed": writer}, episodes=2, steps=6, progress=bar, warn=warned.append)
+    assert len(writer.episodes) == 2
+    assert bar.updates == [1] * 14  # every frame of both 6-step episodes (7 frames each), one at a time
+    assert warned == ["the import notice", "a warning every episode raises"]
