@@ -145,3 +145,17 @@ def test_the_screening_and_bc_sweep_files_plan_with_their_overrides(tmp_path, dr
     }
     args = plan_args(out=str(tmp_path), sweep=str(repo / "slurm/bc_ten_tasks.yaml"), dry_run=True)
     assert len([r for _, rs in expand(args, []) for r in rs]) == 10
+
+
+def test_the_fork_sizes_sweep_sets_the_model_free_learners_sizes(tmp_path):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    args = plan_args(out=str(tmp_path), sweep=str(repo / "slurm/model_free_fork_sizes.yaml"), dry_run=True)
+    runs = [r for _, rs in expand(args, []) for r in rs]
+    assert len(runs) == 15
+    assert all(r.overrides == {"batch_size": 256, "channels": (32, 64, 128, 256)} for r in runs)
+    assert {r.dir.parent.name for r in runs} == {
+        "cpu,batch_size=256,channels=32-64-128-256",
+        "cpu-long,batch_size=256,channels=32-64-128-256",
+    }
