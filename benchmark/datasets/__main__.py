@@ -1,4 +1,4 @@
-"""python -m benchmark.datasets {generate,import,subset,verify,stats} -- see --help of each."""
+"""python -m benchmark.datasets {generate,probe,import,subset,verify,stats} -- see --help of each."""
 
 from __future__ import annotations
 
@@ -239,6 +239,100 @@ def _paper(spec) -> dict:
     }
 
 
+def _probe_targets(name: str, root: Path) -> list[str]:
+    """The Kitchen datasets a ``probe`` argument names: a dataset, or a family (``kitchen/scripted``: its
+    datasets ``kitchen/scripted-<task>`` that exist), as ``--dataset`` reads it."""
+    from benchmark.tasks.envs.kitchen import KITCHEN_TASKS
+
+    if (root / name / "manifest.json").exists():
+        return [name]
+    found = [f"{name}-{t}" for t in KITCHEN_TASKS if (root / f"{name}-{t}" / "manifest.json").exists()]
+    if not found:
+        read_manifest(root / name)  # the missing-dataset error
+    return found
+
+
+def cmd_probe(args) -> None:
+    from tqdm import tqdm
+
+    from benchmark.datasets import kitchen_demo as gen
+    from benchmark.datasets.probe import is_probe, probe_path
+
+    noise = gen.DEFAULT_NOISE if args.action_noise is None else args.action_noise
+    steps = gen.EPISODE_LENGTH if args.episode_length is None else args.episode_length
+    if args.episodes < 1:
+        raise DatasetError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.workers < 1:
+        raise DatasetError(f"--workers must be at least 1, got {args.workers}")
+    if not 0.0 <= noise <= 1.0:
+        raise DatasetError(f"--action-noise must be between 0 and 1, got {noise}")
+    if steps < 1:
+        raise DatasetError(f"--episode-length must be at least 1, got {steps}")
+    if args.max_attempts is not None and args.max_attempts < args.episodes:
+        raise DatasetError(
+            f"--max-attempts must be at least --episodes ({args.episodes}), got {args.max_attempts}"
+        )
+    root = _data_dir(args)
+    targets = {}
+    for name in dict.fromkeys(n for spec in args.datasets for n in _probe_targets(spec, root)):
+        m = read_manifest(root / name)
+        if is_probe(m):
+            raise DatasetError(f"{name} is a probe set itself; name the training dataset it belongs to")
+        task = str(m.get("task", ""))
+        if task.removeprefix("kitchen/") not in gen.PROBE_STREAM or not task.startswith("kitchen/"):
+            raise DatasetError(
+                f"{name} is a dataset of {task or 'no task'}; probe sets are made for Kitchen datasets "
+                f"(kitchen/mixed, kitchen/partial) only"
+            )
+        path = probe_path(root / name)
+        if path.exists() and not args.overwrite:
+            raise DatasetError(f"{path} already exists; pass --overwrite to replace it")
+        targets[name] = (task, m, path)
+    generator = {
+        "name": "kitchen-scripted-probe",
+        "version": gen.GENERATOR_VERSION,
+        "episode_length": steps,
+        "action_repeat": 1,
+        "note": "held-out episodes of the scripted demonstrator that do the task's four objects; "
+        "for the model diagnostics (Fig. 4), never trained on",
+    }
+    rows = []
+    for name, (task, m, path) in targets.items():
+        t0 = time.time()
+        writer = DatasetWriter(path, task=task, generator=generator, seed=args.seed, overwrite=args.overwrite)
+        try:
+            with tqdm(desc=str(path.relative_to(root)), unit="frame", disable=args.quiet) as bar:
+                probe = gen.generate_probe(
+                    writer,
+                    task.removeprefix("kitchen/"),
+                    episodes=args.episodes,
+                    seed=args.seed,
+                    noise=noise,
+                    workers=args.workers,
+                    steps=steps,
+                    max_attempts=args.max_attempts,
+                    progress=bar,
+                    warn=lambda text: tqdm.write(f"warning: {text}", file=sys.stderr),
+                )
+            if not probe["all_objects_done"]:
+                raise DatasetError(
+                    f"none of {probe['attempts']} scripted episodes did all four objects of {task} in "
+                    f"{steps} steps: no probe set written (longer --episode-length, more --max-attempts)"
+                )
+            probe.update(of_dataset=name, of_checksum=m["checksum"])
+            written = writer.commit(probe=probe)
+        except BaseException:
+            writer.abort()
+            raise
+        print(
+            f"{path.relative_to(root)}: {probe['all_objects_done']} of {probe['attempts']} attempts end with "
+            f"all of {', '.join(probe['objects'])} done (asked for {args.episodes}) in "
+            f"{time.time() - t0:.0f} s -> {path}"
+        )
+        rows.append(_stats_row(str(path.relative_to(root)), written))
+    print_table(rows, ["dataset", "episodes", "transitions", "mean_return", "success"])
+
+
 def cmd_import(args) -> None:
     from tqdm import tqdm
 
@@ -417,6 +511,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--overwrite", action="store_true")
     g.set_defaults(func=cmd_generate)
+
+    pr = sub.add_parser(
+        "probe",
+        parents=[common],
+        help="held-out episodes that do a Kitchen task's four objects, beside a dataset as <dataset>-probe "
+        "(the model diagnostics' probe set; never trained on)",
+    )
+    pr.add_argument(
+        "datasets",
+        nargs="+",
+        help="Kitchen datasets (kitchen/scripted-partial, kitchen/partial) or a family (kitchen/scripted)",
+    )
+    pr.add_argument(
+        "--episodes", type=int, default=8, help="episodes per probe set, each doing all four objects (8)"
+    )
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--action-noise", type=float, default=None, help="std of the arm's action noise (0.1)")
+    pr.add_argument("--workers", type=int, default=1, help="rendering processes (bytes do not depend on it)")
+    pr.add_argument(
+        "--episode-length", type=int, default=None, help="steps per episode (default 280, the task's)"
+    )
+    pr.add_argument(
+        "--max-attempts", type=int, default=None, help="scripted episodes tried at most (default 3x)"
+    )
+    pr.add_argument("--overwrite", action="store_true")
+    pr.set_defaults(func=cmd_probe)
 
     i = sub.add_parser("import", parents=[common], help="import Kitchen demonstrations and render them")
     i.add_argument("domain", choices=["kitchen"])

@@ -712,6 +712,107 @@ def generate(
     }
 
 
+# ---------------------------------------------------------------------------------------------------
+# Probe sets: held-out episodes that do all four objects of a task (``python -m benchmark.datasets probe``)
+
+# The spawn key of each task's probe episodes: a dataset episode's stream (SeedSequence([seed, i])) has
+# none, so a probe episode never repeats a training episode's reset or noise.
+PROBE_STREAM = {"mixed": 1, "partial": 2}
+PROBE_EPISODES = 8
+
+
+def probe_plan(
+    task: str, seed: int, index: int, noise: float = DEFAULT_NOISE, steps: int = EPISODE_LENGTH
+) -> dict[str, Any]:
+    """Attempt ``index`` of a probe set of the Kitchen ``task`` ("mixed" or "partial"): the task's four
+    objects in D4RL's order, a reset seed (and so the action noise) drawn from
+    ``SeedSequence([seed, index], spawn_key=(PROBE_STREAM[task],))``."""
+    if task not in PROBE_STREAM:
+        raise ValueError(f"unknown kitchen task {task!r}; known: {', '.join(PROBE_STREAM)}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index], spawn_key=(PROBE_STREAM[task],)))
+    return {
+        "index": index,
+        "order": sorted(KITCHEN_TASKS[task], key=CHAIN_OBJECTS.index),
+        "reset_seed": int(rng.integers(2**31 - 1)),
+        "noise": noise,
+        "steps": steps,
+    }
+
+
+def completes(plan: dict[str, Any], kitchen_env) -> bool:
+    """Does the planned episode end with all of its objects in their goal configuration? (Physics only, no
+    rendering: ~1 s for 280 steps.)"""
+    out = rollout(
+        kitchen_env, plan["order"], steps=plan["steps"], seed=plan["reset_seed"], noise=plan["noise"]
+    )
+    return bool(objects_done(out["qpos"][-1], plan["order"]).all())
+
+
+def generate_probe(
+    writer,
+    task: str,
+    *,
+    episodes: int = PROBE_EPISODES,
+    seed: int = 0,
+    noise: float = DEFAULT_NOISE,
+    workers: int = 1,
+    steps: int = EPISODE_LENGTH,
+    max_attempts: int | None = None,
+    progress=None,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write up to ``episodes`` probe episodes of ``task`` to ``writer``: attempts ``0, 1, ...`` of
+    ``probe_plan`` are run (physics only) until ``episodes`` of them end with the task's four objects done
+    or ``max_attempts`` (default 3x) were tried; those are rendered, checked again and written. Returns
+    the manifest's ``probe`` entry (attempts, kept indices, how many were checked complete)."""
+    import sys
+
+    from benchmark.datasets.kitchen import task_episode
+
+    max_attempts = 3 * episodes if max_attempts is None else max_attempts
+    seen: set[str] = set()
+    warn = warn or (lambda text: print(text, file=sys.stderr))
+
+    def note(text: str) -> None:
+        if text not in seen:
+            seen.add(text)
+            warn(text)
+
+    for text in import_quietly():
+        note(text)
+    env, notes = _recording(make_physics_env)
+    kept, attempts = [], 0
+    try:
+        while len(kept) < episodes and attempts < max_attempts:
+            plan = probe_plan(task, seed, attempts, noise, steps)
+            attempts += 1
+            done, notes_now = _recording(completes, plan, env)
+            notes += notes_now
+            if done:
+                kept.append(plan)
+    finally:
+        env.close()
+    for text in notes:
+        note(text)
+    if progress is not None:
+        progress.total = len(kept) * (steps + 1)
+        progress.refresh()
+    on_frames = progress.update if progress is not None else None
+    written = []
+    for plan, raw in zip(kept, generate_episodes(kept, workers, on_frames=on_frames, on_note=note)):
+        if objects_done(raw["qpos"][-1], plan["order"]).all():  # the same states as the check (deterministic)
+            writer.add(task_episode(raw, raw["image"], KITCHEN_TASKS[task]))
+            written.append(plan["index"])
+    return {
+        "task": f"kitchen/{task}",
+        "objects": list(kept[0]["order"]) if kept else sorted(KITCHEN_TASKS[task], key=CHAIN_OBJECTS.index),
+        "attempts": attempts,
+        "all_objects_done": len(written),
+        "attempt_indices": written,
+        "action_noise": noise,
+    }
+
+
 def evaluate(
     episodes: int = 20,
     *,
