@@ -154,6 +154,8 @@ class RunContext:
     action_repeat: int = 1  # environment steps per agent step (for counting environment steps)
     run_dir: Path | None = None  # for agent-owned files (diagnostics, large state)
     extras: Mapping[str, Any] = field(default_factory=dict)
+    probe_episodes: tuple[dict, ...] = ()  # held-out episodes of the task for the model diagnostics only
+    # (the dataset's probe set, ``benchmark/datasets/probe.py``; dicts as in ``on_episode``); never trained on
 
 
 @runtime_checkable
@@ -226,6 +228,8 @@ DIAGNOSTICS_COLUMNS = {
         "context",
         "true_reward",
         "predicted_reward",
+        "episode_set",  # dataset | probe (added 2026-12; older files: dataset)
+        "data_max_reward",  # the largest step reward in the training data (older files: absent)
     ],
     "reconstruction.csv": ["grad_step", "phase", "episode", "frames", "image_loss", "reward_loss"],
     "action_fit.csv": ["grad_step", "phase", "episode", "t", "action_error"],

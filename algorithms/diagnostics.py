@@ -18,7 +18,9 @@ reads reward_prediction, uncertainty and uncertainty_actions by the same column 
   losses' per-frame image term 1/2 ||x^ - x||^2 (pixels in [-0.5, 0.5]) and reward term 1/2 (r^ - r)^2.
 * ``open_loop_rewards``: the model filters an episode's first ``context`` frames, then predicts
   rewards open-loop under the episode's own actions (source ``data``) or under the actor's mode
-  actions (source ``policy``) -- paper Fig. 4 left and App. A.1.
+  actions (source ``policy``) -- paper Fig. 4 left and App. A.1. On dataset episodes (column
+  ``episode_set`` = ``dataset``) and, where the run has a probe set (``RunContext.probe_episodes``:
+  held-out episodes, e.g. Kitchen episodes that do all four objects), on those (``probe``).
 * ``video_prediction``: the same open-loop prediction for frames: true | predicted | difference
   stacked vertically, episodes side by side (DreamerV2's ``openl`` video), written as a GIF.
 
@@ -211,25 +213,42 @@ def write_run_diagnostics(
     seed: int = 0,
     actor=None,
     gif_length: int = 50,
+    probe_episodes=(),
+    data_max_reward: float | None = None,
 ) -> dict:
     """Reward predictions (data and policy), reconstruction losses, the open-loop GIF and, given the
-    actor, its action fit on ``episodes`` at ``grad_step``. Returns the paths written."""
+    actor, its action fit on ``episodes`` at ``grad_step``; reward predictions also on ``probe_episodes``
+    (held-out episodes, rows ``episode_set=probe``; from a generator of their own, so the other numbers
+    do not depend on them). ``data_max_reward`` (the training data's largest step reward) goes into every
+    reward row. Returns the paths written."""
     run_dir = Path(run_dir)
     dev = next(wm.parameters()).device
-    gen = torch.Generator(device=dev).manual_seed(
-        int(np.random.SeedSequence([seed, grad_step]).generate_state(1)[0])
-    )
+
+    def generator(*key):
+        state = np.random.SeedSequence([seed, grad_step, *key]).generate_state(1)[0]
+        return torch.Generator(device=dev).manual_seed(int(state))
+
+    gen = generator()
     was_training = wm.training
     wm.eval()
     try:
         rows = []
-        for e, ep in enumerate(episodes):
-            base = {"grad_step": grad_step, "phase": phase, "episode": e, "context": context}
-            rows += [{**base, "source": "data", **r} for r in open_loop_rewards(wm, ep, context, gen)]
-            if actor is not None:
-                rows += [
-                    {**base, "source": "policy", **r} for r in open_loop_rewards(wm, ep, context, gen, actor)
-                ]
+        for episode_set, eps, g in (("dataset", episodes, gen), ("probe", probe_episodes, generator(4))):
+            for e, ep in enumerate(eps):
+                base = {
+                    "grad_step": grad_step,
+                    "phase": phase,
+                    "episode": e,
+                    "context": context,
+                    "episode_set": episode_set,
+                    "data_max_reward": data_max_reward,
+                }
+                rows += [{**base, "source": "data", **r} for r in open_loop_rewards(wm, ep, context, g)]
+                if actor is not None:
+                    rows += [
+                        {**base, "source": "policy", **r}
+                        for r in open_loop_rewards(wm, ep, context, g, actor)
+                    ]
         reward_path = run_dir / "diagnostics" / "reward_prediction.csv"
         replace_rows(reward_path, REWARD_COLUMNS, rows, grad_step, phase)
         recon = reconstruction(wm, episodes, gen)
@@ -268,12 +287,13 @@ def write_run_diagnostics(
     return paths
 
 
-def load_agent(run_dir, device: str = "cpu", reaches_goal=None):
+def load_agent(run_dir, device: str = "cpu", reaches_goal=None, probe_episodes=()):
     """Rebuild a run's agent from ``config.json`` and ``checkpoint.pkl`` (the analysis' entry point:
     ``load_agent(run).wm`` is the world model). Works for any agent whose ``state_dict`` records
     ``meta = {obs_shape, action_dim}`` (the world-model agents do). The run's context gets the config's
     task and action repeat; ``reaches_goal`` is the task's goal rule (``RunContext.reaches_goal``; the
-    files do not hold it; None: any step's success flag)."""
+    files do not hold it; None: any step's success flag); ``probe_episodes``: the run's probe set
+    (``benchmark.datasets.probe.load_probe``)."""
     import dataclasses
 
     import algorithms
@@ -300,6 +320,7 @@ def load_agent(run_dir, device: str = "cpu", reaches_goal=None):
         run_dir=None,
         reaches_goal=reaches_goal,
         action_repeat=cfg.get("action_repeat", 1),
+        probe_episodes=tuple(probe_episodes),
     )
     agent = entry.make(config, context)
     agent.load_state_dict(state)

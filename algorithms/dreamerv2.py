@@ -111,6 +111,7 @@ class DreamerV2Agent(WorldModelAgent):
         }
         self.evals = 0
         self.diag_episodes: list[dict] = []
+        self.data_max_reward: float | None = None  # the largest step reward of the dataset (Fig. 4's bar)
 
     def build_heads(self, feat_dim: int) -> None:
         """The actor, the critic v and its slow copy v' (steps 3-5 above)."""
@@ -201,8 +202,13 @@ class DreamerV2Agent(WorldModelAgent):
 
     # -- hooks: diagnostics ---------------------------------------------------------------------------
     def on_episode(self, episode, online):
-        if not online and len(self.diag_episodes) < self.config.diag_episodes:
+        if online:
+            return
+        if len(self.diag_episodes) < self.config.diag_episodes:
             self.diag_episodes.append(episode)  # the first dataset episodes (views into the store)
+        if len(episode["reward"]):
+            top = float(np.max(episode["reward"]))
+            self.data_max_reward = top if self.data_max_reward is None else max(self.data_max_reward, top)
 
     def on_eval(self, episodes, eval_episodes=()):
         """After each evaluation (every ``diag_every_evals``-th): ``write_diagnostics``."""
@@ -214,7 +220,8 @@ class DreamerV2Agent(WorldModelAgent):
 
     def write_diagnostics(self, phase: str, run_dir=None, eval_episodes=()) -> dict:
         """Reward predictions, reconstructions, the actor's fit and the open-loop GIF of the first dataset
-        episodes (``algorithms/diagnostics.py``; ``eval_episodes`` are not used here, MOTO's are)."""
+        episodes, and reward predictions along the run's probe episodes (``RunContext.probe_episodes``)
+        (``algorithms/diagnostics.py``; ``eval_episodes`` are not used here, MOTO's are)."""
         run_dir = run_dir or self.context.run_dir
         if run_dir is None or not self.diag_episodes:
             return {}
@@ -229,6 +236,8 @@ class DreamerV2Agent(WorldModelAgent):
             context=self.config.diag_context,
             seed=self.context.seed,
             actor=self.actor,
+            probe_episodes=self.context.probe_episodes,
+            data_max_reward=self.data_max_reward,
         )
 
     # -- state ------------------------------------------------------------------------------------

@@ -477,7 +477,8 @@ class MOTOAgent(DreamerV2Agent):
         return int(np.median(self.expert_lengths)) if self.expert_lengths else None
 
     def write_diagnostics(self, phase: str, run_dir=None, eval_episodes=()) -> dict:
-        """Fig. 4 / A.1 reward predictions (data and policy) of expert episodes and Eq. 12's expected
+        """Fig. 4 / A.1 reward predictions (data and policy) of expert episodes (and of the run's probe
+        episodes, ``RunContext.probe_episodes``: held-out ones the data never holds) and Eq. 12's expected
         uncertainty into ``<run_dir>/diagnostics/`` (columns: ``algorithms/diagnostics.py``).
         The performance gap J(expert) - J(policy) takes J(policy) from ``eval_episodes`` (the
         evaluation that triggered this), else from the online episodes since the last write."""
@@ -497,6 +498,8 @@ class MOTOAgent(DreamerV2Agent):
             context=c.diag_context,
             seed=self.context.seed,
             actor=self.actor,
+            probe_episodes=self.context.probe_episodes,
+            data_max_reward=self.data_max_reward,
         )
         gen = torch.Generator(device=self.device).manual_seed(
             int(np.random.SeedSequence([self.context.seed, self.updates, 12]).generate_state(1)[0])
@@ -680,14 +683,17 @@ def action_uncertainty_rows(by_source: dict, selected: str, base: dict) -> list[
     return rows
 
 
-def write_checkpoint_diagnostics(run_dir, episodes, device: str = "cpu", reaches_goal=None) -> dict:
+def write_checkpoint_diagnostics(
+    run_dir, episodes, device: str = "cpu", reaches_goal=None, probe_episodes=()
+) -> dict:
     """The diagnostics of a run's final checkpoint (``load_agent``), written into its run directory.
     ``episodes``: the dataset episodes, as ``on_episode`` sees them (e.g. the run's dataset,
     ``benchmark.datasets.format.iter_episodes``); those that reach the goal (``reaches_goal``, the task's
-    rule; None: any step's success flag) are the expert episodes."""
+    rule; None: any step's success flag) are the expert episodes; ``probe_episodes``: the run's probe set
+    (``benchmark.datasets.probe.load_probe``), for the reward predictions along held-out episodes."""
     from algorithms.diagnostics import load_agent
 
-    agent = load_agent(run_dir, device, reaches_goal=reaches_goal)
+    agent = load_agent(run_dir, device, reaches_goal=reaches_goal, probe_episodes=probe_episodes)
     for ep in episodes:
         agent.on_episode(ep, False)
     return agent.write_diagnostics("offline" if agent.online_episodes == 0 else "online", run_dir)

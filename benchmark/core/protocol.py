@@ -34,6 +34,7 @@ from benchmark.core import rundir
 from benchmark.core.console import Progress
 from benchmark.core.replay import BatchSampler, EpisodeStore
 from benchmark.datasets.format import iter_episodes, load_episode, read_manifest, save_npz
+from benchmark.datasets.probe import load_probe, probe_record
 from benchmark.tasks import Schedule, TaskSpec
 
 
@@ -227,6 +228,7 @@ class Runner:
         for ep in iter_episodes(self.dataset_path):
             store.add(ep)
         self.n_offline = store.num_episodes
+        probe = load_probe(self.dataset_path, self.spec.name)  # held out: not in the store
         seed_globals(self.seed)
         context = RunContext(
             obs_shape=tuple(manifest["image_shape"]),
@@ -241,6 +243,7 @@ class Runner:
             reaches_goal=self.spec.reaches_goal,
             action_repeat=self.spec.action_repeat,
             run_dir=self.dir,
+            probe_episodes=tuple(probe),
         )
         agent = algorithms.make_agent(self.algo, self.cfg, context)
         self._check_goal_requests(agent, store)
@@ -492,6 +495,7 @@ def resolved_config(run: RunSpec, profile: str) -> dict:
             "episodes": manifest["episodes"],
             "transitions": manifest["transitions"],
         },
+        "probe": probe_record(run.dataset, run.task.name),  # not part of the identity: diagnostics only
         "versions": rundir.versions(),
         "git_commit": rundir.git_commit(),
     }

@@ -17,6 +17,7 @@ from benchmark.core import rundir
 from benchmark.core.cli import UsageError, check_out
 from benchmark.core.protocol import RunSpec
 from benchmark.datasets.format import DatasetError, verify_dataset
+from benchmark.datasets.probe import find_probe, is_probe
 from benchmark.tasks import default_data_dir, get_task, resolve_tasks
 from benchmark.tasks.profiles import PROFILES, env_overrides_for, schedule_for, sizes
 
@@ -142,6 +143,28 @@ def unused_settings(settings: dict, runs: list[RunSpec]) -> list[str]:
     return [k for k in settings if k not in used]
 
 
+def _check_probe(dataset: Path, manifest: dict, task: str) -> None:
+    """A probe set is no run's training data; the probe set beside a dataset must be whole and match it."""
+    if is_probe(manifest):
+        of = manifest["probe"].get("of_dataset", "the dataset it was made for")
+        raise UsageError(
+            f"{dataset} is a probe set (held-out episodes for the model diagnostics of {of}), not "
+            f"training data: run on {of}"
+        )
+    try:
+        probe = find_probe(dataset, task)
+        if probe is None:
+            return
+        pm = verify_dataset(probe)
+    except DatasetError as exc:
+        raise UsageError(f"invalid probe set for {task} beside {dataset}: {exc}") from exc
+    if (pm["image_shape"], pm["action_dim"]) != (manifest["image_shape"], manifest["action_dim"]):
+        raise UsageError(
+            f"probe set {probe} has images {pm['image_shape']} and {pm['action_dim']}-dim actions; its "
+            f"dataset {dataset} {manifest['image_shape']} and {manifest['action_dim']}-dim"
+        )
+
+
 def plan(args, resolve: bool = True) -> list[RunSpec]:
     """Every run of the sweep, checked. ``resolve=False`` (dry runs) skips building configs, which
     would import the algorithms' frameworks."""
@@ -192,6 +215,7 @@ def plan(args, resolve: bool = True) -> list[RunSpec]:
                     f"dataset {dataset} has {manifest['action_dim']}-dim actions; {task} has "
                     f"{spec.action_dim}"
                 )
+            _check_probe(dataset, manifest, task)
             verified.add(dataset)
         schedule = schedule_for(spec, args.profile)
         for algo in algos:
