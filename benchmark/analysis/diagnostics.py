@@ -18,9 +18,16 @@ One row per predicted time step.
     context           int    frames observed before open-loop prediction starts
     true_reward       float  the recorded reward at t (empty for source = policy)
     predicted_reward  float  the reward head's mean prediction at t
+    episode_set       str    dataset = the episode is a training-data episode
+                             probe   = a held-out episode of the run's probe set (``<dataset>-probe``:
+                                       Kitchen episodes that do all four objects, which ``partial``'s data
+                                       never holds; source policy: the policy from its first frames)
+                             (files written before this column: dataset)
+    data_max_reward   float  the largest step reward in the run's training data (older files: empty)
 
 The analysis takes, per run, the rows of the last ``grad_step`` of the offline phase (the paper's
-"end of offline pre-training"; the last grad_step of all when there are no offline rows).
+"end of offline pre-training"; the last grad_step of all when there are no offline rows); Fig. 4 and
+``reward_generalisation_summary`` use the probe episodes where a run has them, else the dataset's.
 
 ``uncertainty.csv`` (Fig. 6, App. B, Eq. 12: the performance gap is bounded by the expected model
 uncertainty). One row per measurement during fine-tuning.
@@ -66,10 +73,17 @@ _ACTION_COLUMNS = DIAGNOSTICS_COLUMNS["uncertainty_actions.csv"]
 ACTION_SOURCES = [c for c in _ACTION_COLUMNS if f"{c}_over_data" in _ACTION_COLUMNS]
 
 
+# Columns added to a file after runs had written it, with what an older file means by their absence.
+ADDED_COLUMNS = {"reward_prediction.csv": {"episode_set": "dataset", "data_max_reward": float("nan")}}
+
+
 def _read(path: str | Path) -> pd.DataFrame:
     """A diagnostics file by its name's columns (``DIAGNOSTICS_COLUMNS``); a missing column is a
-    ValueError."""
+    ValueError, except those of ``ADDED_COLUMNS``, which get their default."""
     df = pd.read_csv(path, on_bad_lines="skip")
+    added = ADDED_COLUMNS.get(Path(path).name, {})
+    for c, default in added.items():
+        df[c] = df[c].fillna(default) if c in df.columns else default
     missing = [c for c in DIAGNOSTICS_COLUMNS[Path(path).name] if c not in df.columns]
     if missing:
         raise ValueError(
@@ -82,7 +96,7 @@ def _read(path: str | Path) -> pd.DataFrame:
 def read_reward_prediction(path: str | Path) -> pd.DataFrame:
     """The Fig. 4 snapshot of one run: rows of its last offline grad_step (else its last grad_step)."""
     df = _read(path)
-    for c in ("grad_step", "episode", "t", "context", "true_reward", "predicted_reward"):
+    for c in ("grad_step", "episode", "t", "context", "true_reward", "predicted_reward", "data_max_reward"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df = df[df["grad_step"].notna() & df["predicted_reward"].notna()]
     if df.empty:
@@ -90,6 +104,64 @@ def read_reward_prediction(path: str | Path) -> pd.DataFrame:
     off = df[df["phase"] == "offline"]
     step = (off if len(off) else df)["grad_step"].max()
     return df[df["grad_step"] == step].reset_index(drop=True)
+
+
+def fig4_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows Fig. 4 shows of one run's snapshot: its probe episodes' where it has any, else the
+    dataset episodes'."""
+    probe = df[df["episode_set"] == "probe"]
+    return probe if len(probe) else df[df["episode_set"] != "probe"]
+
+
+def final_per_episode(df: pd.DataFrame) -> pd.DataFrame:
+    """The last row (largest t) of each (source, episode): the final predicted and true rewards."""
+    return df.sort_values("t").groupby(["source", "episode"], sort=False).tail(1)
+
+
+REWARD_GENERALISATION_COLUMNS = [
+    "run",
+    "grad_step",
+    "phase",
+    "episode_set",
+    "episodes",
+    "final_true_reward",
+    "final_predicted_reward",
+    "max_predicted_reward",
+    "final_policy_reward",
+    "data_max_reward",
+    "dataset_final_predicted_reward",
+]
+
+
+def reward_generalisation_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run of ``read_reward_prediction`` snapshots (a ``run`` column), Fig. 4's numbers: along the
+    episodes of ``fig4_rows`` (``episode_set``: probe or dataset), the means over episodes of the final
+    true reward, the final predicted reward under the episodes' own actions and its largest value along
+    each episode, and the final predicted reward of the policy's rollouts in the model (source policy);
+    the training data's largest step reward; the final predicted reward along the dataset episodes."""
+    rows = []
+    for run, g in df.groupby("run", sort=False):
+        shown = fig4_rows(g)
+        data, pol = shown[shown["source"] == "data"], shown[shown["source"] == "policy"]
+        final = final_per_episode(shown)
+        fin_data, fin_pol = final[final["source"] == "data"], final[final["source"] == "policy"]
+        own = g[(g["episode_set"] != "probe") & (g["source"] == "data")]
+        rows.append(
+            dict(
+                run=run,
+                grad_step=int(g["grad_step"].max()),
+                phase=g["phase"].iloc[0],
+                episode_set=shown["episode_set"].iloc[0] if len(shown) else "",
+                episodes=int(data["episode"].nunique() if len(data) else pol["episode"].nunique()),
+                final_true_reward=fin_data["true_reward"].mean(),
+                final_predicted_reward=fin_data["predicted_reward"].mean(),
+                max_predicted_reward=data.groupby("episode")["predicted_reward"].max().mean(),
+                final_policy_reward=fin_pol["predicted_reward"].mean(),
+                data_max_reward=g["data_max_reward"].max(),
+                dataset_final_predicted_reward=final_per_episode(own)["predicted_reward"].mean(),
+            )
+        )
+    return pd.DataFrame(rows, columns=REWARD_GENERALISATION_COLUMNS)
 
 
 def read_uncertainty(path: str | Path) -> pd.DataFrame:

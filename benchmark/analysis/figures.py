@@ -257,11 +257,16 @@ def sample_efficiency_figure(
 def reward_prediction_figure(
     df: pd.DataFrame, out_dir: Path, name: str, title: str, reference: dict | None = None
 ) -> Path:
-    """Fig. 4: left, true vs predicted reward along dataset episodes; right, predicted reward of policy
-    rollouts."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    """Fig. 4: left, true vs predicted reward along episodes (the probe set's held-out episodes where
+    ``df``'s ``episode_set`` is probe, else dataset episodes); right, predicted reward of the policy's
+    rollouts in the model from their first frames. A dashed line marks the training data's largest step
+    reward (``data_max_reward``) where known."""
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.6), sharey=True)
     data, pol = df[df["source"] == "data"], df[df["source"] == "policy"]
     reference = reference or {}
+    sets = set(df["episode_set"]) if "episode_set" in df else {"dataset"}
+    what = {"probe": "probe episodes", "dataset": "dataset episodes"}
+    episodes = " + ".join(what.get(x, str(x)) for x in sorted(sets, reverse=True))
     ax = axes[0]
     if len(data):
         long = pd.concat(
@@ -291,7 +296,7 @@ def reward_prediction_figure(
             )
         fin = data.sort_values("t").groupby(["run", "episode"])["predicted_reward"].last().mean()
         ref = reference.get("mean_final_predicted_reward_data")
-        ax.set_title(f"dataset episodes: final predicted {fin:.2f}" + (f" (paper {ref:g})" if ref else ""))
+        ax.set_title(f"{episodes}: final predicted {fin:.2f}" + (f" (paper {ref:g})" if ref else ""))
     else:
         ax.text(0.5, 0.5, "no source = data rows", ha="center", transform=ax.transAxes)
     ax = axes[1]
@@ -311,6 +316,13 @@ def reward_prediction_figure(
         ax.set_title(f"policy in the model: final {fin:.2f}" + (f" (paper {ref:g})" if ref else ""))
     else:
         ax.text(0.5, 0.5, "no source = policy rows", ha="center", transform=ax.transAxes)
+    top = df["data_max_reward"].max() if "data_max_reward" in df else float("nan")
+    if pd.notna(top):
+        for ax in axes:
+            ax.axhline(float(top), color="0.5", lw=0.8, ls="--")
+        axes[1].text(
+            axes[1].get_xlim()[0], float(top), " largest reward in the data", va="bottom", fontsize="small"
+        )
     for ax in axes:
         ax.set_xlabel("time step")
     axes[0].set_ylabel("reward")

@@ -286,6 +286,7 @@ def tabulate(A: Analysis, G: Groups) -> None:
     if final.empty:
         A.note("aggregates", _why_no_finals(runs))
     _read_diagnostics(A, G)
+    _reward_generalisation_table(A, G)
     _action_uncertainty_table(A, G)
     _action_fit_table(A, G)
     A.missing = A.csv["missing.csv"] = _expected_missing(runs, o)
@@ -698,6 +699,59 @@ def _read_diagnostics(A: Analysis, G: Groups) -> None:
                 G.diag[kind].append((method, task, dataset, g, df))
 
 
+def _fig4_reference(ref: pd.DataFrame, task: str, variant: str) -> dict:
+    """The paper's Fig. 4 numbers for a method on a task ({metric: value}; empty where it gives none)."""
+    rr = ref[(ref["task"] == task) & (ref["variant"] == variant) & (ref["figure"] == "fig4")]
+    return dict(zip(rr["metric"], rr["value"]))
+
+
+REWARD_GENERALISATION_COLUMNS = [
+    "method",
+    "task",
+    "dataset",
+    "seed",
+    "grad_step",
+    "episode_set",
+    "episodes",
+    "final_true_reward",
+    "final_predicted_reward",
+    "paper_final_predicted_reward",
+    "max_predicted_reward",
+    "final_policy_reward",
+    "paper_final_policy_reward",
+    "data_max_reward",
+    "above_data_max",
+    "dataset_final_predicted_reward",
+    "run",
+]
+
+
+def _reward_generalisation_table(A: Analysis, G: Groups) -> None:
+    """Paper Fig. 4 / App. A.1 as numbers: per run, at the end of the offline phase, the mean final reward
+    the model predicts along the probe episodes (held-out: on Kitchen, episodes that do all four objects;
+    else along dataset episodes, ``episode_set``) and along the policy's rollouts in the model, next to
+    the paper's (3.63, 3.52 on kitchen/partial) and the largest reward in the training data."""
+    parts = []
+    for method, task, dataset, g, df in G.diag["reward_prediction"]:
+        summ = diagnostics.reward_generalisation_summary(df)
+        ref = _fig4_reference(A.reference, task, g["variant"].iloc[0])
+        seeds = g.set_index("run")["seed"]
+        parts.append(
+            summ.assign(
+                method=method,
+                task=task,
+                dataset=dataset,
+                seed=summ["run"].map(seeds),
+                paper_final_predicted_reward=ref.get("mean_final_predicted_reward_data", np.nan),
+                paper_final_policy_reward=ref.get("mean_final_predicted_reward_policy", np.nan),
+                above_data_max=summ["final_predicted_reward"] > summ["data_max_reward"],
+            )
+        )
+    if parts:
+        t = pd.concat(parts, ignore_index=True)[REWARD_GENERALISATION_COLUMNS]
+        A.tables["reward_generalisation"] = A.csv["reward_generalisation.csv"] = t
+
+
 def _action_fit_table(A: Analysis, G: Groups) -> None:
     """The actors' fit to the demonstrations, side by side (MOTO's and BC's write ``action_fit.csv``): per
     method, task and dataset, the mean action error over the first 10 steps and over the rest, at the end
@@ -758,18 +812,27 @@ def _draw_diagnostics(A: Analysis, G: Groups, fig_dir: Path) -> None:
     ref = A.reference
     for method, task, dataset, g, df in G.diag["reward_prediction"]:
         on = setting_label(task, dataset)
-        rr = ref[(ref["task"] == task) & (ref["variant"] == g["variant"].iloc[0]) & (ref["figure"] == "fig4")]
+        ref = _fig4_reference(A.reference, task, g["variant"].iloc[0])
+        shown = pd.concat([diagnostics.fig4_rows(r) for _, r in df.groupby("run", sort=False)])
+        probe = int(shown.loc[shown["episode_set"] == "probe", "run"].nunique())
         png = figures.reward_prediction_figure(
-            df,
+            shown,
             fig_dir,
             _diag_name("reward_prediction", method, task, dataset),
             f"{method} on {on}: model-predicted reward (grad step {int(df['grad_step'].max()):,})",
-            dict(zip(rr["metric"], rr["value"])),
+            ref,
         )
         A.fig(
             "diagnostics",
-            f"{method} on {on}: reward predicted by the model vs recorded (paper Fig. 4), {len(g)} run(s)"
-            + ("" if dataset == task or rr.empty else "; the paper's numbers are on its own data"),
+            f"{method} on {on}: reward predicted by the model vs recorded (paper Fig. 4), {len(g)} run(s); "
+            + (
+                f"along held-out probe episodes ({probe} run(s); the data never holds them) and the policy's "
+                "rollouts from their first frames"
+                if probe
+                else "along dataset episodes (no probe set beside the dataset: "
+                "`python -m benchmark.datasets probe`)"
+            )
+            + ("" if dataset == task or not ref else "; the paper's numbers are on its own data"),
             png,
         )
     for method, task, dataset, g, df in G.diag["uncertainty"]:

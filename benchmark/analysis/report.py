@@ -218,6 +218,15 @@ def _section(A, D: Doc, key: str, title: str) -> None:
                 title = (f"{t['domain'].iloc[0]}: " if len(t) else "") + "probability of improvement"
                 D.table(title, t.drop(columns=["domain"]))
     if key == "diagnostics":
+        if "reward_generalisation" in A.tables:
+            D.table(
+                "Model generalisation (paper Fig. 4, App. A.1): at the end of the offline phase, the mean "
+                "final reward the model predicts along held-out probe episodes (episode_set probe; on "
+                "Kitchen episodes that do all four objects) and along the policy's rollouts in the model, "
+                "next to the paper's and the largest reward in the training data "
+                "(tables/reward_generalisation.csv)",
+                A.tables["reward_generalisation"].drop(columns=["run"]).round(3),
+            )
         if "uncertainty_actions" in A.tables:
             D.table(
                 "Mean u along model rollouts from dataset states, by action source and measure (ratios "
