@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset name under --data-dir instead of the task's own; "
         "NAME-<task> is used where NAME holds none (kitchen/scripted -> "
         "kitchen/scripted-mixed for kitchen/mixed) "
-        "(e.g. kitchen/mixed-100ep-seed0)",
+        "(e.g. kitchen/mixed-100ep-seed0); several, comma-separated, plan one set of runs per dataset "
+        "(the data-size study: kitchen/scripted-mixed,kitchen/scripted-mixed-25ep-seed0); with --sweep "
+        "it replaces the sweep's datasets",
     )
     p.add_argument(
         "--device",
@@ -130,8 +132,8 @@ def main(argv=None) -> int:
             print(f"suite {name}: {', '.join(tasks)}")
         print("profiles:", ", ".join(PROFILES))
         return 0
-    if args.sweep or args.launcher != "inline":
-        return sweeps.main(args, argv)
+    if args.sweep or args.launcher != "inline" or "," in (args.dataset or ""):
+        return sweeps.main(args, argv)  # sweeps expand one group per dataset
     try:
         runs = plan(args, resolve=not args.dry_run)
     except (UsageError, KeyError) as exc:
