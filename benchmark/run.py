@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         "moto.alpha=1), FIELD for every algorithm that has it; values are read as Python literals "
         "(1e-4, true, (8, 16)) and checked against the field's type and allowed values. Recorded in "
         "config.json; a run with overrides gets its own folder (<profile>,alpha=1.0) and its own label in "
-        "the analysis (moto[alpha=1.0]). Fields: docs/algorithms/ (default: none)",
+        "the analysis (moto[alpha=1.0]). Fields: docs/algorithms/. schedule.FIELD=N sets the schedule on "
+        "top of the profile's (offline_steps, updates_per_episode, online_steps or online_episodes, "
+        "eval_every_episodes, eval_episodes; docs/protocol.md) (default: none)",
     )
     p.add_argument("--list", action="store_true", help="list algorithms, tasks and profiles, then exit")
     p.add_argument(

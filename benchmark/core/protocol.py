@@ -107,6 +107,7 @@ class RunSpec:
     imports: list[str] = field(default_factory=list)  # --import modules, recorded in config.json
     missing_dataset: bool = False  # a dry run plans runs whose dataset is not there yet
     overrides: dict = field(default_factory=dict)  # --set / a sweep's set: {field: value} of this algorithm
+    # and {"schedule.FIELD": value} of the schedule (already applied to ``schedule``)
 
 
 class Runner:
