@@ -89,8 +89,9 @@ class MOTOConfig(DreamerV2Config):
     # The lineage's open choices (docs/algorithms/moto.md, "Open choices"; prioritize_ends is DreamerV2's)
     critic_target: str = "min"  # V_0 of the critics' targets (Eqs. 7-8) from the target critics: min of
     # the two | random: one of them drawn per update (victorkolev/cmil); the actor's V_0 is always the min
-    bc_data: str = "goal"  # filtered BC's episodes: goal = every goal-reaching episode, successful online
-    # ones included | offline_goal = the dataset's goal-reaching episodes only (cmil: a fixed expert set)
+    bc_data: str = "offline_goal"  # filtered BC's episodes: offline_goal = the dataset's goal-reaching
+    # episodes only (cmil: a fixed expert set; chosen by the screening, docs/moto-fidelity.md) | goal =
+    # every goal-reaching episode, successful online ones included
     penalty_reference: str = "absolute"  # Eq. 3's penalty: absolute = alpha u | data = alpha (u - u_data) |
     # data_hinge = alpha max(0, u - u_data); u_data a running mean of u along the model batch's own actions
     # (the price of leaving the data rather than a tax on every step; zero on the data's actions on average)
@@ -99,7 +100,7 @@ class MOTOConfig(DreamerV2Config):
     CHOICES = {
         "uncertainty": UNCERTAINTY_MEASURES,
         "critic_target": ("min", "random"),
-        "bc_data": ("goal", "offline_goal"),
+        "bc_data": ("offline_goal", "goal"),
         "penalty_reference": ("absolute", "data", "data_hinge"),
     }
 

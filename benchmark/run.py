@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset name under --data-dir instead of the task's own; "
         "NAME-<task> is used where NAME holds none (kitchen/scripted -> "
         "kitchen/scripted-mixed for kitchen/mixed) "
-        "(e.g. kitchen/mixed-100ep-seed0)",
+        "(e.g. kitchen/mixed-100ep-seed0); several, comma-separated, plan one set of runs per dataset "
+        "(the data-size study: kitchen/scripted-mixed,kitchen/scripted-mixed-25ep-seed0); with --sweep "
+        "it replaces the sweep's datasets",
     )
     p.add_argument(
         "--device",
@@ -102,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         "moto.alpha=1), FIELD for every algorithm that has it; values are read as Python literals "
         "(1e-4, true, (8, 16)) and checked against the field's type and allowed values. Recorded in "
         "config.json; a run with overrides gets its own folder (<profile>,alpha=1.0) and its own label in "
-        "the analysis (moto[alpha=1.0]). Fields: docs/algorithms/ (default: none)",
+        "the analysis (moto[alpha=1.0]). Fields: docs/algorithms/. schedule.FIELD=N sets the schedule on "
+        "top of the profile's (offline_steps, updates_per_episode, online_steps or online_episodes, "
+        "eval_every_episodes, eval_episodes; docs/protocol.md) (default: none)",
     )
     p.add_argument("--list", action="store_true", help="list algorithms, tasks and profiles, then exit")
     p.add_argument(
@@ -130,8 +134,8 @@ def main(argv=None) -> int:
             print(f"suite {name}: {', '.join(tasks)}")
         print("profiles:", ", ".join(PROFILES))
         return 0
-    if args.sweep or args.launcher != "inline":
-        return sweeps.main(args, argv)
+    if args.sweep or args.launcher != "inline" or "," in (args.dataset or ""):
+        return sweeps.main(args, argv)  # sweeps expand one group per dataset
     try:
         runs = plan(args, resolve=not args.dry_run)
     except (UsageError, KeyError) as exc:

@@ -113,6 +113,8 @@ def curves_figure(
     line_col: str = "method",
     ncols: int = 5,
     xlabel: str = "environment steps",
+    ylim: tuple[float, float] = (-0.03, 1.03),
+    ylabel: str = "success rate",
 ) -> Path:
     """One panel per value of ``panel_col``, one line per value of ``line_col``."""
     fig, axes = _grid(len(panels), ncols)
@@ -123,11 +125,11 @@ def curves_figure(
         ):
             _draw_curve(ax, sub[sub[line_col] == line], colors.get(line, "k"), str(line))
         ax.set_title(str(p).split("/")[-1] if panel_col == "task" else str(p))
-        ax.set_ylim(-0.03, 1.03)
+        ax.set_ylim(*ylim)
         ax.set_xlabel(xlabel)
         _steps_formatter(ax)
     for ax in list(axes)[:: max(1, min(ncols, len(panels)))]:
-        ax.set_ylabel("success rate")
+        ax.set_ylabel(ylabel)
     handles = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):

@@ -33,7 +33,11 @@ import pandas as pd
 
 from benchmark.core.rundir import METRICS_COLUMNS, dataset_name, find_runs, override_label
 
-METRIC_COLUMNS = [c for c in METRICS_COLUMNS if c not in ("steps_per_s", "wall_time")]  # what curves need
+# what curves need; Kitchen runs also log the task's objects in goal (eval_objects, episode_objects: 0-4)
+METRIC_COLUMNS = [c for c in METRICS_COLUMNS if c not in ("steps_per_s", "wall_time")] + [
+    "eval_objects",
+    "episode_objects",
+]
 ID_COLUMNS = ["run", "algorithm", "variant", "task", "domain", "dataset", "profile", "seed", "status"]
 STATUSES = ("done", "running", "failed", "interrupted", "unknown")
 ROLE_COLUMNS = ["source", "subset", "family"]

@@ -172,6 +172,7 @@ class Groups:
     curves: pd.DataFrame | None = None
     curves_drawn: pd.DataFrame | None = None  # curves with each setting's panel label
     datasize_curves: pd.DataFrame | None = None
+    objects_curves: pd.DataFrame | None = None  # Kitchen: objects in goal (0-4) per evaluation
     final: pd.DataFrame | None = None
     aggregates: list[dict] = field(default_factory=list)
     diag: dict[str, list] = field(default_factory=dict)  # file -> [(method, task, dataset, runs, frame)]
@@ -267,6 +268,18 @@ def tabulate(A: Analysis, G: Groups) -> None:
     A.csv["final_per_run.csv"] = final.drop(columns=["path"])
     table = _final_table(final, A.reference, o)
     A.tables["final"] = A.csv["final_success.csv"] = table
+    objects = _objects_table(final)
+    if len(objects):
+        A.tables["objects"] = A.csv["objects.csv"] = objects
+        G.objects_curves = stats.learning_curves(
+            G.evals[G.evals["eval_objects"].notna()],
+            ["method", "task", "dataset"],
+            o.max_points,
+            o.reps,
+            o.seed,
+            value="eval_objects",
+        )
+        A.csv["curves_objects.csv"] = G.objects_curves
     if len(table):
         wide = table.assign(setting=[setting_label(t, d) for t, d in zip(table["task"], table["dataset"])])
         wide = wide.pivot(index="method", columns="setting", values="final_success")
@@ -453,6 +466,47 @@ def _final_table(final: pd.DataFrame, ref: pd.DataFrame, o: Options) -> pd.DataF
     return pd.DataFrame(rows, columns=FINAL_COLUMNS)
 
 
+def _objects_table(final: pd.DataFrame) -> pd.DataFrame:
+    """Kitchen: objects in their goal configuration (0-4) and success per task x dataset x method: the
+    mean over runs and the range (min, max) over seeds, the last evaluation's and the last third's."""
+    if "final_objects" not in final:
+        return pd.DataFrame(columns=OBJECTS_COLUMNS)
+    rows = []
+    kitchen = final[final["final_objects"].notna()]
+    for (task, dataset, method), g in kitchen.groupby(["task", "dataset", "method"], sort=True):
+        obj, suc = g["final_objects"].astype(float), 100.0 * g["final"].astype(float)
+        rows.append(
+            dict(
+                task=task,
+                dataset=dataset,
+                method=method,
+                runs=len(g),
+                final_objects=obj.mean(),
+                objects_min=obj.min(),
+                objects_max=obj.max(),
+                last_third_objects=g["last_third_objects"].astype(float).mean(),
+                final_success=suc.mean(),
+                success_min=suc.min(),
+                success_max=suc.max(),
+            )
+        )
+    return pd.DataFrame(rows, columns=OBJECTS_COLUMNS)
+
+
+OBJECTS_COLUMNS = [
+    "task",
+    "dataset",
+    "method",
+    "runs",
+    "final_objects",
+    "objects_min",
+    "objects_max",
+    "last_third_objects",
+    "final_success",
+    "success_min",
+    "success_max",
+]
+
 FINAL_COLUMNS = [
     "task",
     "dataset",
@@ -527,6 +581,32 @@ def _draw_curves(A: Analysis, G: Groups, colors: dict, fig_dir: Path) -> None:
             + (f"; panels on other data name it ({', '.join(on)})" if on else ""),
             png,
         )
+        oc = G.objects_curves
+        if oc is not None and len(oc):
+            oc = oc.assign(panel=[setting_label(t, d, short=True) for t, d in zip(oc["task"], oc["dataset"])])
+            sel = oc[
+                np.array([k in keys for k in zip(oc["task"], oc["dataset"])], bool)
+                & oc["method"].isin(main_methods)
+            ]
+            if len(sel):
+                png = figures.curves_figure(
+                    sel,
+                    [p for p in panels if p in set(sel["panel"])],
+                    colors,
+                    fig_dir,
+                    f"objects_{domain}",
+                    title + ": objects in their goal configuration",
+                    panel_col="panel",
+                    ncols=5 if len(panels) > 4 else len(panels),
+                    ylim=(-0.1, 4.1),
+                    ylabel="objects in goal",
+                )
+                A.fig(
+                    "curves",
+                    f"{title}: the most task objects in their goal configuration at once (0-4) per "
+                    "evaluation episode, mean over seeds with 95% stratified-bootstrap CIs",
+                    png,
+                )
 
 
 def _draw_ablations(A: Analysis, G: Groups, colors: dict, fig_dir: Path) -> None:

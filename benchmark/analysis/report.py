@@ -346,6 +346,14 @@ def _tables(A, D: Doc) -> None:
             + "; ".join(html.escape(f"{r.task} {r.method}: {r.paper_source}") for r in src.itertuples())
             + "</p>"
         )
+    ob = A.tables.get("objects")
+    if ob is not None and len(ob):
+        D.table(
+            "Kitchen: the most task objects in their goal configuration at once (0-4), mean over the last "
+            "evaluation's episodes, and success (%): mean over runs and range over seeds; the last third "
+            "is the mean over the online phase's last third of evaluations (tables/objects.csv):",
+            ob,
+        )
     w = A.tables.get("final_wide")
     if w is not None:
         D.table("Method x task (· dataset, where not the task's own; final success %):", w, index=True)

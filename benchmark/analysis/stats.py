@@ -146,14 +146,13 @@ def learning_curves(
     reps: int = 2000,
     seed: int = 0,
     x: str = "env_steps",
+    value: str = "eval_success",
 ) -> pd.DataFrame:
-    """One curve per group of ``by`` (e.g. method, task): columns ``by`` + step, mean, lo, hi, n_runs,
-    of_runs."""
+    """One curve of ``value`` per group of ``by`` (e.g. method, task): columns ``by`` + step, mean, lo,
+    hi, n_runs, of_runs."""
     out = []
     for key, g in evals.groupby(by, observed=True, sort=True):
-        per_run = [
-            (r[x].to_numpy(), r["eval_success"].to_numpy()) for _, r in g.groupby("run", observed=True)
-        ]
+        per_run = [(r[x].to_numpy(), r[value].to_numpy()) for _, r in g.groupby("run", observed=True)]
         grid = step_grid([s for s, _ in per_run], max_points)
         c = curve_with_ci(align(per_run, grid), reps, seed)
         c.insert(0, "step", grid)
@@ -181,7 +180,12 @@ def final_scores(
     ev = evals.sort_values(["run", "env_steps", "grad_step"], kind="stable")
     last = ev.groupby("run", observed=True)["eval_success"].apply(lambda s: s.iloc[-window:].mean())
     fin = runs.set_index("run").join(last.rename("final"), how="left")
-    fin = fin.join(last_third(ev).rename("last_third"), how="left").reset_index()
+    fin = fin.join(last_third(ev).rename("last_third"), how="left")
+    if "eval_objects" in ev and ev["eval_objects"].notna().any():  # Kitchen: objects in goal, 0-4
+        objects = ev.groupby("run", observed=True)["eval_objects"].apply(lambda s: s.iloc[-window:].mean())
+        fin = fin.join(objects.rename("final_objects"), how="left")
+        fin = fin.join(last_third(ev, "eval_objects").rename("last_third_objects"), how="left")
+    fin = fin.reset_index()
     no_eval = fin[fin["final"].isna()]
     for r in no_eval.itertuples():
         flags.add(f"{r.run} ({r.status}) has no evaluation yet: not in final scores")
@@ -196,14 +200,14 @@ def final_scores(
     return fin.reset_index(drop=True)
 
 
-def last_third(evals: pd.DataFrame) -> pd.Series:
-    """Per run: the mean ``eval_success`` of its online evaluations (``episodes`` > 0) made after at least
+def last_third(evals: pd.DataFrame, value: str = "eval_success") -> pd.Series:
+    """Per run: the mean ``value`` of its online evaluations (``episodes`` > 0) made after at least
     2/3 of the online episodes it has run; NaN for a run without an online evaluation."""
     online = evals[evals["episodes"] > 0]
     if not len(online):
         return pd.Series(dtype=float)
     cut = online.groupby("run", observed=True)["episodes"].transform("max") * 2.0 / 3.0
-    return online[online["episodes"] >= cut].groupby("run", observed=True)["eval_success"].mean()
+    return online[online["episodes"] >= cut].groupby("run", observed=True)[value].mean()
 
 
 def regret(metrics: pd.DataFrame) -> pd.Series:

@@ -34,11 +34,13 @@ def write_run(
     extra_columns: tuple[str, ...] = ("bc_loss",),
     subdir: str | None = None,
     gif: bool = False,
+    objects: list[float] | None = None,
 ) -> Path:
     """One run directory under ``root`` (``<task>/<algo>/seed_<seed>`` unless ``subdir``).
 
     ``evals``: (episodes, eval_success) pairs; env_steps = episodes * episode_steps. Online rows are
-    written for every episode up to the last evaluation."""
+    written for every episode up to the last evaluation. ``objects``: Kitchen's ``eval_objects`` (0-4) of
+    each evaluation, in the order of ``evals``."""
     d = Path(root) / (subdir or f"{task}/{algo}/seed_{seed}")
     d.mkdir(parents=True, exist_ok=True)
     dataset = dataset or task
@@ -57,7 +59,8 @@ def write_run(
     if status == "failed":
         st["error"] = "non-finite loss at gradient step 1234"
     (d / "status.json").write_text(json.dumps(st))
-    cols = BASE_COLUMNS + list(extra_columns)
+    cols = BASE_COLUMNS + list(extra_columns) + (["eval_objects"] if objects is not None else [])
+    by_episode = dict(zip((e for e, _ in evals), objects or []))
     rng = np.random.default_rng(seed)
     rows = []
     for g in range(100, offline_steps + 1, 100):
@@ -94,6 +97,7 @@ def write_run(
                     episodes=ep,
                     eval_success=ev[ep],
                     eval_return=100.0 * ev[ep],
+                    **({"eval_objects": by_episode[ep]} if ep in by_episode else {}),
                 )
             )
     with open(d / "metrics.csv", "w", newline="") as f:

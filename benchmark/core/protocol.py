@@ -49,6 +49,12 @@ def episode_seed(run_seed: int, kind: int, index: int) -> int:
 TRAIN, EVAL = 0, 1
 
 
+def most_objects(episode: dict) -> int:
+    """Kitchen: the most task objects in their goal configuration at once along an episode (0-4; the
+    episode succeeds where it is all of them)."""
+    return int(np.asarray(episode["objects_done"]).sum(-1).max())
+
+
 def to_float(value) -> float:
     """A metric as a Python float: numbers, numpy, JAX and torch scalars (on any device)."""
     if hasattr(value, "item"):
@@ -102,6 +108,7 @@ class RunSpec:
     imports: list[str] = field(default_factory=list)  # --import modules, recorded in config.json
     missing_dataset: bool = False  # a dry run plans runs whose dataset is not there yet
     overrides: dict = field(default_factory=dict)  # --set / a sweep's set: {field: value} of this algorithm
+    # and {"schedule.FIELD": value} of the schedule (already applied to ``schedule``)
 
 
 class Runner:
@@ -209,10 +216,13 @@ class Runner:
                 self.rollout(env, agent, False, episode_seed(self.seed, EVAL, i))
             )  # the same i-th reset each time
         self.last_eval_episodes = eps
-        return {
+        row = {
             "eval_success": float(np.mean([e["success"].any() for e in eps])),
             "eval_return": float(np.mean([e["reward"].sum() for e in eps])),
         }
+        if all("objects_done" in e for e in eps):  # Kitchen: the task's objects in their goal at once
+            row["eval_objects"] = float(np.mean([most_objects(e) for e in eps]))
+        return row
 
     # -- setup and state ------------------------------------------------------------------------
     def _build(self):
@@ -447,11 +457,15 @@ class Runner:
                         float(ep["reward"].sum()),
                         float(ep["success"].any()),
                     )
+                    c["episode_objects"] = most_objects(ep) if "objects_done" in ep else None
                 self._train(c["owed"])
                 if c["owed"] > 0:  # stopped part-way: the checkpoint records what is still owed
                     break
                 self._flush(
-                    "online", episode_return=c["episode_return"], episode_success=c["episode_success"]
+                    "online",
+                    episode_return=c["episode_return"],
+                    episode_success=c["episode_success"],
+                    episode_objects=c.get("episode_objects"),
                 )
                 if c["episodes"] % sch.eval_every_episodes == 0 or c["episodes"] == sch.online_episodes:
                     self._evaluate_row()

@@ -196,7 +196,7 @@ def child_payload(ns: argparse.Namespace, r: RunSpec) -> dict:
         "dataset": ns.dataset,
         "device": ns.device,
         "imports": imports,
-        "set": {f"{r.algo}.{k}": v for k, v in r.overrides.items()},
+        "set": {(k if k.startswith("schedule.") else f"{r.algo}.{k}"): v for k, v in r.overrides.items()},
         **{k: getattr(ns, k, None) for k in PAYLOAD_OPTIONS},
         "dir": str(Path(r.dir).resolve()),
     }

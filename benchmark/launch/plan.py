@@ -19,7 +19,14 @@ from benchmark.core.protocol import RunSpec
 from benchmark.datasets.format import DatasetError, verify_dataset
 from benchmark.datasets.probe import find_probe, is_probe
 from benchmark.tasks import default_data_dir, get_task, resolve_tasks
-from benchmark.tasks.profiles import PROFILES, env_overrides_for, schedule_for, sizes
+from benchmark.tasks.profiles import (
+    PROFILES,
+    env_overrides_for,
+    override_schedule,
+    schedule_for,
+    schedule_settings,
+    sizes,
+)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -184,8 +191,15 @@ def plan(args, resolve: bool = True) -> list[RunSpec]:
             )
         if algorithms.clash(a):
             raise UsageError(algorithms.clash(a))
+    settings = parse_set(getattr(args, "set", None))
+    try:  # schedule.FIELD keys change the schedule; the others are algorithms' config fields
+        timing = schedule_settings({k: v for k, v in settings.items() if k.startswith("schedule.")})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     overrides = resolve_overrides(
-        parse_set(getattr(args, "set", None)), algos, strict=not getattr(args, "sweep", None)
+        {k: v for k, v in settings.items() if not k.startswith("schedule.")},
+        algos,
+        strict=not getattr(args, "sweep", None),
     )
     tasks = resolve_tasks(args.tasks)
     seeds = parse_seeds(args.seeds)
@@ -217,9 +231,10 @@ def plan(args, resolve: bool = True) -> list[RunSpec]:
                 )
             _check_probe(dataset, manifest, task)
             verified.add(dataset)
-        schedule = schedule_for(spec, args.profile)
+        schedule = override_schedule(schedule_for(spec, args.profile), timing)
         for algo in algos:
             cfg = algorithms.make_config(algo, sizes(args.profile), **overrides[algo]) if resolve else None
+            identity = {**overrides[algo], **{f"schedule.{k}": v for k, v in timing.items()}}
             for seed in seeds:
                 runs.append(
                     RunSpec(
@@ -236,13 +251,13 @@ def plan(args, resolve: bool = True) -> list[RunSpec]:
                             seed,
                             args.profile,
                             name if args.dataset else None,
-                            overrides[algo],
+                            identity,
                         ),
                         env_overrides=env_overrides_for(spec, args.profile),
                         device=device,
                         imports=list(args.imports),
                         missing_dataset=absent,
-                        overrides=dict(overrides[algo]),
+                        overrides=dict(identity),
                     )
                 )
     missing = missing_datasets(runs)

@@ -173,19 +173,28 @@ def group_args(args, group: dict) -> argparse.Namespace:
 def expand(args, argv: list[str] | None) -> list[tuple[argparse.Namespace, list[RunSpec]]]:
     """[(namespace of a group, its checked runs)]; one group without --sweep."""
     if not args.sweep:
-        ns = copy.copy(args)
-        ns.runs_per_job = None
-        return [(ns, plan(ns, resolve=False))]
+        out = []
+        for ds in split_datasets(args.dataset) or [args.dataset]:
+            ns = copy.copy(args)
+            ns.runs_per_job, ns.dataset = None, ds
+            out.append((ns, plan(ns, resolve=False)))
+        return out
     flags = [a.split("=", 1)[0] for a in (argv if argv is not None else sys.argv[1:])]
     given = [a for a in flags if a in _SWEPT]
     if given:
         raise UsageError(f"--sweep sets algorithms, tasks and seeds; drop {', '.join(given)}")
     # --profile and --dataset on the command line replace the sweep's (a smoke pass of a paper sweep to
-    # check a cluster's set-up, or a sweep on other data, e.g. kitchen/scripted)
-    override = {k: getattr(args, k) for k in ("profile", "dataset") if f"--{k}" in flags}
+    # check a cluster's set-up, or a sweep on other data, e.g. kitchen/scripted or the cpu data-size
+    # study on scripted subsets)
+    override = {"profile": args.profile} if "--profile" in flags else {}
+    datasets = (split_datasets(args.dataset) or [args.dataset]) if "--dataset" in flags else None
     sweep = load_sweep(args.sweep)
+    groups = sweep["groups"]
+    if datasets:  # one group per (group, dataset); the file's own dataset lists go
+        groups = list({repr({k: v for k, v in g.items() if k != "dataset"}): g for g in groups}.values())
+        groups = [{**g, "dataset": ds} for g in groups for ds in datasets]
     out, seen = [], set()
-    for g in sweep["groups"]:
+    for g in groups:
         ns = group_args(args, {**g, **override})
         runs = [r for r in plan(ns, resolve=False) if r.dir not in seen]
         seen.update(r.dir for r in runs)
@@ -194,6 +203,16 @@ def expand(args, argv: list[str] | None) -> list[tuple[argparse.Namespace, list[
     if unused:
         raise UsageError(f"--set {', '.join(unused)}: no run of the sweep {args.sweep} has that config field")
     return out
+
+
+def split_datasets(value: str | None) -> list[str]:
+    """``--dataset a,b`` -> ["a", "b"]; one name or none -> [] (no expansion)."""
+    names = [d.strip() for d in (value or "").split(",")]
+    if len(names) < 2:
+        return []
+    if not all(names):
+        raise UsageError(f"--dataset {value!r}: an empty name in the list; give names separated by commas")
+    return list(dict.fromkeys(names))
 
 
 def sweep_runs(sweep: str, out: Path, data_dir: str | None) -> list[dict]:

@@ -3,7 +3,8 @@ steps: a MetaWorld run in minutes on a laptop), ``cpu-long`` (the cpu sizes with
 enough to fine-tune: 30 online episodes, an evaluation every 3) and ``smoke`` (seconds, for tests). Every
 profile runs exactly the same code; only numbers change. Algorithm sizes per profile live in each
 config's ``PROFILES`` (``cpu-long`` takes the ``cpu`` sizes: ``sizes``); the schedule and episode length per
-profile live here."""
+profile live here, and ``schedule.FIELD`` overrides (``--set schedule.offline_steps=3000``) change one run's
+schedule on top of its profile (``override_schedule``)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,50 @@ def schedule_for(spec: TaskSpec, profile: str) -> Schedule:
 
 def env_overrides_for(spec: TaskSpec, profile: str) -> dict:
     return {"episode_length": 6} if profile == "smoke" else {}
+
+
+# ``--set schedule.FIELD=N``: {field: smallest allowed value}. ``online_episodes`` sets online_steps to
+# that many episodes of updates_per_episode updates.
+SCHEDULE_FIELDS = {
+    "offline_steps": 0,
+    "updates_per_episode": 1,
+    "online_steps": 0,
+    "online_episodes": 0,
+    "eval_every_episodes": 1,
+    "eval_episodes": 1,
+}
+
+
+def schedule_settings(settings: dict) -> dict[str, int]:
+    """The ``schedule.FIELD`` keys of ``--set`` / a sweep's ``set:`` as {FIELD: int}, checked; raises
+    ValueError naming the key for an unknown field, a value that is not a whole number or is too small,
+    and for online_steps together with online_episodes."""
+    from algorithms import suggest
+
+    out = {}
+    for key, value in settings.items():
+        name = key.split(".", 1)[1]
+        if name not in SCHEDULE_FIELDS:
+            raise ValueError(
+                f"--set {key}: a schedule has no field {name!r}{suggest(name, SCHEDULE_FIELDS)}; its "
+                f"fields: {', '.join(SCHEDULE_FIELDS)}"
+            )
+        text = str(value).strip().replace("_", "")
+        if isinstance(value, bool) or not text.isdigit():
+            raise ValueError(f"--set {key}: {value!r} is not a whole number")
+        if int(text) < SCHEDULE_FIELDS[name]:
+            raise ValueError(f"--set {key}: must be at least {SCHEDULE_FIELDS[name]}, got {int(text)}")
+        out[name] = int(text)
+    if "online_steps" in out and "online_episodes" in out:
+        raise ValueError("--set schedule.online_steps and schedule.online_episodes: give one of the two")
+    return out
+
+
+def override_schedule(schedule: Schedule, settings: dict[str, int]) -> Schedule:
+    """``schedule`` with ``schedule_settings``' fields replaced (online_episodes after
+    updates_per_episode)."""
+    fields = {k: v for k, v in settings.items() if k != "online_episodes"}
+    out = dataclasses.replace(schedule, **fields)
+    if "online_episodes" in settings:
+        out = dataclasses.replace(out, online_steps=settings["online_episodes"] * out.updates_per_episode)
+    return out

@@ -2,6 +2,7 @@
 dry-run estimate. Runs are real (smoke profile, BC or the slow-bc plugin); nothing is mocked."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -383,3 +384,38 @@ def test_a_sweep_runs_at_another_profile_or_on_other_data_from_the_command_line(
     assert run_cli(argv) == 0  # without the flags: the file's own profile and datasets
     plan = [line for line in capsys.readouterr().out.splitlines() if " -> " in line]
     assert all("[paper" in line and "@" not in line.split(" -> ")[1] for line in plan)
+
+
+def test_the_data_size_sweep_runs_at_cpu_scale_on_scripted_subsets(tmp_path, kitchen_scripted_data, capsys):
+    # Fig. 5 on data anyone can make: the paper-profile sweep, its datasets replaced by a scripted source
+    # and a seeded subset of it (--dataset a,b), at another profile
+    from benchmark.datasets.__main__ import main as datasets_cli
+
+    data = tmp_path / "data"
+    shutil.copytree(kitchen_scripted_data, data)
+    assert datasets_cli(["subset", "kitchen/scripted-mixed", "--episodes", "1", "--data-dir", str(data)]) == 0
+    capsys.readouterr()
+    names = "kitchen/scripted-mixed,kitchen/scripted-mixed-1ep-seed0"
+    argv = ["--sweep", str(REPO / "slurm" / "fig5_data_size.yaml"), "--out", str(tmp_path / "o")]
+    argv += ["--data-dir", str(data), "--profile", "cpu", "--dataset", names, "--dry-run"]
+    assert run_cli(argv) == 0
+    plan = [line for line in capsys.readouterr().out.splitlines() if " -> " in line]
+    assert len(plan) == 6 and all("[cpu" in line and "dataset missing" not in line for line in plan)
+    assert sum("cpu@kitchen-scripted-mixed-1ep-seed0/" in line for line in plan) == 3
+    assert sum("cpu@kitchen-scripted-mixed/" in line for line in plan) == 3
+    # without --sweep the list plans one set of runs per dataset too; an empty name is a usage error
+    base = [
+        "--algos",
+        "moto",
+        "--tasks",
+        "kitchen/mixed",
+        "--out",
+        str(tmp_path / "o"),
+        "--data-dir",
+        str(data),
+    ]
+    assert run_cli([*base, "--dataset", names, "--profile", "smoke", "--dry-run"]) == 0
+    plan = [line for line in capsys.readouterr().out.splitlines() if " -> " in line]
+    assert len(plan) == 2 and "smoke@kitchen-scripted-mixed/" in plan[0] and "1ep-seed0/" in plan[1]
+    assert run_cli([*base, "--dataset", "kitchen/scripted-mixed,", "--dry-run"]) == 2
+    assert "empty name" in capsys.readouterr().err

@@ -602,3 +602,30 @@ def test_no_final_scores_says_what_the_runs_are(tmp_path):
     assert "--include-unfinished counts them" in note
     A = analyze(res, tmp_path / "o", Options(reps=20, progress=False, include_unfinished=True))
     assert len(A.tables["final"]) == 2
+
+
+def test_kitchen_runs_get_objects_in_goal_curves_and_a_table_with_the_range_over_seeds(tmp_path):
+    res = tmp_path / "res"
+    evals = [(0, 0.0), (3, 0.0), (6, 0.5), (9, 1.0)]
+    for seed, objects in ((0, [0.0, 1.0, 2.5, 4.0]), (1, [1.0, 1.0, 2.0, 3.0])):
+        write_run(res, "moto", "kitchen/mixed", seed, evals, episode_steps=280, objects=objects)
+    write_run(res, "bc", "kitchen/mixed", 0, evals, episode_steps=280, objects=[0.0, 0.0, 0.0, 1.0])
+    write_run(res, "bc", "metaworld/drawer-open", 0, evals)  # no objects: not in the table
+    A = analyze(res, tmp_path / "o", Options(reps=20, progress=False))
+    t = A.tables["objects"].set_index("method")
+    assert list(t.index) == ["bc", "moto"] and set(A.tables["objects"]["task"]) == {"kitchen/mixed"}
+    assert t.loc["moto", "final_objects"] == pytest.approx(3.5)
+    assert (t.loc["moto", "objects_min"], t.loc["moto", "objects_max"]) == (3.0, 4.0)
+    assert t.loc["moto", "last_third_objects"] == pytest.approx((3.25 + 2.5) / 2)  # episodes 6 and 9 of 9
+    assert t.loc["moto", "final_success"] == pytest.approx(100.0) and t.loc["bc", "final_objects"] == 1.0
+    c = A.csv["curves_objects.csv"]
+    assert c[c["method"] == "moto"]["mean"].max() == pytest.approx(3.5)
+    assert (tmp_path / "o" / "figures" / "objects_kitchen.png").exists()
+    assert "objects in their goal configuration" in (tmp_path / "o" / "report.html").read_text()
+
+
+def test_most_objects_counts_the_task_objects_in_goal_at_once():
+    from benchmark.core.protocol import most_objects
+
+    done = np.array([[0, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 1], [0, 0, 1, 0]], bool)
+    assert most_objects({"objects_done": done}) == 3  # at step 2, not the last step's 1

@@ -195,7 +195,7 @@ def test_the_data_critic_loss_uses_real_rewards_and_real_actions():
 
 def test_filtered_bc_touches_only_goal_reaching_trajectories():
     agent = smoke_agent()
-    assert agent.requests["bc"].filter == "goal"
+    assert agent.requests["bc"].filter == "offline_goal"  # the dataset's goal episodes (the screening's pick)
     assert agent.requests["bc"].cross_episodes  # every goal frame cloned equally often (first steps too)
     assert not smoke_agent(bc_cross_episodes=False).requests["bc"].cross_episodes
     # the store's goal filter: sequences come from the goal-reaching episode only

@@ -95,8 +95,8 @@ def test_bc_on_offline_goal_episodes_leaves_out_successful_online_episodes():
     store.add(make_episode(T=4, seed=1, success=np.zeros(4, bool)))  # offline, no goal
     store.add(make_episode(T=4, seed=2), online=True)  # online, reaches the goal
     assert len(store.stream("goal")) == 10 and len(store.stream("offline_goal")) == 5
-    assert _agent(bc_data="offline_goal").requests["bc"].filter == "offline_goal"
-    assert _agent().requests["bc"].filter == "goal"
+    assert _agent().requests["bc"].filter == "offline_goal"  # the default since the screening
+    assert _agent(bc_data="goal").requests["bc"].filter == "goal"
 
 
 def test_step_terms_is_the_step_of_the_sum_and_measures_each_term():

@@ -159,3 +159,76 @@ def test_the_fork_sizes_sweep_sets_the_model_free_learners_sizes(tmp_path):
         "cpu,batch_size=256,channels=32-64-128-256",
         "cpu-long,batch_size=256,channels=32-64-128-256",
     }
+
+
+def test_schedule_fields_are_set_per_run_and_name_its_folder(tmp_path, drawer_open_data):
+    (r,) = _plan(
+        tmp_path,
+        drawer_open_data,
+        algos="bc",
+        set=["schedule.offline_steps=7", "schedule.updates_per_episode=3", "schedule.online_episodes=5"],
+    )
+    assert (r.schedule.offline_steps, r.schedule.updates_per_episode, r.schedule.online_steps) == (7, 3, 15)
+    assert (r.schedule.eval_every_episodes, r.schedule.eval_episodes) == (1, 1)  # the smoke profile's
+    assert r.overrides == {
+        "schedule.offline_steps": 7,
+        "schedule.online_episodes": 5,
+        "schedule.updates_per_episode": 3,
+    }
+    name = "smoke,schedule.offline_steps=7,schedule.online_episodes=5,schedule.updates_per_episode=3"
+    assert r.dir.parent.name == name
+    # with an algorithm's own field too; the config takes only its own
+    (r,) = _plan(tmp_path, drawer_open_data, algos="bc", set=["lr=0.002", "schedule.eval_episodes=4"])
+    assert r.cfg.lr == 0.002 and r.schedule.eval_episodes == 4
+    assert r.dir.parent.name == "smoke,lr=0.002,schedule.eval_episodes=4"
+
+
+@pytest.mark.parametrize(
+    "items, message",
+    [
+        (["schedule.offline_step=3"], "a schedule has no field 'offline_step' \\(did you mean offline_steps"),
+        (["schedule.offline_steps=1.5"], "schedule.offline_steps: '1.5' is not a whole number"),
+        (["schedule.eval_episodes=0"], "schedule.eval_episodes: must be at least 1, got 0"),
+        (["schedule.online_steps=4", "schedule.online_episodes=2"], "give one of the two"),
+    ],
+)
+def test_bad_schedule_overrides_are_usage_errors(tmp_path, drawer_open_data, items, message):
+    with pytest.raises(UsageError, match=message):
+        _plan(tmp_path, drawer_open_data, algos="bc", set=items)
+
+
+def test_a_run_with_schedule_overrides_runs_them_records_them_and_resumes(tmp_path, drawer_open_data):
+    out = tmp_path / "out"
+    argv = ["--algos", "bc", "--profile", "smoke", "--data-dir", str(drawer_open_data), "--out", str(out)]
+    sets = ["--set", "schedule.offline_steps=3", "--set", "schedule.online_episodes=1", "--no-progress"]
+    assert run_cli([*argv, *sets]) == 0
+    (d,) = rundir.find_runs(out)
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["schedule"]["offline_steps"] == 3 and cfg["schedule"]["online_steps"] == 2
+    assert cfg["overrides"] == {"schedule.offline_steps": 3, "schedule.online_episodes": 1}
+    assert (
+        rundir.run_key(d)[2] == d.parent.name == "smoke,schedule.offline_steps=3,schedule.online_episodes=1"
+    )
+    assert read_identity(d, out)["variant"] == "bc[schedule.offline_steps=3,schedule.online_episodes=1]"
+    rows = [line.split(",") for line in (d / "metrics.csv").read_text().splitlines()[1:]]
+    assert max(int(r[1]) for r in rows) == 5  # grad_step: 3 offline + 1 episode of 2 updates
+    assert run_cli([*argv, *sets]) == 0  # done: skipped, same folder
+    assert rundir.find_runs(out) == [d]
+
+
+def test_a_sweeps_set_takes_schedule_fields_and_a_child_plans_the_same_run(tmp_path, drawer_open_data):
+    from benchmark.launch.execute import child_payload
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(
+        "algos: bc\ntasks: metaworld/drawer-open\nseeds: 0\nprofile: smoke\n"
+        "groups:\n  - {name: short}\n  - {name: longer, set: {schedule.offline_steps: 9}}\n"
+    )
+    args = plan_args(out=str(tmp_path / "out"), data_dir=str(drawer_open_data), sweep=str(sweep))
+    groups = expand(args, [])
+    runs = [r for _, rs in groups for r in rs]
+    assert [r.schedule.offline_steps for r in runs] == [4, 9]
+    payload = child_payload(groups[1][0], runs[1])  # as the launcher hands a run of a group to its child
+    assert payload["set"] == {"schedule.offline_steps": 9}
+    (again,) = plan(plan_args(**{k: v for k, v in payload.items() if k != "dir"}))
+    assert again.dir == runs[1].dir.resolve() and again.schedule == runs[1].schedule
