@@ -1,0 +1,120 @@
+"""Probe sets (held-out episodes beside a dataset, for Fig. 4): their plans, their naming rule and what the
+analysis makes of the rows the agents write along them."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.analysis.diagnostics import read_reward_prediction, reward_generalisation_summary
+from benchmark.datasets import kitchen_demo as kd
+from benchmark.datasets.format import DatasetError, DatasetWriter
+from benchmark.datasets.probe import find_probe, load_probe, probe_path, probe_record
+from tests.helpers.runs import make_episode
+
+
+@pytest.mark.parametrize("task", ["mixed", "partial"])
+def test_probe_plans_do_the_tasks_four_objects_and_never_repeat_a_dataset_episode(task):
+    plans = [kd.probe_plan(task, 0, i) for i in range(200)]
+    assert all(set(p["order"]) == set(kd.KITCHEN_TASKS[task]) and len(p["order"]) == 4 for p in plans)
+    assert all(p["order"] == sorted(p["order"], key=kd.CHAIN_OBJECTS.index) for p in plans)  # D4RL's order
+    assert [kd.probe_plan(task, 0, i) for i in range(3)] == plans[:3]  # seeded: the same every time
+    data_resets = {kd.episode_plan(seed, i)["reset_seed"] for seed in range(3) for i in range(200)}
+    assert not data_resets & {p["reset_seed"] for p in plans}
+    other = "mixed" if task == "partial" else "partial"
+    assert {p["reset_seed"] for p in plans}.isdisjoint(
+        kd.probe_plan(other, 0, i)["reset_seed"] for i in range(200)
+    )
+
+
+def test_the_datasets_draws_never_do_all_four_partial_objects():
+    orders = [kd.episode_plan(0, i)["order"] for i in range(2000)]
+    assert not any(
+        set(o) == set(kd.PARTIAL) for o in orders
+    )  # so a partial probe episode is new to the model
+
+
+def test_probe_plan_rejects_an_unknown_task():
+    with pytest.raises(ValueError, match="unknown kitchen task 'kettle'; known: mixed, partial"):
+        kd.probe_plan("kettle", 0, 0)
+
+
+def _write(path, task, **extra):
+    """A one-episode dataset whose manifest has ``extra`` entries (a probe set's ``probe``)."""
+    w = DatasetWriter(path, task=task, generator={"name": "test"}, seed=0, overwrite=True)
+    w.add(make_episode(T=3))
+    w.commit(**extra)
+
+
+def test_a_probe_set_is_found_beside_its_dataset_by_name_and_checked(tmp_path):
+    data = tmp_path / "kitchen" / "scripted-partial"
+    _write(data, "kitchen/partial")
+    assert probe_path(data) == tmp_path / "kitchen" / "scripted-partial-probe"
+    assert find_probe(data, "kitchen/partial") is None and load_probe(data, "kitchen/partial") == []
+    assert probe_record(data, "kitchen/partial") is None
+    _write(probe_path(data), "kitchen/partial")  # named as one, but no probe entry
+    with pytest.raises(DatasetError, match="named as the probe set of scripted-partial but its manifest"):
+        find_probe(data, "kitchen/partial")
+    _write(probe_path(data), "kitchen/partial", probe={"task": "kitchen/partial"})
+    assert find_probe(data, "kitchen/partial") == probe_path(data)
+    assert len(load_probe(data, "kitchen/partial")) == 1
+    assert probe_record(data, "kitchen/partial")["episodes"] == 1
+    with pytest.raises(DatasetError, match="is a probe set of kitchen/partial, not of kitchen/mixed"):
+        find_probe(data, "kitchen/mixed")
+
+
+def _rows(episode_set, episodes, final_true, final_pred, policy_final, data_max="3.0"):
+    rows = []
+    for e in range(episodes):
+        for t in range(2, 6):
+            last = t == 5
+            rows.append(
+                dict(
+                    grad_step=10,
+                    phase="offline",
+                    source="data",
+                    episode=e,
+                    t=t,
+                    context=2,
+                    true_reward=final_true if last else 0.0,
+                    predicted_reward=final_pred + e if last else 0.5,
+                    episode_set=episode_set,
+                    data_max_reward=data_max,
+                )
+            )
+            rows.append(
+                {
+                    **rows[-1],
+                    "source": "policy",
+                    "true_reward": "",
+                    "predicted_reward": policy_final if last else 0,
+                }
+            )
+    return rows
+
+
+def test_the_summary_takes_the_probe_episodes_and_old_files_read_as_dataset_episodes(tmp_path):
+    path = tmp_path / "reward_prediction.csv"
+    earlier = [{**r, "grad_step": 5} for r in _rows("probe", 1, 4.0, 0.0, 0.0)]
+    pd.DataFrame(earlier + _rows("dataset", 1, 3.0, 2.5, 9.0) + _rows("probe", 2, 4.0, 3.5, 3.0)).to_csv(
+        path, index=False
+    )
+    df = read_reward_prediction(path).assign(run="r")
+    s = reward_generalisation_summary(df).iloc[0]
+    assert (s["grad_step"], s["episode_set"], s["episodes"]) == (10, "probe", 2)
+    assert (s["final_true_reward"], s["final_predicted_reward"], s["final_policy_reward"]) == (4.0, 4.0, 3.0)
+    assert (s["max_predicted_reward"], s["data_max_reward"], s["dataset_final_predicted_reward"]) == (
+        4.0,
+        3.0,
+        2.5,
+    )
+    # a file written before the two columns: dataset episodes, no data maximum
+    old = pd.DataFrame(_rows("dataset", 1, 3.0, 2.5, 1.0)).drop(columns=["episode_set", "data_max_reward"])
+    old.to_csv(path, index=False)
+    df = read_reward_prediction(path)
+    assert set(df["episode_set"]) == {"dataset"} and df["data_max_reward"].isna().all()
+    s = reward_generalisation_summary(df.assign(run="r")).iloc[0]
+    assert (
+        s["episode_set"] == "dataset"
+        and s["final_predicted_reward"] == 2.5
+        and np.isnan(s["data_max_reward"])
+    )
