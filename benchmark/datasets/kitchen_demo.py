@@ -567,6 +567,21 @@ def objects_completed(qpos_last: np.ndarray) -> int:
     return int(objects_done(qpos_last, OBJECTS).sum())
 
 
+def once(warn: Callable[[str], None] | None = None) -> Callable[[str], None]:
+    """A ``note(text)`` that passes each distinct text to ``warn`` (default: stderr) the first time only."""
+    import sys
+
+    seen: set[str] = set()
+    warn = warn or (lambda text: print(text, file=sys.stderr))
+
+    def note(text: str) -> None:
+        if text not in seen:
+            seen.add(text)
+            warn(text)
+
+    return note
+
+
 def import_quietly() -> list[str]:
     """Imports gymnasium-robotics with what it prints to stderr on import (its Adroit notice) and any
     Python warning captured; returns them, for the caller to print once however many processes import it."""
@@ -681,18 +696,10 @@ def generate(
     (a tqdm bar) is updated per rendered frame; ``warn`` gets each distinct warning or notice of the
     simulator once, whichever process raised it (default: printed to stderr).
     (``steps`` shortens episodes, for tests only: the datasets' episodes are 280 steps.)"""
-    import sys
 
     from benchmark.datasets.kitchen import task_episode
 
-    seen: set[str] = set()
-    warn = warn or (lambda text: print(text, file=sys.stderr))
-
-    def note(text: str) -> None:
-        if text not in seen:
-            seen.add(text)
-            warn(text)
-
+    note = once(warn)
     for text in import_quietly():
         note(text)
     plans = [episode_plan(seed, i, noise, steps) for i in range(episodes)]
@@ -765,19 +772,11 @@ def generate_probe(
     ``probe_plan`` are run (physics only) until ``episodes`` of them end with the task's four objects done
     or ``max_attempts`` (default 3x) were tried; those are rendered, checked again and written. Returns
     the manifest's ``probe`` entry (attempts, kept indices, how many were checked complete)."""
-    import sys
 
     from benchmark.datasets.kitchen import task_episode
 
     max_attempts = 3 * episodes if max_attempts is None else max_attempts
-    seen: set[str] = set()
-    warn = warn or (lambda text: print(text, file=sys.stderr))
-
-    def note(text: str) -> None:
-        if text not in seen:
-            seen.add(text)
-            warn(text)
-
+    note = once(warn)
     for text in import_quietly():
         note(text)
     env, notes = _recording(make_physics_env)
