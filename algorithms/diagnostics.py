@@ -50,6 +50,7 @@ from algorithms.contract import DIAGNOSTICS_COLUMNS
 from algorithms.gifs import write_gif
 
 REWARD_COLUMNS = DIAGNOSTICS_COLUMNS["reward_prediction.csv"]
+PROBE_KEY = 4  # the probe episodes' draws: SeedSequence([seed, grad_step, PROBE_KEY]), apart from the rest
 RECON_COLUMNS = DIAGNOSTICS_COLUMNS["reconstruction.csv"]
 ACTION_FIT_COLUMNS = DIAGNOSTICS_COLUMNS["action_fit.csv"]
 UNCERTAINTY_COLUMNS = DIAGNOSTICS_COLUMNS["uncertainty.csv"]
@@ -233,7 +234,8 @@ def write_run_diagnostics(
     wm.eval()
     try:
         rows = []
-        for episode_set, eps, g in (("dataset", episodes, gen), ("probe", probe_episodes, generator(4))):
+        sets = (("dataset", episodes, gen), ("probe", probe_episodes, generator(PROBE_KEY)))
+        for episode_set, eps, g in sets:
             for e, ep in enumerate(eps):
                 base = {
                     "grad_step": grad_step,

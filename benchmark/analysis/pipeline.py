@@ -785,7 +785,9 @@ def _fig4_reference(ref: pd.DataFrame, task: str, variant: str) -> dict:
     return dict(zip(rr["metric"], rr["value"]))
 
 
-REWARD_GENERALISATION_COLUMNS = [
+# tables/reward_generalisation.csv: a run's setting, then ``diagnostics.reward_generalisation_summary``'s
+# columns with the paper's numbers beside those they compare with.
+REWARD_GENERALISATION_TABLE_COLUMNS = [
     "method",
     "task",
     "dataset",
@@ -824,11 +826,14 @@ def _reward_generalisation_table(A: Analysis, G: Groups) -> None:
                 seed=summ["run"].map(seeds),
                 paper_final_predicted_reward=ref.get("mean_final_predicted_reward_data", np.nan),
                 paper_final_policy_reward=ref.get("mean_final_predicted_reward_policy", np.nan),
-                above_data_max=summ["final_predicted_reward"] > summ["data_max_reward"],
+                # empty where the data's largest reward is unknown (files written before the column)
+                above_data_max=(summ["final_predicted_reward"] > summ["data_max_reward"]).where(
+                    summ["data_max_reward"].notna()
+                ),
             )
         )
     if parts:
-        t = pd.concat(parts, ignore_index=True)[REWARD_GENERALISATION_COLUMNS]
+        t = pd.concat(parts, ignore_index=True)[REWARD_GENERALISATION_TABLE_COLUMNS]
         A.tables["reward_generalisation"] = A.csv["reward_generalisation.csv"] = t
 
 
@@ -889,7 +894,6 @@ def _diag_name(kind: str, method: str, task: str, dataset: str) -> str:
 def _draw_diagnostics(A: Analysis, G: Groups, fig_dir: Path) -> None:
     """Paper Fig. 4 (reward prediction), Fig. 6 (performance gap vs u) and u by action source, per method,
     task and dataset."""
-    ref = A.reference
     for method, task, dataset, g, df in G.diag["reward_prediction"]:
         on = setting_label(task, dataset)
         ref = _fig4_reference(A.reference, task, g["variant"].iloc[0])

@@ -14,6 +14,7 @@ import numpy as np
 from benchmark.core.cli import Parser, entry
 from benchmark.core.console import print_table
 from benchmark.datasets.format import DatasetError, DatasetWriter, read_manifest, verify_dataset
+from benchmark.datasets.probe import is_probe, probe_path
 from benchmark.tasks import default_data_dir, get_task, resolve_tasks
 
 
@@ -256,7 +257,6 @@ def cmd_probe(args) -> None:
     from tqdm import tqdm
 
     from benchmark.datasets import kitchen_demo as gen
-    from benchmark.datasets.probe import is_probe, probe_path
 
     noise = gen.DEFAULT_NOISE if args.action_noise is None else args.action_noise
     steps = gen.EPISODE_LENGTH if args.episode_length is None else args.episode_length
@@ -279,7 +279,7 @@ def cmd_probe(args) -> None:
         if is_probe(m):
             raise DatasetError(f"{name} is a probe set itself; name the training dataset it belongs to")
         task = str(m.get("task", ""))
-        if task.removeprefix("kitchen/") not in gen.PROBE_STREAM or not task.startswith("kitchen/"):
+        if not task.startswith("kitchen/") or task.removeprefix("kitchen/") not in gen.PROBE_STREAM:
             raise DatasetError(
                 f"{name} is a dataset of {task or 'no task'}; probe sets are made for Kitchen datasets "
                 f"(kitchen/mixed, kitchen/partial) only"
@@ -402,6 +402,11 @@ def cmd_subset(args) -> None:
     root = _data_dir(args)
     src = root / args.dataset
     manifest = verify_dataset(src)
+    if is_probe(manifest):
+        raise DatasetError(
+            f"{args.dataset} is a probe set (held-out episodes, never training data); subset the dataset "
+            f"it belongs to, {manifest['probe'].get('of_dataset', 'its training dataset')}"
+        )
     n = manifest["episodes"]
     if not 0 < args.episodes <= n:
         raise DatasetError(

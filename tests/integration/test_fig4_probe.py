@@ -41,7 +41,8 @@ def test_a_moto_run_predicts_rewards_along_the_probe_set_and_the_analysis_tables
     assert analysis_cli([str(out), "--out", str(tmp_path / "analysis")]) == 0
     table = pd.read_csv(tmp_path / "analysis" / "tables" / "reward_generalisation.csv")
     (row,) = table.itertuples()
-    assert (row.method, row.episode_set, row.final_true_reward) == ("moto", "probe", 4.0)
+    assert (row.method, row.episode_set, row.episodes, row.final_true_reward) == ("moto", "probe", 1, 4.0)
+    assert row.above_data_max == (row.final_predicted_reward > 3.0)  # known: the data's maximum is
     assert (row.paper_final_predicted_reward, row.paper_final_policy_reward, row.data_max_reward) == (
         3.63,
         3.52,
@@ -49,3 +50,4 @@ def test_a_moto_run_predicts_rewards_along_the_probe_set_and_the_analysis_tables
     )
     report = (tmp_path / "analysis" / "report.html").read_text()
     assert "Fig. 4" in report and "reward_prediction_moto_kitchen-partial" in report
+    assert "Model generalisation (paper Fig. 4" in report and "along held-out probe episodes" in report

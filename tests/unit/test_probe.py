@@ -118,3 +118,84 @@ def test_the_summary_takes_the_probe_episodes_and_old_files_read_as_dataset_epis
         and s["final_predicted_reward"] == 2.5
         and np.isnan(s["data_max_reward"])
     )
+
+
+@pytest.mark.slow
+def test_probe_rows_come_beside_the_dataset_rows_and_leave_them_and_the_other_files_unchanged(tmp_path):
+    """``write_run_diagnostics`` on a smoke DreamerV2 model: the probe episodes add ``episode_set=probe``
+    rows (data and policy) and change no dataset row, reconstruction or action-fit number."""
+    import algorithms
+    from algorithms.contract import RunContext
+    from algorithms.diagnostics import write_run_diagnostics
+
+    cfg = algorithms.make_config("dreamerv2", "smoke")
+    agent = algorithms.make_agent(
+        "dreamerv2", cfg, RunContext(obs_shape=(64, 64, 3), action_dim=4, seed=0, total_updates=10)
+    )
+    data = [make_episode(T=6, size=64, seed=s) for s in (1, 2)]
+    probe = [make_episode(T=8, size=64, seed=s) for s in (3, 4, 5)]
+    kw = dict(grad_step=7, phase="offline", context=2, seed=0, actor=agent.actor, gif_length=4)
+    write_run_diagnostics(agent.wm, data, tmp_path / "without", data_max_reward=1.0, **kw)
+    write_run_diagnostics(agent.wm, data, tmp_path / "with", probe_episodes=probe, data_max_reward=1.0, **kw)
+
+    def read(run, name):
+        return pd.read_csv(tmp_path / run / "diagnostics" / name)
+
+    without, with_probe = read("without", "reward_prediction.csv"), read("with", "reward_prediction.csv")
+    assert set(without["episode_set"]) == {"dataset"}
+    pd.testing.assert_frame_equal(with_probe[with_probe["episode_set"] == "dataset"], without)
+    rows = with_probe[with_probe["episode_set"] == "probe"]
+    assert len(rows) == 2 * 3 * (8 + 1 - 2)  # data and policy, 3 episodes, frames 2 .. 8
+    assert sorted(set(rows["episode"])) == [0, 1, 2] and set(rows["data_max_reward"]) == {1.0}
+    truth = rows[(rows["source"] == "data") & (rows["episode"] == 2)].sort_values("t")["true_reward"]
+    np.testing.assert_array_equal(truth, probe[2]["reward"][1:])  # the reward into frame t, t = 2 .. 8
+    for name in ("reconstruction.csv", "action_fit.csv"):
+        pd.testing.assert_frame_equal(read("with", name), read("without", name))
+
+
+def _kitchen_set(root, name, size=64, **extra):
+    w = DatasetWriter(root / name, task="kitchen/partial", generator={"name": "test"}, seed=0, overwrite=True)
+    w.add(make_episode(T=3, size=size, action_dim=9))
+    w.commit(**extra)
+
+
+def test_a_run_refuses_a_probe_set_that_does_not_match_its_dataset(tmp_path, capsys):
+    from benchmark.run import main as run_cli
+
+    _kitchen_set(tmp_path, "kitchen/demo")
+    probe = {"task": "kitchen/partial", "of_dataset": "kitchen/demo"}
+    _kitchen_set(tmp_path, "kitchen/demo-probe", size=8, probe=probe)  # 8x8 images beside 64x64
+    argv = ["--algos", "bc", "--tasks", "kitchen/partial", "--profile", "smoke", "--dry-run"]
+    argv += ["--data-dir", str(tmp_path), "--out", str(tmp_path / "runs"), "--dataset", "kitchen/demo"]
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "probe set" in err and "[8, 8, 3]" in err and "[64, 64, 3]" in err and "\n" not in err
+    _kitchen_set(tmp_path, "kitchen/demo-probe", probe=probe)
+    assert run_cli(argv) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["probe", "kitchen/demo-probe"], "kitchen/demo-probe is a probe set itself"),
+        (["probe", "metaworld/demo"], "probe sets are made for Kitchen datasets"),
+        (["probe", "kitchen/demo"], "kitchen/demo-probe already exists; pass --overwrite"),
+        (["probe", "kitchen/nothing"], "no dataset at"),
+        (["probe", "kitchen/demo", "--episodes", "0"], "--episodes must be at least 1"),
+        (["subset", "kitchen/demo-probe", "--episodes", "1"], "kitchen/demo-probe is a probe set"),
+    ],
+)
+def test_the_probe_command_and_subset_refuse_what_is_no_probe_target(tmp_path, capsys, argv, says):
+    from benchmark.datasets.__main__ import main as datasets_cli
+
+    _kitchen_set(tmp_path, "kitchen/demo")
+    probe = {"task": "kitchen/partial", "of_dataset": "kitchen/demo"}
+    _kitchen_set(tmp_path, "kitchen/demo-probe", probe=probe)
+    w = DatasetWriter(tmp_path / "metaworld/demo", task="metaworld/door-open", generator={}, seed=0)
+    w.add(make_episode(T=3))
+    w.commit()
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert datasets_cli([*argv, "--quiet", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and says in err and "\n" not in err
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before  # nothing written
