@@ -199,3 +199,27 @@ def test_the_probe_command_and_subset_refuse_what_is_no_probe_target(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and says in err and "\n" not in err
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_a_subset_uses_its_parents_probe_set_while_the_parent_is_unchanged(tmp_path):
+    """Fig. 5's subsets of scripted-partial get Fig. 4's probe rows too: the parent's held-out episodes are
+    held out from every subset of it. A parent rewritten since (another checksum) is no longer its parent."""
+    from benchmark.datasets.__main__ import main as datasets_cli
+
+    data = tmp_path / "kitchen" / "demo"
+    w = DatasetWriter(data, task="kitchen/partial", generator={"name": "test"}, seed=0)
+    for i in range(3):
+        w.add(make_episode(T=3, seed=i))
+    w.commit()
+    probe = {"task": "kitchen/partial", "of_dataset": "kitchen/demo"}
+    _write(probe_path(data), "kitchen/partial", probe=probe)
+    args = ["subset", "kitchen/demo", "--episodes", "2", "--quiet", "--data-dir", str(tmp_path)]
+    assert datasets_cli(args) == 0
+    subset = tmp_path / "kitchen" / "demo-2ep-seed0"
+    assert find_probe(subset, "kitchen/partial") == probe_path(data)
+    assert probe_record(subset, "kitchen/partial") == probe_record(data, "kitchen/partial")
+    assert len(load_probe(subset, "kitchen/partial")) == 1
+    with pytest.raises(DatasetError, match="is a probe set of kitchen/partial, not of kitchen/mixed"):
+        find_probe(subset, "kitchen/mixed")
+    _write(data, "kitchen/partial")  # the parent rewritten: one episode, another checksum
+    assert find_probe(subset, "kitchen/partial") is None
