@@ -554,6 +554,8 @@ def _draw_curves(A: Analysis, G: Groups, colors: dict, fig_dir: Path) -> None:
     G.curves_drawn = curves
     # main figures: base methods; variants (ablations) have their own figure
     main_methods = set(runs[runs["variant"] == runs["algorithm"]]["method"]) or set(runs["method"])
+    if G.main.empty:
+        A.note("curves", "No learning curves: no run outside the data-size study has an evaluation yet.")
     for domain in sorted(G.main["domain"].unique()):
         dm = G.main[G.main["domain"] == domain]
         panels = _panels(dm)

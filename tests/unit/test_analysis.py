@@ -629,3 +629,16 @@ def test_most_objects_counts_the_task_objects_in_goal_at_once():
 
     done = np.array([[0, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 1], [0, 0, 1, 0]], bool)
     assert most_objects({"objects_done": done}) == 3  # at step 2, not the last step's 1
+
+
+def test_a_sweep_before_its_first_evaluation_says_there_are_no_curves_yet(tmp_path):
+    res = tmp_path / "res"
+    for algo in ("moto", "bc"):
+        write_run(res, algo, "kitchen/mixed", 0, [], episode_steps=280, status="running")
+    A = analyze(res, tmp_path / "o", Options(reps=20, progress=False))
+    says = "No learning curves: no run outside the data-size study has an evaluation yet."
+    assert says in A.notes["curves"]
+    assert A.tables["final"].empty
+    write_run(res, "bc", "kitchen/mixed", 1, [(0, 0.0), (5, 0.1)], episode_steps=280)
+    A = analyze(res, tmp_path / "o", Options(reps=20, progress=False))
+    assert not any("No learning curves" in n for n in A.notes["curves"])
