@@ -267,7 +267,8 @@ def plan(args, resolve: bool = True) -> list[RunSpec]:
 
 
 def datasets_on_disk(data_dir: Path) -> dict[str, list[str]]:
-    """{task: [dataset names]} of the datasets under ``data_dir`` (each manifest.json's ``task``)."""
+    """{task: [dataset names]} of the datasets under ``data_dir`` (each manifest.json's ``task``); probe
+    sets (held-out episodes, never a run's data) are left out."""
     import json
 
     out: dict[str, list[str]] = {}
@@ -278,10 +279,11 @@ def datasets_on_disk(data_dir: Path) -> dict[str, list[str]]:
         if any(part.startswith(".") for part in Path(name).parts):
             continue
         try:
-            task = json.loads(m.read_text()).get("task")
+            manifest = json.loads(m.read_text())
         except (OSError, ValueError):
             continue
-        if task:
+        task = manifest.get("task") if isinstance(manifest, dict) else None
+        if task and not is_probe(manifest):
             out.setdefault(str(task), []).append(name)
     return out
 

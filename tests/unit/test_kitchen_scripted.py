@@ -200,7 +200,11 @@ def test_the_missing_data_error_sees_the_scripted_data_on_disk(generated, tmp_pa
     }
     (tmp_path / "kitchen/mine").mkdir(parents=True)
     (tmp_path / "kitchen/mine/manifest.json").write_text(json.dumps({"task": "kitchen/partial"}))
+    (tmp_path / "kitchen/mine-probe").mkdir(parents=True)  # a probe set is no run's data: not offered
+    probe = {"task": "kitchen/partial", "probe": {"of_dataset": "kitchen/mine"}}
+    (tmp_path / "kitchen/mine-probe/manifest.json").write_text(json.dumps(probe))
     msg = missing_datasets_message(missing, tmp_path)
+    assert "mine-probe" not in msg
     assert (
         "already on disk: kitchen/mine (for kitchen/partial); run kitchen/partial with "
         "`--dataset kitchen/mine`" in msg
