@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from benchmark.core.cli import Parser, UsageError, check_out, entry
+from benchmark.tasks.profiles import PROFILES
 
 
 def _csv(s: str) -> list[str]:
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--profile",
         default=None,
-        help="keep runs of this profile only (paper, cpu, smoke); default: "
+        help=f"keep runs of this profile only ({', '.join(PROFILES)}); default: "
         "all, labelled 'method [profile]' when there are several",
     )
     p.add_argument(
