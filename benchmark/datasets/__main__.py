@@ -586,33 +586,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+def _interrupted(name: str) -> int:
+    print(f"interrupted ({name}): nothing half-written was kept", file=sys.stderr)
+    return 130
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    received: list[str] = []  # the SIGTERMs this call received
+
+    def interrupt(signum, frame):  # like Ctrl-C: half-written datasets are removed
+        received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt(received[-1])
+
     previous = None
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: half-written datasets are removed
+        previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         args.func(args)
-    except (DatasetError, KeyError, ValueError, RuntimeError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # e.g. an unwritable --data-dir
-        where = f" {exc.filename}" if exc.filename else ""
-        print(
-            f"error: cannot write{where}: {exc.strerror or exc}; choose another --data-dir", file=sys.stderr
-        )
-        return 2
     except KeyboardInterrupt as exc:
-        print(
-            f"interrupted ({exc.args[0] if exc.args else 'SIGINT'}): nothing half-written was kept",
-            file=sys.stderr,
-        )
-        return 130
+        return _interrupted(exc.args[0] if exc.args else "SIGINT")
+    except Exception as exc:
+        if received:  # the signal's exception surfaced wrapped: ctypes turns it into an ArgumentError in EGL
+            return _interrupted(received[-1])
+        if isinstance(exc, (DatasetError, KeyError, ValueError, RuntimeError)):
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            print(f"error: {msg}", file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError):  # e.g. an unwritable --data-dir
+            where = f" {exc.filename}" if exc.filename else ""
+            reason = exc.strerror or exc
+            print(f"error: cannot write{where}: {reason}; choose another --data-dir", file=sys.stderr)
+            return 2
+        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

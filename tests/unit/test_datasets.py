@@ -259,3 +259,31 @@ def test_sigterm_during_generation_leaves_no_temporary_folder(tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "interrupted (SIGTERM)" in err
     assert not list(tmp_path.rglob(".*tmp*")) and not (folder / "drawer-open").exists()
+
+
+def test_a_sigterm_inside_a_c_call_is_still_an_interrupt(monkeypatch, capsys):
+    """A SIGTERM that arrives while ctypes converts an argument (as in MuJoCo's EGL calls while a frame is
+    rendered) surfaces as ``ctypes.ArgumentError``, not as the handler's KeyboardInterrupt; the command
+    still reports an interrupt and exits 130."""
+    import ctypes
+    import os
+    import signal
+
+    from benchmark.datasets import __main__ as cli
+
+    class SignalOnConversion:
+        @classmethod
+        def from_param(cls, value):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, inside the conversion
+            return value
+
+    def stats(args):
+        c_abs = ctypes.CDLL(None).abs
+        c_abs.argtypes = [SignalOnConversion]
+        c_abs(1)
+
+    monkeypatch.setattr(cli, "cmd_stats", stats)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["stats", "--quiet"]) == 130
+    assert "interrupted (SIGTERM): nothing half-written was kept" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before  # the command's handler is removed again
