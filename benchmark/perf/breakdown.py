@@ -21,7 +21,10 @@ GIFs inside diagnostics) counts for itself and not again for its caller. The par
     other                the run's wall time less all of the above
 
 Timers are wall clock (``time.perf_counter``); on a CPU every torch operation is synchronous, so the
-figures are where the time went. On a GPU the asynchronous kernels land wherever the host next waits.
+figures are where the time went. JAX dispatches asynchronously on every device, so the timed update waits
+for its results (``jax.block_until_ready`` on the learner's new state): without it a JAX learner's update
+lands wherever the host next reads a value (it did: 93% "other"). On a GPU torch's asynchronous kernels
+land wherever the host next waits.
 """
 
 from __future__ import annotations
@@ -70,24 +73,28 @@ class Breakdown:
         if self._stack:
             self._stack[-1][2] += took
 
-    def _timed(self, fn, part):
+    def _timed(self, fn, part, sync=None):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             name = part() if callable(part) else part
             self._enter(name)
             try:
-                return fn(*args, **kwargs)
+                out = fn(*args, **kwargs)
+                if sync is not None:
+                    sync(out)
+                return out
             finally:
                 self._exit()
 
         return wrapper
 
-    def _patch(self, owner, name: str, part) -> None:
+    def _patch(self, owner, name: str, part, sync=None) -> None:
         """Time ``owner.name`` (a class's function, a module's function or an instance's method) as
-        ``part`` (a name, or a function giving it at call time)."""
+        ``part`` (a name, or a function giving it at call time); ``sync(result)``, where given, runs
+        inside the timer (to wait for asynchronous work)."""
         instance = not isinstance(owner, type) and not inspect.ismodule(owner)
         self._undo.append((owner, name, None if instance else vars(owner)[name]))
-        setattr(owner, name, self._timed(getattr(owner, name) if instance else vars(owner)[name], part))
+        setattr(owner, name, self._timed(getattr(owner, name) if instance else vars(owner)[name], part, sync))
 
     # -- what is wrapped ------------------------------------------------------------------------------
     def __enter__(self) -> "Breakdown":
@@ -173,7 +180,7 @@ class Breakdown:
         return self
 
     def _wrap_agent(self, agent) -> None:
-        self._patch(agent, "update", "model update")
+        self._patch(agent, "update", "model update", _jax_sync(agent))
         self._patch(agent, "act", lambda: f"{self._phase}: acting")
         for name in _ACTOR_CRITIC:  # where a class of the agent's defines it (not the base's no-op)
             owners = [k for k in type(agent).__mro__ if name in vars(k)]
@@ -202,3 +209,17 @@ class Breakdown:
         out.append({"part": "other", "s": round(other, 2), "%": round(100 * other / wall, 1), "calls": ""})
         out.append({"part": "run (wall)", "s": round(wall, 2), "%": 100.0, "calls": ""})
         return out
+
+
+def _jax_sync(agent):
+    """For a JAX learner (a ``state`` of JAX arrays): a function that waits until the update's new
+    state and metrics are computed; ``None`` for any other agent (torch on a CPU is synchronous)."""
+    import sys
+
+    jax = sys.modules.get("jax")
+    state = getattr(agent, "state", None)
+    if jax is None or not isinstance(state, dict):
+        return None
+    if not any(isinstance(x, jax.Array) for x in jax.tree_util.tree_leaves(state)):
+        return None
+    return lambda metrics: jax.block_until_ready((agent.state, metrics))
