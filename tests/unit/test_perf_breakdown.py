@@ -27,7 +27,7 @@ def test_the_parts_of_a_smoke_run_add_up_to_its_wall_time_and_unwrap_after(tmp_p
     assert rows["other"]["s"] == pytest.approx(b.wall - timed, abs=0.02)
 
 
-def test_a_jax_learners_update_is_timed_until_its_results_exist(tmp_path, drawer_open_data):
+def test_a_jax_learners_update_is_timed_until_its_results_exist(tmp_path, drawer_open_data, monkeypatch):
     """JAX dispatches asynchronously: the breakdown waits for a JAX learner's new state inside the
     update's timer (else its time lands in "other"); an agent without JAX state gets no wait."""
     import types
@@ -44,12 +44,9 @@ def test_a_jax_learners_update_is_timed_until_its_results_exist(tmp_path, drawer
         sync = real(agent)
         return None if sync is None else (lambda out: waits.append(sync(out)))
 
-    breakdown._jax_sync = counting
-    try:
-        with Breakdown() as b:
-            Runner(r, progress=False, log_every=1).run()
-    finally:
-        breakdown._jax_sync = real
+    monkeypatch.setattr(breakdown, "_jax_sync", counting)
+    with Breakdown() as b:
+        Runner(r, progress=False, log_every=1).run()
     s = r.schedule
     updates = s.offline_steps + s.online_steps
     assert {row["part"]: row for row in b.rows()}["model update"]["calls"] == updates
